@@ -1,0 +1,43 @@
+# wavbrivl: the WavBriVL method as staged, reproducible artefacts.
+# This file is the table of contents; rules live in workflow/rules/, the "how" in src/wavbrivl/.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The embedded demo is the default config. A --configfile given on the command line
+# replaces it instead of being merged into it, so the paper's datasets never inherit
+# demo keys; --config key=value still overrides either.
+if not workflow.overwrite_configfiles:
+
+    configfile: f"{workflow.basedir}/config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/manifest.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/extract.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True
+
+
+# Named partial targets: `snakemake --cores all manifests` and so on.
+rule manifests:
+    input:
+        get_manifests(),
+
+
+rule downloads:
+    input:
+        get_download_statuses(),
+
+
+rule media:
+    input:
+        get_media_shards(),

@@ -1,0 +1,94 @@
+# Config validation and input functions (get_*). Rules stay free of logic.
+
+import os
+import sys
+from pathlib import Path
+
+import jsonschema
+from snakemake.utils import validate
+
+# The package is imported from this checkout, here and in every job (PYTHONPATH is
+# inherited), so `--use-conda` environments need only third-party packages.
+SRC_DIR = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC_DIR))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in [str(SRC_DIR), os.environ.get("PYTHONPATH", "")] if p
+)
+
+from wavbrivl.sharding import shard_names  # noqa: E402
+
+
+def _validate_config(cfg):
+    """Validate and fill defaults; on failure name the key path, not just the value."""
+    schema = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+    try:
+        validate(cfg, str(schema))
+    except Exception as exc:
+        cause = exc
+        while cause is not None and not isinstance(cause, jsonschema.ValidationError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
+        raise ValueError(f"invalid config at '{key}': {cause.message}") from None
+
+
+_validate_config(config)
+
+wildcard_constraints:
+    dataset="[A-Za-z][A-Za-z0-9_]*",
+    shard="[0-9]+",
+
+
+def dataset_names(role=None):
+    return [
+        name for name, ds in config["datasets"].items() if role is None or ds["role"] == role
+    ]
+
+
+def get_shards(dataset):
+    return shard_names(config["datasets"][dataset]["n_shards"])
+
+
+def get_manifests():
+    return [f"results/manifest/{name}.parquet" for name in dataset_names()]
+
+
+def get_download_statuses():
+    return [
+        f"results/download/{name}/{shard}.status.parquet"
+        for name in dataset_names()
+        for shard in get_shards(name)
+    ]
+
+
+def get_media_shards():
+    return [
+        f"results/media/{name}/{shard}.parquet"
+        for name in dataset_names()
+        for shard in get_shards(name)
+    ]
+
+
+def get_final_outputs():
+    return get_media_shards()
+
+
+def _is_url(path):
+    return path.startswith(("http://", "https://"))
+
+
+def get_manifest_inputs(wildcards):
+    """Local CSV files a dataset's manifest reads (URLs are fetched by the job itself)."""
+    ds = config["datasets"][wildcards.dataset]
+    paths = [ds["csv"], ds.get("labels_csv"), ds["source"].get("mapping_csv")]
+    return [p for p in paths if p and not _is_url(p)]
+
+
+def get_dataset_config(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def get_download_dir(wildcards):
+    """The shard's media folder: not a declared output, so reruns keep finished clips."""
+    return f"results/download/{wildcards.dataset}/{wildcards.shard}"

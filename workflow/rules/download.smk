@@ -1,0 +1,21 @@
+# One job per shard. Only the status table is a declared output: Snakemake deletes declared
+# outputs before a rerun, and the media folder must survive so finished clips are skipped.
+rule download_clips:
+    input:
+        manifest="results/manifest/{dataset}.parquet",
+    output:
+        status="results/download/{dataset}/{shard}.status.parquet",
+    params:
+        media_dir=get_download_dir,
+        download=config["download"],
+    threads: 4
+    resources:
+        download_jobs=1,
+    log:
+        "logs/download_clips/{dataset}/{shard}.log",
+    benchmark:
+        "benchmarks/download_clips/{dataset}/{shard}.tsv"
+    conda:
+        "../../envs/media.yaml"
+    script:
+        "../scripts/download_clips.py"

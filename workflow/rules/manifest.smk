@@ -1,0 +1,14 @@
+rule build_manifest:
+    input:
+        get_manifest_inputs,
+    output:
+        "results/manifest/{dataset}.parquet",
+    params:
+        dataset=get_dataset_config,
+        cache_dir="results/manifest/_downloads",
+    log:
+        "logs/build_manifest/{dataset}.log",
+    conda:
+        "../../envs/media.yaml"
+    script:
+        "../scripts/build_manifest.py"

@@ -1,0 +1,27 @@
+"""Snakemake adapter: build one dataset's sharded Parquet manifest (wavbrivl.manifest)."""
+
+import sys
+
+from wavbrivl.manifest import make_manifest
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    ds = snakemake.params.dataset
+    make_manifest(
+        dataset=snakemake.wildcards.dataset,
+        fmt=ds["format"],
+        csv=ds["csv"],
+        labels_csv=ds["labels_csv"],
+        split_name=ds["split_name"],
+        out_path=snakemake.output[0],
+        n_shards=ds["n_shards"],
+        splits=ds["splits"],
+        classes=ds["classes"],
+        ytids=ds["ytids"],
+        max_clips_per_class=ds["max_clips_per_class"],
+        seed=ds["seed"],
+        clip_seconds=ds["clip_seconds"],
+        source=ds["source"],
+        cache_dir=snakemake.params.cache_dir,
+        log=lambda msg: print(msg, file=log, flush=True),
+    )
