@@ -18,7 +18,16 @@ def run_snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), *args],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(SNAKEFILE),
+            "--directory",
+            str(workdir),
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,

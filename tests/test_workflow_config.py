@@ -6,7 +6,6 @@ import textwrap
 
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
 
 VALID = {
@@ -89,7 +88,9 @@ def test_defaults_are_filled_from_the_schema(tmp_path):
     (tmp_path / "cfg.yaml").write_text(cfg_text)
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "vggsound.csv").write_text("abcdefghijk,0,dog barking,train\n")
-    result = run_snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "cfg.yaml"), "--printshellcmds")
+    result = run_snakemake(
+        tmp_path, "-n", "--configfile", str(tmp_path / "cfg.yaml"), "--printshellcmds"
+    )
     assert result.returncode == 0, result.stderr
 
 

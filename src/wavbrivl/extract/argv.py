@@ -1,0 +1,165 @@
+"""Pure ffmpeg argv builders for the extraction stage (testable without ffmpeg).
+
+One ffmpeg process per clip decodes the clip window once and writes two outputs. The
+input seek lands up to ``PREROLL_S`` before the clip and ``trim``/``atrim`` cut the clip out
+by timestamp (all filter times are relative to the seek point, see ``seek_point``):
+
+1. the frame on screen at ``frame_offset_s``: every frame up to that time passes a
+   ``select`` and the image2 muxer (``-update 1``) keeps overwriting one PPM file, so the
+   file ends up holding the *last* frame at or before the time (right for variable frame
+   rates too). ``eq(n,0)`` also keeps the first frame in case the time falls before it;
+   ``trim`` stops the video branch one second later so the rest is not decoded.
+   ``showinfo`` logs each kept frame's time (relative to the seek point), so the runner
+   can record the true one.
+   Pixels are made square (``iw*sar``), centre-cropped to a square, scaled to S x S;
+   JPEG encoding happens in Python (Pillow) at an exact quality.
+2. the audio: first audio stream, downmixed to mono and resampled in one ``aresample``
+   step (soxr when the build has it), 16-bit FLAC.
+
+Paths are separate argv items behind ``file:``, so a file named ``-x.mp4`` is never read
+as an option and nothing reaches a shell.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wavbrivl.extract.runner import ExtractConfig
+
+# Decoding starts this long before the clip: after an input seek ffmpeg drops the first
+# audio packet (AAC/Opus need a packet of pre-roll), so the clip's first samples would go
+# missing and the audio would slide. The filters cut the clip out sample-exactly instead.
+PREROLL_S = 1.0
+# Read a little past the clip end so decoder delay does not clip its last samples.
+READ_MARGIN_S = 0.5
+# The video branch stops this long after the frame time; it only needs to reach one frame
+# past the time, and bounding it spares decoding the rest of the clip's video.
+FRAME_LOOKAHEAD_S = 1.0
+
+
+def file_url(path: str | os.PathLike) -> str:
+    """``file:<path>``: ffmpeg's explicit local-file protocol (no option, no other protocol)."""
+    return f"file:{Path(path)}"
+
+
+def seconds(value: float) -> str:
+    """A time for ffmpeg: plain decimal seconds, microsecond precision."""
+    return f"{value:.6f}"
+
+
+def seek_point(offset_s: float) -> float:
+    """Where the input seek lands: ``PREROLL_S`` before the clip, or the file start."""
+    return max(0.0, offset_s - PREROLL_S)
+
+
+def frame_filtergraph(clip_at_s: float, frame_at_s: float, frame_size: int) -> str:
+    """``[0:V:0]`` -> ``[frame]``; times are relative to the seek point."""
+    steps = [
+        f"trim=start={seconds(clip_at_s)}:end={seconds(frame_at_s + FRAME_LOOKAHEAD_S)}",
+        f"select=lte(t\\,{seconds(frame_at_s)})+eq(n\\,0)",
+        "showinfo",
+        "scale=round(iw*sar):ih",  # square pixels before cropping (anamorphic sources)
+        "setsar=1",
+        "crop=min(iw\\,ih):min(iw\\,ih)",  # centred by default
+        f"scale={frame_size}:{frame_size}:flags=bicubic",
+        "format=rgb24",
+    ]
+    return "[0:V:0]" + ",".join(steps) + "[frame]"
+
+
+def audio_filtergraph(
+    clip_at_s: float, duration_s: float, sample_rate: int, resampler: str = "soxr"
+) -> str:
+    """``[0:a:0]`` -> ``[audio]``: cut the clip, then downmix + resample in one swr step."""
+    steps = [
+        f"atrim=start={seconds(clip_at_s)}:duration={seconds(duration_s)}",
+        "asetpts=PTS-STARTPTS",
+        f"aresample=osr={sample_rate}:ochl=mono:osf=s16:resampler={resampler}",
+    ]
+    return "[0:a:0]" + ",".join(steps) + "[audio]"
+
+
+def extract_clip_argv(
+    src: str | os.PathLike,
+    *,
+    offset_s: float,
+    duration_s: float,
+    frame_offset_s: float,
+    frame_out: str | os.PathLike,
+    audio_out: str | os.PathLike,
+    cfg: ExtractConfig,
+    ffmpeg: str,
+    resampler: str = "soxr",
+) -> list[str]:
+    """argv that writes the clip's frame (PPM, S x S) and audio (FLAC, mono) in one decode.
+
+    ``offset_s``/``duration_s`` place the clip inside ``src``; ``frame_offset_s`` is the
+    frame time relative to the clip start (the runner's frame policy picks it).
+    """
+    if offset_s < 0 or duration_s <= 0:
+        raise ValueError(f"bad clip window: offset {offset_s} s, duration {duration_s} s")
+    if not 0 <= frame_offset_s <= duration_s:
+        raise ValueError(f"frame offset {frame_offset_s} s outside the clip [0, {duration_s}]")
+    seek_s = seek_point(offset_s)
+    clip_at_s = offset_s - seek_s  # where the clip starts on the decoded timeline
+    graph = ";".join(
+        [
+            frame_filtergraph(clip_at_s, clip_at_s + frame_offset_s, cfg.frame_size),
+            audio_filtergraph(clip_at_s, duration_s, cfg.sample_rate, resampler),
+        ]
+    )
+    seek = ["-ss", seconds(seek_s)] if seek_s > 0 else []  # even "-ss 0" drops a packet
+    return [
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "level+info",  # info for showinfo's frame times; level tags to find the error lines
+        "-y",
+        # One thread per clip: the runner's pool provides the parallelism.
+        "-filter_complex_threads",
+        "1",
+        "-threads",
+        "1",
+        *seek,
+        "-t",
+        seconds(clip_at_s + duration_s + READ_MARGIN_S),
+        "-i",
+        file_url(src),
+        "-filter_complex",
+        graph,
+        # output 1: the frame; image2 keeps overwriting one file, so the last frame stays
+        "-map",
+        "[frame]",
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "image2",
+        "-update",
+        "1",
+        "-c:v",
+        "ppm",
+        file_url(frame_out),
+        # output 2: the audio
+        "-map",
+        "[audio]",
+        "-ac",
+        "1",
+        "-ar",
+        str(cfg.sample_rate),
+        "-c:a",
+        "flac",
+        "-map_metadata",
+        "-1",
+        "-fflags",
+        "+bitexact",
+        "-flags:a",
+        "+bitexact",
+        "-f",
+        "flac",
+        file_url(audio_out),
+    ]

@@ -1,0 +1,437 @@
+"""The extraction stage for one shard: a square frame + 16 kHz mono audio per clip.
+
+For each manifest clip: carry a failed download through, else probe the file, classify
+what is wrong with it (no stream, too short), run one ffmpeg process (wavbrivl.extract.argv)
+into a per-clip temp dir, encode the frame as JPEG, and record one row of the media
+Parquet (DESIGN.md). A clip's failure becomes its row's status; it never stops the shard.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO
+
+import pandas as pd
+import pyarrow as pa
+import soundfile as sf
+from PIL import Image
+from tqdm import tqdm
+
+from wavbrivl import status as st
+from wavbrivl.atomic import write_table_atomic
+from wavbrivl.clip_ids import is_safe_clip_id
+from wavbrivl.extract.argv import extract_clip_argv, seek_point
+from wavbrivl.extract.frame_policy import FRAME_POLICIES, frame_time
+from wavbrivl.extract.media import MEDIA_SCHEMA, table_to_frame
+from wavbrivl.extract.probe import (
+    MediaInfo,
+    ProbeError,
+    ffmpeg_errors,
+    ffmpeg_failure_reason,
+    last_showinfo_time,
+    probe_media,
+)
+from wavbrivl.ffmpeg_bin import ffmpeg_exe
+
+# A clip shorter than asked by less than this is not worth a note (container rounding).
+SHORT_TOLERANCE_S = 0.05
+# ~100 KB a clip (JPEG + FLAC): 128 rows make row groups of ~10-20 MB.
+ROW_GROUP_SIZE = 128
+
+# JPEG and FLAC are compressed already; the small columns get zstd.
+COMPRESSION = {
+    name: "none" if name in ("frame", "audio") else "zstd" for name in MEDIA_SCHEMA.names
+}
+
+MANIFEST_COLUMNS = ("clip_id", "start_s", "end_s")
+DOWNLOAD_COLUMNS = ("clip_id", "status", "reason", "file", "section_start_s", "section_end_s")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Settings of the extraction stage (config block ``extract``)."""
+
+    frame_size: int = 224  # side of the square JPEG frame, pixels
+    frame_policy: str = "middle"  # a key of wavbrivl.extract.frame_policy.FRAME_POLICIES
+    seed: int = 0  # for frame_policy=random
+    jpeg_quality: int = 90  # Pillow quality, 1-95
+    sample_rate: int = 16000  # Hz of the mono FLAC audio
+    min_seconds: float = 1.0  # a clip with less audio than this is bad_media
+    clip_timeout_s: float = 120.0  # per ffmpeg process
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.frame_size < 1:
+            problems.append(f"frame_size must be >= 1, got {self.frame_size}")
+        if self.frame_policy not in FRAME_POLICIES:
+            problems.append(f"frame_policy must be one of {sorted(FRAME_POLICIES)}")
+        if not 1 <= self.jpeg_quality <= 95:
+            problems.append(f"jpeg_quality must be in [1, 95], got {self.jpeg_quality}")
+        if self.sample_rate < 1:
+            problems.append(f"sample_rate must be >= 1, got {self.sample_rate}")
+        if self.min_seconds < 0:
+            problems.append(f"min_seconds must be >= 0, got {self.min_seconds}")
+        if self.clip_timeout_s <= 0:
+            problems.append(f"clip_timeout_s must be > 0, got {self.clip_timeout_s}")
+        if problems:
+            raise ValueError("bad extract config: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ExtractConfig:
+        """Build from a config mapping; unknown keys are an error (a typo must not pass)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown extract config keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def parquet_metadata(self, resampler: str) -> dict[str, str]:
+        return {
+            "wavbrivl.frame_size": str(self.frame_size),
+            "wavbrivl.sample_rate": str(self.sample_rate),
+            "wavbrivl.frame_policy": self.frame_policy,
+            "wavbrivl.frame_seed": str(self.seed),
+            "wavbrivl.jpeg_quality": str(self.jpeg_quality),
+            "wavbrivl.resampler": resampler,
+        }
+
+
+class ClipFailure(Exception):
+    """A per-clip outcome other than ok, with the status it should be recorded as."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """One manifest clip joined with its download row."""
+
+    clip_id: str
+    start_s: float
+    end_s: float
+    download: Mapping[str, Any] | None  # None: no download row for this clip
+
+
+@functools.cache
+def ffmpeg_has_soxr(ffmpeg: str) -> bool:
+    """Whether this ffmpeg build links libsoxr (better resampling than swr's default)."""
+    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [ffmpeg, "-hide_banner", "-version"], capture_output=True, stdin=subprocess.DEVNULL
+    )
+    return b"--enable-libsoxr" in result.stdout
+
+
+def extract_shard(
+    manifest_rows: pd.DataFrame,
+    download_status: pd.DataFrame,
+    download_dir: str | Path,
+    out_path: str | Path,
+    cfg: ExtractConfig,
+    *,
+    threads: int = 2,
+    log: TextIO = sys.stderr,
+) -> pd.DataFrame:
+    """Extract every clip of the shard and write the media Parquet atomically to ``out_path``.
+
+    Returns the written table as a DataFrame, one row per manifest row, in manifest order.
+    Raises ``ValueError`` only for inputs that are wrong as a whole (missing columns,
+    duplicate download rows); anything about one clip becomes that clip's row.
+    """
+    _require_columns(manifest_rows, MANIFEST_COLUMNS, "manifest rows")
+    _require_columns(download_status, DOWNLOAD_COLUMNS, "download status")
+    duplicated = download_status["clip_id"][download_status["clip_id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"download status has duplicate clip ids: {sorted(set(duplicated))[:5]}")
+    downloads = {row["clip_id"]: row for row in download_status.to_dict("records")}
+    jobs = [
+        ClipJob(row["clip_id"], row["start_s"], row["end_s"], downloads.get(row["clip_id"]))
+        for row in manifest_rows.to_dict("records")
+    ]
+
+    ffmpeg = ffmpeg_exe()
+    resampler = "soxr" if ffmpeg_has_soxr(ffmpeg) else "swr"
+    extract = functools.partial(
+        extract_clip_safely,
+        download_dir=Path(download_dir),
+        cfg=cfg,
+        ffmpeg=ffmpeg,
+        resampler=resampler,
+    )
+
+    # Every clip's JPEG + FLAC bytes (~100 KB) stay in memory until the single write:
+    # ~100 MB for a 1000-clip shard, which keeps the Parquet write simple and atomic.
+    rows: list[dict[str, Any] | None] = [None] * len(jobs)
+    seen: set[str] = set()
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        futures = {}
+        for i, job in enumerate(jobs):
+            if _shown_id(job.clip_id) in seen:
+                reason = "duplicate clip id in the manifest shard"
+                rows[i] = _row(_shown_id(job.clip_id), st.ERROR, reason)
+                continue
+            seen.add(_shown_id(job.clip_id))
+            futures[pool.submit(extract, job)] = i
+        progress = tqdm(total=len(jobs), file=log, desc="extract", unit="clip", mininterval=2.0)
+        progress.update(len(jobs) - len(futures))
+        for future in as_completed(futures):
+            rows[futures[future]] = future.result()
+            progress.update(1)
+        progress.close()
+
+    metadata = cfg.parquet_metadata(resampler)
+    table = pa.Table.from_pylist(rows, schema=MEDIA_SCHEMA.with_metadata(metadata))
+    write_table_atomic(
+        out_path,
+        table,
+        row_group_size=ROW_GROUP_SIZE,
+        compression=COMPRESSION,
+        use_dictionary=["status", "reason", "notes"],
+    )
+    print(f"extract: {st.count_summary(table.column('status').to_pylist())}", file=log)
+    return table_to_frame(table)
+
+
+def extract_clip_safely(
+    job: ClipJob, *, download_dir: Path, cfg: ExtractConfig, ffmpeg: str, resampler: str
+) -> dict[str, Any]:
+    """``extract_clip`` that turns every exception into the clip's status row."""
+    clip_id = _shown_id(job.clip_id)
+    try:
+        return extract_clip(
+            job, download_dir=download_dir, cfg=cfg, ffmpeg=ffmpeg, resampler=resampler
+        )
+    except ClipFailure as failure:
+        return _row(clip_id, failure.status, failure.reason)
+    except subprocess.TimeoutExpired as exc:
+        return _row(clip_id, st.TIMEOUT, f"ffmpeg timed out after {exc.timeout:g} s")
+    except Exception as exc:  # a per-clip bug or odd input must not lose the shard
+        return _row(clip_id, st.ERROR, f"{type(exc).__name__}: {exc}")
+
+
+def extract_clip(
+    job: ClipJob, *, download_dir: Path, cfg: ExtractConfig, ffmpeg: str, resampler: str
+) -> dict[str, Any]:
+    """One clip's media row; raises :class:`ClipFailure` for a non-ok outcome."""
+    if not is_safe_clip_id(job.clip_id):
+        raise ClipFailure(st.ERROR, f"unsafe clip id {job.clip_id!r}")
+    src, start_s, offset_s, asked_s, section_end_s = _locate(job, download_dir)
+
+    try:
+        info = probe_media(src, ffmpeg=ffmpeg, timeout_s=cfg.clip_timeout_s)
+    except ProbeError as exc:
+        raise ClipFailure(st.BAD_MEDIA, str(exc)) from None
+    source = _source_facts(info)
+    fail = functools.partial(_failure_row, job.clip_id, source=source)
+    missing = [
+        kind for kind, stream in (("video", info.video), ("audio", info.audio)) if not stream
+    ]
+    if missing:
+        return fail(st.BAD_MEDIA, " and ".join(f"no {kind} stream" for kind in missing))
+
+    # How much of the asked window the file really holds.
+    available_s = asked_s
+    if section_end_s is not None:
+        available_s = min(available_s, section_end_s - start_s)
+    if info.duration_s is not None:
+        available_s = min(available_s, info.duration_s - offset_s)
+    if available_s < cfg.min_seconds:
+        return fail(st.BAD_MEDIA, _too_short(max(available_s, 0.0), offset_s, cfg))
+
+    frame_at_s = frame_time(cfg.frame_policy, job.clip_id, start_s, available_s, cfg.seed)
+    with tempfile.TemporaryDirectory(prefix="wavbrivl-extract-") as tmp:
+        frame_out, audio_out = Path(tmp) / "frame.ppm", Path(tmp) / "audio.flac"
+        argv = extract_clip_argv(
+            src,
+            offset_s=offset_s,
+            duration_s=available_s,
+            frame_offset_s=frame_at_s - start_s,
+            frame_out=frame_out,
+            audio_out=audio_out,
+            cfg=cfg,
+            ffmpeg=ffmpeg,
+            resampler=resampler,
+        )
+        result = subprocess.run(  # noqa: S603 - argv list from the pure builder, no shell
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=cfg.clip_timeout_s
+        )
+        stderr = result.stderr.decode("utf-8", errors="replace")
+        if result.returncode != 0:
+            reason = ffmpeg_failure_reason(stderr) or f"ffmpeg exited with {result.returncode}"
+            return fail(st.BAD_MEDIA, reason)
+        damage = ffmpeg_errors(stderr)  # errors in a run that succeeded: data was skipped
+        if not frame_out.is_file() or frame_out.stat().st_size == 0:
+            return fail(st.BAD_MEDIA, _with_cause("no video frame decoded in the window", damage))
+        if not audio_out.is_file():
+            return fail(st.BAD_MEDIA, _with_cause("no audio decoded in the window", damage))
+        jpeg = _ppm_to_jpeg(frame_out, cfg)
+        flac = audio_out.read_bytes()
+
+    n_samples = _check_audio(flac, cfg)
+    got_s = n_samples / cfg.sample_rate
+    if got_s < cfg.min_seconds:
+        return fail(st.BAD_MEDIA, _too_short(got_s, offset_s, cfg))
+    shown_at = last_showinfo_time(stderr)
+    if shown_at is not None:  # the frame really kept, on the source timeline
+        frame_at_s = start_s - offset_s + seek_point(offset_s) + shown_at
+
+    notes = _notes(info, cfg)
+    if got_s < asked_s - SHORT_TOLERANCE_S:
+        notes.append(f"shorter than asked: {got_s:.1f} of {asked_s:.1f} s")
+    if damage:
+        notes.append(f"ffmpeg errors: {damage}")
+    return _row(
+        job.clip_id,
+        st.OK,
+        "",
+        notes="; ".join(notes),
+        frame=jpeg,
+        frame_time_s=frame_at_s,
+        audio=flac,
+        n_samples=n_samples,
+        sample_rate=cfg.sample_rate,
+        **source,
+    )
+
+
+class ClipWindow(NamedTuple):
+    src: Path  # the downloaded file
+    start_s: float  # clip start, source time
+    offset_s: float  # clip start inside the file
+    asked_s: float  # clip length the manifest asks for
+    section_end_s: float | None  # source time where the file's section ends, if cut
+
+
+def _locate(job: ClipJob, download_dir: Path) -> ClipWindow:
+    """Where the clip is on disk; carries a failed download through as a ClipFailure."""
+    row = job.download
+    if row is None:
+        raise ClipFailure(st.ERROR, "no download status row for this clip")
+    if row["status"] != st.OK:
+        reason = row["reason"] if isinstance(row["reason"], str) else ""
+        raise ClipFailure(str(row["status"]), f"download: {reason}")
+    name = row["file"]
+    if not isinstance(name, str) or not name or Path(name).name != name or name in {".", ".."}:
+        raise ClipFailure(st.ERROR, f"download row has no plain file name: {name!r}")
+    src = download_dir / name
+    if not src.is_file():
+        raise ClipFailure(st.ERROR, f"downloaded file is missing: {src}")
+
+    start_s, end_s = _finite(job.start_s, "start_s"), _finite(job.end_s, "end_s")
+    section_start = _finite(row["section_start_s"], "download section_start_s")
+    section_end = row["section_end_s"]
+    section_end = None if pd.isna(section_end) else _finite(section_end, "download section_end_s")
+    if end_s <= start_s:
+        raise ClipFailure(st.ERROR, f"empty clip window [{start_s}, {end_s})")
+    offset_s = start_s - section_start
+    if offset_s < 0:
+        raise ClipFailure(
+            st.ERROR,
+            f"clip starts at {start_s} s, before the downloaded section ({section_start} s)",
+        )
+    return ClipWindow(src, start_s, offset_s, end_s - start_s, section_end)
+
+
+def _finite(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ClipFailure(st.ERROR, f"{name} is not a finite number: {value!r}")
+    return number
+
+
+def _source_facts(info: MediaInfo) -> dict[str, int | None]:
+    return {
+        "source_width": info.video.width if info.video else None,
+        "source_height": info.video.height if info.video else None,
+        "source_sample_rate": info.audio.sample_rate if info.audio else None,
+        "source_channels": info.audio.channels if info.audio else None,
+    }
+
+
+def _notes(info: MediaInfo, cfg: ExtractConfig) -> list[str]:
+    """Non-fatal facts worth knowing when a frame or a sound looks odd later."""
+    video, audio = info.video, info.audio
+    notes = []
+    if video.is_portrait:
+        notes.append(f"portrait {video.width}x{video.height} cropped")
+    if video.rotation:
+        notes.append(f"rotated {video.rotation} degrees")
+    if video.is_variable_rate:
+        notes.append("variable frame rate")
+    if audio.channels is not None and audio.channels > 2:
+        notes.append(f"downmixed {audio.channels} channels")
+    elif audio.channels is None and audio.layout:
+        notes.append(f"downmixed layout {audio.layout!r}")
+    if audio.sample_rate is not None and audio.sample_rate < cfg.sample_rate:
+        notes.append(f"resampled from {audio.sample_rate} Hz")  # upsampled: band-limited
+    return notes
+
+
+def _with_cause(what: str, cause: str) -> str:
+    return f"{what} ({cause})" if cause else what
+
+
+def _too_short(seconds: float, offset_s: float, cfg: ExtractConfig) -> str:
+    return (
+        f"too short: {seconds:.2f} s of media from offset {offset_s:.2f} s "
+        f"(min_seconds {cfg.min_seconds:g})"
+    )
+
+
+def _ppm_to_jpeg(path: Path, cfg: ExtractConfig) -> bytes:
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if image.size != (cfg.frame_size, cfg.frame_size):  # ffmpeg must have scaled it
+            raise RuntimeError(f"frame is {image.size}, expected {cfg.frame_size} square")
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=cfg.jpeg_quality)
+    return buffer.getvalue()
+
+
+def _check_audio(flac: bytes, cfg: ExtractConfig) -> int:
+    """Number of samples; refuses audio that is not what the argv asked for."""
+    info = sf.info(io.BytesIO(flac))
+    if info.samplerate != cfg.sample_rate or info.channels != 1:
+        raise RuntimeError(
+            f"ffmpeg wrote {info.channels} channel(s) at {info.samplerate} Hz, "
+            f"expected mono at {cfg.sample_rate} Hz"
+        )
+    return int(info.frames)
+
+
+def _shown_id(clip_id: Any) -> str:
+    """The id as it goes into the string column (a non-string id shows as its repr)."""
+    return clip_id if isinstance(clip_id, str) else repr(clip_id)
+
+
+def _row(clip_id: str, status: str, reason: str, **values: Any) -> dict[str, Any]:
+    row = {name: None for name in MEDIA_SCHEMA.names}
+    row.update(clip_id=clip_id, status=status, reason=reason, notes="")
+    row.update(values)
+    return row
+
+
+def _failure_row(
+    clip_id: str, status: str, reason: str, *, source: dict[str, int | None]
+) -> dict[str, Any]:
+    return _row(clip_id, status, reason, **source)
+
+
+def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lack columns {missing} (have {list(frame.columns)})")

@@ -1,0 +1,231 @@
+"""Probe: parsing ``ffmpeg -i`` stderr, on canned samples and on synthesised files."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from media_factory import (
+    audio_only_clip,
+    garbage_file,
+    low_rate_clip,
+    no_audio_clip,
+    normal_clip,
+    portrait_clip,
+    stereo_48k_clip,
+    surround_clip,
+    truncated_clip,
+    vfr_clip,
+)
+
+from wavbrivl.extract.probe import (
+    ProbeError,
+    ffmpeg_failure_reason,
+    last_showinfo_time,
+    parse_probe,
+    probe_argv,
+    probe_media,
+)
+
+# --- canned stderr (written for these tests in the shape ffmpeg prints) ---------------------
+
+MP4_H264_AAC = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:clip.mp4':
+  Metadata:
+    major_brand     : isom
+    encoder         : Lavf61.7.100
+  Duration: 00:01:02.50, start: 0.000000, bitrate: 512 kb/s
+  Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(tv, bt709, progressive), 1280x720 [SAR 1:1 DAR 16:9], 380 kb/s, 29.97 fps, 29.97 tbr, 30k tbn (default)
+    Metadata:
+      handler_name    : ISO Media file produced by Google Inc.
+  Stream #0:1[0x2](eng): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp, 128 kb/s (default)
+    Metadata:
+      handler_name    : ISO Media file produced by Google Inc.
+At least one output file must be specified
+"""
+
+WEBM_VP9_OPUS_TAGGED = """\
+[info] Input #0, matroska,webm, from 'file:abc.webm':
+[info]   Metadata:
+[info]     ENCODER         : Lavf60.3.100
+[info]   Duration: 00:00:10.02, start: -0.007000, bitrate: 457 kb/s
+[info]   Stream #0:0(eng): Video: vp9 (Profile 0), yuv420p(tv, bt709), 640x360, SAR 1:1 DAR 16:9, 25 fps, 25 tbr, 1k tbn (default)
+[info]   Stream #0:1(eng): Audio: opus, 48000 Hz, 5.1(side), fltp (default)
+[fatal] At least one output file must be specified
+"""
+
+PORTRAIT_ROTATED_PHONE = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:phone.mov':
+  Duration: 00:00:07.40, start: 0.000000, bitrate: 9000 kb/s
+  Stream #0:0[0x1](und): Video: hevc (Main) (hvc1 / 0x31637668), yuv420p(tv, bt709), 1920x1080, 8900 kb/s, 30 fps, 30 tbr, 600 tbn (default)
+    Metadata:
+      handler_name    : Core Media Video
+    Side data:
+      Display Matrix: rotation of -90.00 degrees
+  Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 8000 Hz, mono, fltp, 24 kb/s (default)
+"""
+
+AUDIO_WITH_COVER_ART = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:song.m4a':
+  Duration: N/A, start: 0.000000, bitrate: N/A
+  Stream #0:0[0x1](und): Audio: alac (alac / 0x63616C61), 96000 Hz, 6 channels, s32p (24 bit), 3000 kb/s (default)
+  Stream #0:1[0x0]: Video: mjpeg (Baseline), yuvj420p(pc, bt470bg/unknown/unknown), 600x600 [SAR 1:1 DAR 1:1], 90k tbr, 90k tbn (attached pic)
+"""
+
+ANAMORPHIC_INTERLACED = """\
+Input #0, mpegts, from 'file:dvd.ts':
+  Duration: 00:00:30.00, start: 1.400000, bitrate: 4000 kb/s
+  Program 1
+  Stream #0:0[0x100]: Video: mpeg2video (Main) ([2][0][0][0] / 0x0002), yuv420p(tv, top first), 720x576 [SAR 64:45 DAR 16:9], 25 fps, 50 tbr, 90k tbn
+  Stream #0:1[0x101](deu): Audio: ac3 ([129][0][0][0] / 0x0081), 48000 Hz, FL+FR+LFE, fltp, 192 kb/s
+"""
+
+CONTAINER_SAR_OVERRIDES = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:x.mp4':
+  Duration: 00:00:03.00, start: 0.000000, bitrate: 110 kb/s
+  Stream #0:0[0x1](und): Video: h264 (avc1 / 0x31637661), yuv420p(progressive), 160x120 [SAR 4:3 DAR 16:9], 4 kb/s, SAR 1:1 DAR 4:3, 25 fps, 25 tbr, 12800 tbn (default)
+  Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 22050 Hz, quad, fltp, 96 kb/s (default)
+"""
+
+TRUNCATED_TAGGED = """\
+[in#0 @ 0x55882e6b7040] [error] moov atom not found
+[in#0 @ 0x55882e6b6cc0] [error] Error opening input: Invalid data found when processing input
+[error] Error opening input file file:truncated.mp4.
+[fatal] Error opening input files: Invalid data found when processing input
+"""
+
+
+def test_parse_plain_mp4():
+    info = parse_probe(MP4_H264_AAC)
+    assert info.duration_s == pytest.approx(62.5)
+    assert info.container.startswith("mov,mp4")
+    assert (info.video.index, info.video.codec) == (0, "h264")
+    assert (info.video.width, info.video.height) == (1280, 720)
+    assert info.video.fps == pytest.approx(29.97) and info.video.tbr == pytest.approx(29.97)
+    assert not info.video.is_portrait and not info.video.is_variable_rate
+    assert (info.audio.index, info.audio.codec) == (1, "aac")
+    assert (info.audio.sample_rate, info.audio.layout, info.audio.channels) == (44100, "stereo", 2)
+
+
+def test_parse_level_tagged_webm_with_named_surround_layout():
+    info = parse_probe(WEBM_VP9_OPUS_TAGGED)
+    assert info.duration_s == pytest.approx(10.02)
+    assert info.start_s == pytest.approx(-0.007)
+    assert (info.video.width, info.video.height, info.video.tbr) == (640, 360, 25.0)
+    assert (info.audio.layout, info.audio.channels, info.audio.sample_rate) == (
+        "5.1(side)",
+        6,
+        48000,
+    )
+
+
+def test_rotation_swaps_the_displayed_size():
+    info = parse_probe(PORTRAIT_ROTATED_PHONE)
+    assert info.video.rotation == 270
+    assert (info.video.width, info.video.height) == (1080, 1920)
+    assert info.video.is_portrait
+    assert info.audio.sample_rate == 8000
+
+
+def test_cover_art_is_not_a_video_stream_and_duration_may_be_unknown():
+    info = parse_probe(AUDIO_WITH_COVER_ART)
+    assert info.video is None
+    assert info.duration_s is None
+    assert (info.audio.channels, info.audio.sample_rate) == (6, 96000)
+
+
+def test_anamorphic_interlaced_and_custom_layout():
+    info = parse_probe(ANAMORPHIC_INTERLACED)
+    assert info.start_s == pytest.approx(1.4)
+    # 720 storage pixels of aspect 64:45 display 1024 wide.
+    assert (info.video.width, info.video.height) == (1024, 576)
+    # tbr = 2 x fps is the field rate of interlaced video, not a variable rate.
+    assert not info.video.is_variable_rate
+    assert (info.audio.layout, info.audio.channels) == ("FL+FR+LFE", 3)
+
+
+def test_container_aspect_ratio_wins_over_the_codec_one():
+    info = parse_probe(CONTAINER_SAR_OVERRIDES)
+    assert (info.video.width, info.video.height) == (160, 120)
+    assert info.audio.channels == 4
+
+
+def test_failure_text_raises_with_the_meaningful_reason():
+    with pytest.raises(ProbeError) as err:
+        parse_probe(TRUNCATED_TAGGED)
+    assert str(err.value) == (
+        "moov atom not found; Error opening input: Invalid data found when processing input"
+    )
+
+
+def test_failure_reason_without_level_tags_skips_generic_lines():
+    text = "[in#0 @ 0xabc] No such filter: 'bogus'\nConversion failed!\n"
+    assert ffmpeg_failure_reason(text) == "No such filter: 'bogus'"
+    assert ffmpeg_failure_reason("") == ""
+
+
+def test_last_showinfo_time_takes_the_last_frame():
+    text = (
+        "[Parsed_showinfo_2 @ 0x7f01] [info] n:   0 pts:    256 pts_time:0.02    duration: 512\n"
+        "[Parsed_showinfo_2 @ 0x7f01] [info] color_range:unknown\n"
+        "[Parsed_showinfo_2 @ 0x7f01] [info] n:   1 pts:    768 pts_time:0.06    duration: 512\n"
+        "[info] Output #0, null, to 'pipe:':\n"
+    )
+    assert last_showinfo_time(text) == pytest.approx(0.06)
+    assert last_showinfo_time("nothing here") is None
+
+
+def test_probe_argv_keeps_a_dash_name_from_being_an_option():
+    argv = probe_argv("-x.mp4", "ffmpeg")
+    assert argv[-2:] == ["-i", "file:-x.mp4"]
+
+
+# --- real files -----------------------------------------------------------------------------
+
+
+def test_probe_real_normal_clip(tmp_path):
+    info = probe_media(normal_clip(tmp_path))
+    assert info.duration_s == pytest.approx(3.0, abs=0.05)
+    assert (info.video.width, info.video.height, info.video.fps) == (160, 120, 25.0)
+    assert (info.audio.sample_rate, info.audio.channels) == (44100, 1)
+    assert not info.video.is_variable_rate
+
+
+@pytest.mark.parametrize(
+    ("make", "check"),
+    [
+        (
+            portrait_clip,
+            lambda i: (i.video.width, i.video.height, i.video.is_portrait) == (120, 200, True),
+        ),
+        (
+            surround_clip,
+            lambda i: (i.audio.layout, i.audio.channels, i.audio.sample_rate) == ("5.1", 6, 48000),
+        ),
+        (low_rate_clip, lambda i: i.audio.sample_rate == 8000),
+        (stereo_48k_clip, lambda i: (i.audio.channels, i.audio.sample_rate) == (2, 48000)),
+        (vfr_clip, lambda i: i.video.is_variable_rate),
+        (no_audio_clip, lambda i: i.audio is None and i.video is not None),
+        (audio_only_clip, lambda i: i.video is None and i.audio is not None),
+    ],
+    ids=["portrait", "5.1", "8kHz", "stereo48k", "vfr", "no-audio", "audio-only"],
+)
+def test_probe_real_variants(tmp_path, make, check):
+    assert check(probe_media(make(tmp_path)))
+
+
+@pytest.mark.parametrize("make", [truncated_clip, garbage_file], ids=["truncated", "garbage"])
+def test_probe_real_broken_files_raise(tmp_path, make):
+    with pytest.raises(ProbeError, match="Invalid data|moov atom"):
+        probe_media(make(tmp_path))
+
+
+def test_probe_missing_file_raises(tmp_path):
+    with pytest.raises(ProbeError, match="no such file"):
+        probe_media(tmp_path / "absent.mp4")
+
+
+def test_probe_reads_a_file_named_like_an_option(tmp_path, monkeypatch):
+    shutil.copy(normal_clip(tmp_path), tmp_path / "-x.mp4")
+    monkeypatch.chdir(tmp_path)
+    assert probe_media("-x.mp4").video.width == 160
