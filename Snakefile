@@ -19,6 +19,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/extract.smk"
+include: "workflow/rules/embed.smk"
 
 
 rule all:
@@ -41,3 +42,8 @@ rule downloads:
 rule media:
     input:
         get_media_shards(),
+
+
+rule embeddings:
+    input:
+        get_embedding_shards(),

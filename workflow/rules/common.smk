@@ -71,7 +71,7 @@ def get_media_shards():
 
 
 def get_final_outputs():
-    return get_media_shards()
+    return get_media_shards() + get_embedding_shards()
 
 
 def _is_url(path):
@@ -92,3 +92,44 @@ def get_dataset_config(wildcards):
 def get_download_dir(wildcards):
     """The shard's media folder: not a declared output, so reruns keep finished clips."""
     return f"results/download/{wildcards.dataset}/{wildcards.shard}"
+
+
+def encoder_label():
+    """The encoder's name in paths: results/embeddings/<label>/..."""
+    return config["embed"]["encoder"]
+
+
+def get_embedding_shards():
+    return [
+        f"results/embeddings/{encoder_label()}/{name}/{shard}.parquet"
+        for name in dataset_names(role="train")
+        for shard in get_shards(name)
+    ]
+
+
+def get_encoder_weights(wildcards):
+    weights = config["embed"]["weights"]
+    return [weights] if config["embed"]["encoder"] == "brivl" else []
+
+
+def get_encoder_identity(wildcards):
+    """Everything that decides the embeddings; the weights enter by content, not by path."""
+    cfg = config["embed"]
+    identity = {
+        key: cfg[key]
+        for key in ("encoder", "architecture", "image_size", "box_mode", "n_views", "view_seed")
+    }
+    if cfg["encoder"] == "brivl":
+        identity["weights_sha256"] = file_sha256(cfg["weights"])
+    else:
+        identity["seed"] = cfg["seed"]
+    return identity
+
+
+def file_sha256(path):
+    """SHA-256 of a file, cached by (size, mtime) so a 1 GB checkpoint is hashed once."""
+    from wavbrivl.hashing import cached_sha256
+
+    if not os.path.exists(path):
+        return "missing"  # the rule's input check names the file
+    return cached_sha256(path, cache_file=".snakemake/wavbrivl/sha256-cache.json")

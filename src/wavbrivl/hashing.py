@@ -1,0 +1,33 @@
+"""SHA-256 of large files, remembered by (path, size, mtime) so planning stays fast."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from wavbrivl.atomic import write_text_atomic
+
+
+def sha256_of(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_sha256(path: str | os.PathLike, cache_file: str | os.PathLike) -> str:
+    """The file's SHA-256, recomputed only when its size or modification time changed."""
+    stat = os.stat(path)
+    key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    cache_file = Path(cache_file)
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        cache[key] = sha256_of(path)
+        write_text_atomic(cache_file, json.dumps(cache, indent=1, sort_keys=True))
+    return cache[key]

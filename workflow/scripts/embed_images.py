@@ -1,0 +1,20 @@
+"""Snakemake adapter: embed one media shard's frames with the frozen image encoder."""
+
+import sys
+
+from wavbrivl.embed.build import encoder_from_config
+from wavbrivl.embed.runner import EmbedSettings, embed_shard
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    cfg = snakemake.config["embed"]
+    encoder = encoder_from_config(cfg)
+    print(f"encoder: {encoder.name} on {encoder.device}, fingerprint {encoder.fingerprint}", file=log)
+    embed_shard(
+        snakemake.input.media,
+        snakemake.output[0],
+        encoder,
+        EmbedSettings(n_views=cfg["n_views"], seed=cfg["view_seed"]),
+        batch_size=cfg["batch_size"],
+        log=log,
+    )
