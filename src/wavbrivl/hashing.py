@@ -1,4 +1,4 @@
-"""SHA-256 of large files, remembered by (path, size, mtime) so planning stays fast."""
+"""SHA-256 of large files, remembered by their stat so planning stays fast."""
 
 from __future__ import annotations
 
@@ -19,9 +19,16 @@ def sha256_of(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
 
 
 def cached_sha256(path: str | os.PathLike, cache_file: str | os.PathLike) -> str:
-    """The file's SHA-256, recomputed only when its size or modification time changed."""
+    """The file's SHA-256, recomputed when its size, inode, mtime or ctime changed.
+
+    ctime is in the key because mtime can be set back (``cp -p``, ``touch -d``) while the
+    content changed; ctime cannot.
+    """
     stat = os.stat(path)
-    key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = "|".join(
+        str(v)
+        for v in (Path(path).resolve(), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
+    )
     cache_file = Path(cache_file)
     try:
         cache = json.loads(cache_file.read_text())

@@ -127,7 +127,7 @@ def get_encoder_identity(wildcards):
 
 
 def file_sha256(path):
-    """SHA-256 of a file, cached by (size, mtime) so a 1 GB checkpoint is hashed once."""
+    """SHA-256 of a file, cached by its stat so a 1 GB checkpoint is hashed once."""
     from wavbrivl.hashing import cached_sha256
 
     if not os.path.exists(path):
