@@ -14,7 +14,10 @@ SNAKEFILE = REPO / "Snakefile"
 
 
 def run_snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run the repository's workflow in ``workdir`` with the snakemake of this interpreter."""
+    """Run the repository's workflow in ``workdir`` with the snakemake of this interpreter.
+
+    The process also starts in ``workdir``, so relative ``--configfile`` paths resolve there.
+    """
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
@@ -32,6 +35,7 @@ def run_snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess
         text=True,
         timeout=timeout,
         env=env,
+        cwd=workdir,
         check=False,
     )
 

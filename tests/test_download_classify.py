@@ -1,0 +1,236 @@
+"""Failure classification: yt-dlp messages, exceptions and downloaded files -> status + reason."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+from httpserver import make_test_mp4
+from yt_dlp.networking.common import Response
+from yt_dlp.networking.exceptions import HTTPError, TransportError
+from yt_dlp.utils import DownloadError
+
+from wavbrivl import status as st
+from wavbrivl.download.classify import (
+    REASON_MAX_CHARS,
+    classify_exception,
+    classify_media,
+    classify_message,
+    clean_message,
+    is_partial_download_refusal,
+    media_probe_argv,
+    parse_duration,
+    stream_kinds,
+)
+from wavbrivl.ffmpeg_bin import ffmpeg_exe
+
+# Messages as yt-dlp prints them (YouTube's wording, the generic extractor's, our HTTP tests').
+MESSAGES = [
+    (
+        "ERROR: [youtube] abc: Private video. Sign in if you've been granted access to this video",
+        st.PRIVATE,
+    ),
+    (
+        "ERROR: [youtube] abc: Sign in to confirm your age. This video may be inappropriate for some users.",
+        st.PRIVATE,
+    ),
+    (
+        "ERROR: [youtube] abc: Join this channel to get access to members-only content like this video",
+        st.PRIVATE,
+    ),
+    ("ERROR: [youtube] abc: This video is age-restricted", st.PRIVATE),
+    (
+        "ERROR: [youtube] abc: Video unavailable. This video has been removed by the uploader",
+        st.UNAVAILABLE,
+    ),
+    ("ERROR: [youtube] abc: Video unavailable", st.UNAVAILABLE),
+    (
+        "ERROR: [youtube] abc: The uploader has not made this video available in your country",
+        st.UNAVAILABLE,
+    ),
+    ("ERROR: [youtube] abc: This video is not available in your country", st.UNAVAILABLE),
+    (
+        "ERROR: [youtube] abc: This video is no longer available because the YouTube account "
+        "associated with this video has been terminated.",
+        st.UNAVAILABLE,
+    ),
+    ("ERROR: [generic] zz: Unable to download webpage: HTTP Error 404: Not Found", st.UNAVAILABLE),
+    ("ERROR: [generic] zz: Unable to download webpage: HTTP Error 410: Gone", st.UNAVAILABLE),
+    ("ERROR: Unsupported URL: https://example.com/page", st.UNAVAILABLE),
+    ("ERROR: [vimeo] 123: The video does not exist", st.UNAVAILABLE),
+    (
+        "ERROR: [generic] a: Unable to download webpage: HTTP Error 429: Too Many Requests",
+        st.RATE_LIMITED,
+    ),
+    (
+        "ERROR: [youtube] abc: Sign in to confirm you\u2019re not a bot. Use --cookies",
+        st.RATE_LIMITED,
+    ),
+    ("ERROR: [youtube] abc: Sign in to confirm you're not a bot", st.RATE_LIMITED),
+    (
+        "ERROR: [youtube] abc: This content isn't available, try again later. "
+        "Your account has been rate-limited by YouTube for up to an hour.",
+        st.RATE_LIMITED,
+    ),
+    (
+        "ERROR: [generic] a: Unable to download webpage: Read timed out. (read timeout=1.0)",
+        st.TIMEOUT,
+    ),
+    ("ERROR: [download] Got error: The read operation timed out", st.TIMEOUT),
+    ("ERROR: Did not get any data blocks", st.BAD_MEDIA),
+    ("ERROR: [download] Got error: 45467 bytes read, 45467 more expected", st.ERROR),
+    ("ERROR: ffmpeg exited with code 183", st.ERROR),
+    ("ERROR: [youtube] abc: Requested format is not available. Use --list-formats", st.ERROR),
+    ("ERROR: Postprocessing: ffprobe and ffmpeg not found. Please install", st.ERROR),
+    ("something nobody has seen before", st.ERROR),
+]
+
+
+@pytest.mark.parametrize(("message", "expected"), MESSAGES)
+def test_message_classification(message, expected):
+    verdict = classify_message(message)
+    assert verdict.status == expected
+    assert verdict.reason  # a failure always says why
+    assert not verdict.reason.startswith("ERROR:")
+
+
+def test_every_status_is_in_the_shared_vocabulary():
+    assert {classify_message(m).status for m, _ in MESSAGES} <= set(st.ALL_STATUSES)
+
+
+def test_reason_keeps_ytdlp_words_without_colour_and_trimmed():
+    coloured = "\x1b[0;31mERROR:\x1b[0m [youtube] abc: \rVideo unavailable " + "x" * 1000
+    reason = clean_message(coloured)
+    assert reason.startswith("[youtube] abc: Video unavailable")
+    assert "\x1b" not in reason and "\r" not in reason
+    assert len(reason) <= REASON_MAX_CHARS
+    assert classify_message(coloured).status == st.UNAVAILABLE
+
+
+def test_ffmpeg_exit_reason_explains_the_cut():
+    reason = classify_message("ERROR: ffmpeg exited with code 183").reason
+    assert "ffmpeg exited with code 183" in reason
+    assert "cutting" in reason
+
+
+def test_http_status_overrides_the_text():
+    assert classify_message("whatever", http_status=404).status == st.UNAVAILABLE
+    assert classify_message("whatever", http_status=429).status == st.RATE_LIMITED
+    assert classify_message("whatever", http_status=500).status == st.ERROR
+    assert classify_message("HTTP Error 404", timed_out=True).status == st.TIMEOUT
+
+
+def _http_error(code: int) -> HTTPError:
+    return HTTPError(Response(io.BytesIO(b""), "http://127.0.0.1/x", {}, status=code))
+
+
+def _wrapped(cause: BaseException, message: str) -> DownloadError:
+    """A DownloadError as YoutubeDL raises it: the original exception in exc_info."""
+    try:
+        raise cause
+    except BaseException:
+        return DownloadError(message, sys.exc_info())
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (
+            _wrapped(_http_error(404), "ERROR: [generic] x: Unable to download webpage"),
+            st.UNAVAILABLE,
+        ),
+        (
+            _wrapped(_http_error(429), "ERROR: [generic] x: Unable to download webpage"),
+            st.RATE_LIMITED,
+        ),
+        (_wrapped(_http_error(403), "ERROR: [generic] x: Unable to download webpage"), st.ERROR),
+        (_wrapped(TimeoutError(), "ERROR: [download] Got error"), st.TIMEOUT),
+        (_wrapped(TransportError("Read timed out."), "ERROR: unable to download"), st.ERROR),
+        (DownloadError("ERROR: [youtube] abc: Private video"), st.PRIVATE),
+        (subprocess.TimeoutExpired(["ffmpeg"], 60), st.TIMEOUT),
+        (OSError(28, "No space left on device"), st.ERROR),
+    ],
+)
+def test_exception_classification_follows_the_cause(exc, expected):
+    assert classify_exception(exc).status == expected
+
+
+def test_exception_cause_chain_is_followed():
+    try:
+        try:
+            raise TimeoutError("socket")
+        except TimeoutError as inner:
+            raise RuntimeError("fetch failed") from inner
+    except RuntimeError as outer:
+        assert classify_exception(outer).status == st.TIMEOUT
+
+
+def test_partial_download_refusal():
+    assert is_partial_download_refusal(
+        "ERROR: This format cannot be partially downloaded. Aborting"
+    )
+    assert not is_partial_download_refusal("ERROR: HTTP Error 404: Not Found")
+
+
+# -- downloaded files (real ffmpeg on synthesised media) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("classify_media")
+    garbage = root / "garbage.mp4"
+    garbage.write_bytes(b"<html>not a video</html>" * 50)
+    return {
+        "av": make_test_mp4(root / "av.mp4", 2.0),
+        "video_only": make_test_mp4(root / "v.mp4", 2.0, audio=False),
+        "audio_only": make_test_mp4(root / "a.mp4", 2.0, video=False),
+        "garbage": garbage,
+    }
+
+
+def _probe(path) -> str:
+    return subprocess.run(
+        media_probe_argv(ffmpeg_exe(), path), capture_output=True, text=True
+    ).stderr
+
+
+def test_media_with_audio_and_video_is_ok(media):
+    stderr = _probe(media["av"])
+    assert stream_kinds(stderr) == {"audio", "video"}
+    assert parse_duration(stderr) == pytest.approx(2.0, abs=0.1)
+    assert classify_media(media["av"].stat().st_size, stderr).status == st.OK
+
+
+def test_media_without_audio_is_bad(media):
+    verdict = classify_media(media["video_only"].stat().st_size, _probe(media["video_only"]))
+    assert verdict.status == st.BAD_MEDIA
+    assert "audio" in verdict.reason
+
+
+def test_audio_only_is_ok_only_when_video_is_not_required(media):
+    stderr = _probe(media["audio_only"])
+    size = media["audio_only"].stat().st_size
+    assert classify_media(size, stderr).status == st.BAD_MEDIA
+    assert classify_media(size, stderr, require_video=False).status == st.OK
+
+
+def test_garbage_and_empty_files_are_bad_media(media):
+    verdict = classify_media(media["garbage"].stat().st_size, _probe(media["garbage"]))
+    assert verdict.status == st.BAD_MEDIA
+    assert "no media streams" in verdict.reason
+    assert classify_media(0, "").status == st.BAD_MEDIA
+
+
+def test_cover_art_is_not_video():
+    stderr = (
+        "  Stream #0:0: Audio: aac (LC), 44100 Hz, stereo, fltp, 128 kb/s\n"
+        "  Stream #0:1: Video: mjpeg (Baseline), yuvj420p, 300x300, 90k tbn (attached pic)\n"
+    )
+    assert stream_kinds(stderr) == {"audio"}
+
+
+def test_parse_duration_without_duration():
+    assert parse_duration("  Duration: N/A, start: 0.000000, bitrate: N/A") is None
+    assert parse_duration("  Duration: 01:02:03.50, start: 0") == pytest.approx(3723.5)

@@ -1,0 +1,152 @@
+"""The demo's stages run for real under Snakemake: synthesis, manifest, yt-dlp, ffmpeg, embeddings.
+
+The embeddings use the `brivl` encoder with a toy-size checkpoint in the official format, so
+the checkpoint path of the real model is exercised and its content can be changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+from conftest import REPO, run_snakemake
+
+from wavbrivl.embed.store import read_header
+from wavbrivl.encoders.registry import build_tiny
+
+pytestmark = pytest.mark.slow
+
+
+def small_demo_config() -> dict:
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["demo"].update(
+        n_classes=6,
+        clips_per_class=2,
+        audioset_clips_per_class=1,
+        duration_s=11,
+        width=64,
+        height=48,
+        fps=8,
+    )
+    cfg["datasets"]["vggsound"]["n_shards"] = 2
+    cfg["extract"]["frame_size"] = 32
+    cfg["embed"].update(encoder="brivl", architecture="tiny", weights="weights/toy-brivl.pth")
+    return cfg
+
+
+def write_toy_checkpoint(path, seed):
+    """A BriVL-format checkpoint ({"learnable": {"imgencoder.*": ...}}) of the toy architecture."""
+    state = build_tiny(seed=seed).model.state_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"learnable": {f"imgencoder.{k}": v for k, v in state.items()}}, path)
+
+
+def planned_jobs(result) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run ({} when nothing to do)."""
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].split("Reasons:", 1)[0]
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
+    }
+
+
+TARGETS = ("media", "embeddings")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    (workdir / "cfg.yaml").write_text(yaml.safe_dump(small_demo_config()))
+    write_toy_checkpoint(workdir / "weights/toy-brivl.pth", seed=0)
+    result = run_snakemake(workdir, "--cores", "2", *TARGETS, "--configfile", "cfg.yaml")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_every_demo_clip_reaches_the_media_shards(demo_run):
+    manifest = pd.read_parquet(demo_run / "results/manifest/vggsound.parquet")
+    assert len(manifest) == 12
+    assert set(manifest["split"]) == {"train", "test"}
+    media = pd.concat(
+        pd.read_parquet(p) for p in sorted((demo_run / "results/media/vggsound").glob("*.parquet"))
+    )
+    assert sorted(media["clip_id"]) == sorted(manifest["clip_id"])
+    assert (media["status"] == "ok").all(), media[["clip_id", "status", "reason"]]
+    assert media["frame"].map(len).min() > 100
+    # a 10 s window at 16 kHz
+    assert media["n_samples"].between(159_000, 161_000).all()
+
+
+def test_shard_files_hold_only_their_shard(demo_run):
+    manifest = pd.read_parquet(demo_run / "results/manifest/vggsound.parquet")
+    for shard in ("000", "001"):
+        media = pq.read_table(demo_run / f"results/media/vggsound/{shard}.parquet").to_pandas()
+        expected = set(manifest.loc[manifest["shard"] == shard, "clip_id"])
+        assert set(media["clip_id"]) == expected
+
+
+def test_generation_inputs_use_the_audioset_path(demo_run):
+    manifest = pd.read_parquet(demo_run / "results/manifest/audioset_gen.parquet")
+    assert len(manifest) == 6
+    assert all(name for names in manifest["label_names"] for name in names)
+    media = pd.read_parquet(demo_run / "results/media/audioset_gen/000.parquet")
+    assert (media["status"] == "ok").all()
+
+
+def test_logs_carry_progress_and_status_summary(demo_run):
+    log = (demo_run / "logs/download_clips/vggsound/000.log").read_text()
+    assert "ok=" in log
+    log = (demo_run / "logs/extract_media/vggsound/000.log").read_text()
+    assert "ok=" in log
+
+
+def test_embeddings_carry_the_checkpoint_fingerprint(demo_run):
+    paths = sorted((demo_run / "results/embeddings/brivl/vggsound").glob("*.parquet"))
+    assert [p.stem for p in paths] == ["000", "001"]
+    headers = [read_header(p) for p in paths]
+    assert sum(h.num_rows for h in headers) == 12 * 2  # two views per clip in the demo config
+    assert len({h.fingerprint for h in headers}) == 1
+    assert headers[0].meta["box_mode"] == "whole"
+
+
+def dry_run(workdir, cfg=None):
+    if cfg is not None:
+        (workdir / "cfg2.yaml").write_text(yaml.safe_dump(cfg))
+    name = "cfg2.yaml" if cfg is not None else "cfg.yaml"
+    return planned_jobs(run_snakemake(workdir, "-n", *TARGETS, "--configfile", name))
+
+
+def test_only_what_changed_reruns(demo_run):
+    # nothing changed: nothing runs
+    assert dry_run(demo_run) == {}
+    # run-time settings only: nothing runs
+    cfg = small_demo_config()
+    cfg["embed"].update(batch_size=3, device="cpu")
+    assert dry_run(demo_run, cfg) == {}
+    # preprocessing changes: the embedding jobs rerun, nothing upstream
+    cfg = small_demo_config()
+    cfg["embed"]["box_mode"] = "grid"
+    assert dry_run(demo_run, cfg) == {"embed_images": 2, "embeddings": 1}
+    cfg = small_demo_config()
+    cfg["embed"]["n_views"] = 3
+    assert dry_run(demo_run, cfg) == {"embed_images": 2, "embeddings": 1}
+    # the checkpoint's content changes (same path, mtime put back): embedding jobs rerun
+    weights = demo_run / "weights/toy-brivl.pth"
+    stat = weights.stat()
+    original = weights.read_bytes()
+    try:
+        write_toy_checkpoint(weights, seed=1)
+        os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert dry_run(demo_run) == {"embed_images": 2, "embeddings": 1}
+    finally:
+        weights.write_bytes(original)
+        os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert dry_run(demo_run) == {}
