@@ -154,7 +154,7 @@ def test_backbone_width_must_equal_feature_dim():
 
 def test_config_round_trips_and_rejects_unknown_keys():
     assert BriVLImageConfig.from_dict(TINY_BRIVL.to_dict()) == TINY_BRIVL
-    with pytest.raises(ValueError, match="unknown BriVLImageConfig keys: \\['heads'\\]"):
+    with pytest.raises(ValueError, match=r"unknown BriVLImageConfig key\(s\) \['heads'\]"):
         BriVLImageConfig.from_dict({"heads": 4})
 
 

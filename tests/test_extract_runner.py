@@ -354,7 +354,7 @@ def test_inputs_wrong_as_a_whole_raise(media_dir, tmp_path):
 
 def test_config_from_dict_refuses_unknown_and_bad_values():
     assert ExtractConfig.from_dict({"frame_size": 128}).frame_size == 128
-    with pytest.raises(ValueError, match="unknown extract config keys \\['frame_sise'\\]"):
+    with pytest.raises(ValueError, match=r"unknown extract config key\(s\) \['frame_sise'\]"):
         ExtractConfig.from_dict({"frame_sise": 128})
     with pytest.raises(ValueError, match="frame_policy"):
         ExtractConfig(frame_policy="first")

@@ -7,7 +7,6 @@ so every option can be unit-tested without running yt-dlp.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from collections.abc import Mapping
@@ -17,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from yt_dlp.utils import download_range_func, parse_bytes
+
+from wavbrivl.configs import from_mapping
 
 # Best video up to 360p plus best audio, else the best single file up to 360p, else anything.
 # Every alternative keeps an audio track: WavBriVL needs the sound more than the picture.
@@ -78,14 +79,7 @@ class DownloadConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> DownloadConfig:
         """Build from the config mapping; unknown keys are an error (a typo must not pass silently)."""
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown download config key(s) {unknown}; known keys: {sorted(known)}"
-            )
-        return cls(**d)
+        return from_mapping(cls, d, "download config")
 
 
 def plan_section(

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wavbrivl.configs import from_mapping
+
 
 @dataclass(frozen=True)
 class BriVLImageConfig:
@@ -56,11 +58,7 @@ class BriVLImageConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> BriVLImageConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown BriVLImageConfig keys: {unknown}")
-        return cls(**values)
+        return from_mapping(cls, values, "BriVLImageConfig")
 
 
 #: The released BriVL-1.0 image encoder (checkpoint BriVL-1.0-5500w.pth).

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -29,6 +29,7 @@ from tqdm import tqdm
 from wavbrivl import status as st
 from wavbrivl.atomic import write_table_atomic
 from wavbrivl.clip_ids import is_safe_clip_id
+from wavbrivl.configs import from_mapping
 from wavbrivl.extract.argv import extract_clip_argv, seek_point
 from wavbrivl.extract.frame_policy import FRAME_POLICIES, frame_time
 from wavbrivl.extract.media import MEDIA_SCHEMA, table_to_frame
@@ -88,11 +89,7 @@ class ExtractConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ExtractConfig:
         """Build from a config mapping; unknown keys are an error (a typo must not pass)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown extract config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return from_mapping(cls, values, "extract config")
 
     def parquet_metadata(self, resampler: str) -> dict[str, str]:
         return {
