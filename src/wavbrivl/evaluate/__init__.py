@@ -1,0 +1,9 @@
+"""Evaluation of trained audio encoders: cross-modal retrieval metrics and their report.
+
+Kept import-light (numpy; matplotlib only when a plot is written) so training can score
+validation retrieval without extra dependencies.
+"""
+
+from wavbrivl.evaluate.retrieval import retrieval_metrics, write_retrieval_report
+
+__all__ = ["retrieval_metrics", "write_retrieval_report"]
