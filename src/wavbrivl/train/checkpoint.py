@@ -1,0 +1,185 @@
+"""Resume checkpoints and the final ``audio_encoder.pt`` artefact.
+
+Resume checkpoints live in ``<run>/checkpoints/step_<step>.pt``, each with a
+``.sha256`` sidecar written *after* it: a checkpoint counts as good only when its digest
+matches and it loads with ``torch.load(weights_only=True)``. Writes are atomic (temp name,
+then rename), and the newest ``keep`` good ones are kept, so a checkpoint spoiled after the
+fact (disk, copy, a kill between the two writes) costs one interval, not the run.
+
+Everything saved is plain data (tensors, dicts, lists, numbers, strings), so both files load
+with ``weights_only=True``: no pickled code runs on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wavbrivl.atomic import atomic_path, write_text_atomic
+
+CHECKPOINT_FORMAT = "wavbrivl.train_checkpoint/1"
+ARTEFACT_FORMAT = "wavbrivl.audio_encoder/1"
+CHECKPOINT_KEYS = (
+    "format",
+    "step",
+    "model",
+    "optimizer",
+    "rng",
+    "data_position",
+    "counters",
+    "train_config",
+)
+_NAME = re.compile(r"^step_(\d+)\.pt$")
+
+PathLike = str | os.PathLike
+
+
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint file that is missing its digest, fails it, or does not load."""
+
+
+def checkpoint_path(directory: PathLike, step: int) -> Path:
+    return Path(directory) / f"step_{step:09d}.pt"
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` atomically, then its digest sidecar (the mark of a finished file)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    write_text_atomic(_sidecar(path), _sha256(path) + "\n")
+    return path
+
+
+def load_checkpoint(path: PathLike) -> dict[str, Any]:
+    """Load and check one checkpoint; :class:`CorruptCheckpoint` says why it is not usable."""
+    path = Path(path)
+    sidecar = _sidecar(path)
+    if not sidecar.exists():
+        raise CorruptCheckpoint(f"{path}: no {sidecar.name} (the save did not finish)")
+    expected = sidecar.read_text().strip()
+    actual = _sha256(path)
+    if actual != expected:
+        raise CorruptCheckpoint(
+            f"{path}: sha256 {actual[:12]}... differs from {sidecar.name} {expected[:12]}..."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling failure means the same: not usable
+        raise CorruptCheckpoint(f"{path}: does not load ({type(exc).__name__}: {exc})") from exc
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing or state.get("format") != CHECKPOINT_FORMAT:
+        raise CorruptCheckpoint(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (missing {missing})")
+    return state
+
+
+def list_checkpoints(directory: PathLike) -> list[Path]:
+    """Checkpoint files in ``directory``, newest (highest step) first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def load_latest_checkpoint(
+    directory: PathLike, *, log: Callable[[str], None]
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest good checkpoint, reporting every newer one skipped and why; None if none."""
+    for path in list_checkpoints(directory):
+        try:
+            return path, load_checkpoint(path)
+        except CorruptCheckpoint as exc:
+            log(f"WARNING: skipping unusable checkpoint: {exc}; trying the previous one")
+    return None
+
+
+def prune_checkpoints(directory: PathLike, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints (and their sidecars)."""
+    for path in list_checkpoints(directory)[keep:]:
+        path.unlink(missing_ok=True)
+        _sidecar(path).unlink(missing_ok=True)
+
+
+# -- the final artefact ---------------------------------------------------------------------------
+
+
+def model_configs(model: torch.nn.Module) -> dict[str, dict[str, Any]]:
+    """The two configs that rebuild a CrossModalMoCo: its audio encoder's and its own."""
+    return {"audio": model.audio_encoder.cfg.to_dict(), "moco": model.cfg.to_dict()}
+
+
+def save_audio_encoder(
+    path: PathLike,
+    model: torch.nn.Module,
+    *,
+    step: int,
+    train_config: dict[str, Any],
+    metrics: dict | None = None,
+) -> Path:
+    """``audio_encoder.pt``: the whole CrossModalMoCo's weights with both configs inside.
+
+    Downstream rebuilds the model with :func:`load_trained_model` and embeds audio with
+    ``embed_audio`` (g(audio), L2-normalised, in the image space).
+    """
+    state = {
+        "format": ARTEFACT_FORMAT,
+        **{f"{k}_config": v for k, v in model_configs(model).items()},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "step": step,
+        "train_config": train_config,
+        "metrics": metrics or {},
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def read_audio_encoder(path: PathLike) -> dict[str, Any]:
+    """The artefact's contents (weights_only load), checked for its format."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != ARTEFACT_FORMAT:
+        raise ValueError(f"{path}: not a {ARTEFACT_FORMAT} file (format {state.get('format')!r})")
+    return state
+
+
+def load_trained_model(
+    path: PathLike, *, device: torch.device | str = "cpu", wavlm: str | None = None
+):
+    """Rebuild the trained CrossModalMoCo from ``audio_encoder.pt``, in eval mode.
+
+    ``wavlm`` replaces the WavLM directory recorded at training time (another machine); its
+    config must match, since every weight is then overwritten from the artefact.
+    """
+    from wavbrivl.audio.encoder import AudioEncoderConfig, build_audio_encoder
+    from wavbrivl.train.moco import CrossModalMoCo, MoCoConfig
+
+    state = read_audio_encoder(path)
+    audio = dict(state["audio_config"])
+    if wavlm is not None:
+        audio["wavlm"] = wavlm
+    model = CrossModalMoCo(
+        build_audio_encoder(AudioEncoderConfig.from_dict(audio)),
+        MoCoConfig.from_dict(state["moco_config"]),
+    )
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval()
