@@ -20,6 +20,7 @@ include: "workflow/rules/manifest.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/embed.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
@@ -47,3 +48,8 @@ rule media:
 rule embeddings:
     input:
         get_embedding_shards(),
+
+
+rule model:
+    input:
+        get_model_outputs(),

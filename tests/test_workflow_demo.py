@@ -36,6 +36,18 @@ def small_demo_config() -> dict:
     cfg["datasets"]["vggsound"]["n_shards"] = 2
     cfg["extract"]["frame_size"] = 32
     cfg["embed"].update(encoder="brivl", architecture="tiny", weights="weights/toy-brivl.pth")
+    # 12 clips: a few short steps exercise the training and evaluation rules end to end
+    cfg["train"].update(
+        steps=6,
+        batch_size=2,
+        warmup_steps=2,
+        ckpt_every=3,
+        eval_every=3,
+        log_every=1,
+        window_s=2.0,
+        num_workers=0,
+        val_fraction=0.2,
+    )
     return cfg
 
 
@@ -58,7 +70,7 @@ def planned_jobs(result) -> dict[str, int]:
     }
 
 
-TARGETS = ("media", "embeddings")
+TARGETS = ("media", "embeddings", "model")
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +120,21 @@ def test_logs_carry_progress_and_status_summary(demo_run):
     assert "ok=" in log
 
 
+def test_training_and_evaluation_write_their_artefacts(demo_run):
+    import json
+
+    model_dir = demo_run / "results/models/demo"
+    assert (model_dir / "audio_encoder.pt").stat().st_size > 0
+    assert (model_dir / "curves.png").stat().st_size > 0
+    log = (model_dir / "train_log.tsv").read_text().splitlines()
+    assert log[0].startswith("step") or "step" in log[0].split("\t")
+    metrics = json.loads((demo_run / "results/eval/demo/metrics.json").read_text())
+    r1 = metrics["audio_to_image"]["class"]["R@1"]
+    assert 0.0 <= r1["value"] <= 1.0 and 0.0 < r1["chance"] < 1.0
+    assert metrics["n_clips"] >= 2
+    assert (demo_run / "results/eval/demo/retrieval.png").stat().st_size > 0
+
+
 def test_embeddings_carry_the_checkpoint_fingerprint(demo_run):
     paths = sorted((demo_run / "results/embeddings/brivl/vggsound").glob("*.parquet"))
     assert [p.stem for p in paths] == ["000", "001"]
@@ -115,6 +142,10 @@ def test_embeddings_carry_the_checkpoint_fingerprint(demo_run):
     assert sum(h.num_rows for h in headers) == 12 * 2  # two views per clip in the demo config
     assert len({h.fingerprint for h in headers}) == 1
     assert headers[0].meta["box_mode"] == "whole"
+
+
+TRAIN_AND_AFTER = {"train_audio_encoder": 1, "evaluate_retrieval": 1, "model": 1}
+EMBED_AND_AFTER = {"embed_images": 2, "embeddings": 1, **TRAIN_AND_AFTER}
 
 
 def dry_run(workdir, cfg=None):
@@ -134,10 +165,17 @@ def test_only_what_changed_reruns(demo_run):
     # preprocessing changes: the embedding jobs rerun, nothing upstream
     cfg = small_demo_config()
     cfg["embed"]["box_mode"] = "grid"
-    assert dry_run(demo_run, cfg) == {"embed_images": 2, "embeddings": 1}
+    assert dry_run(demo_run, cfg) == EMBED_AND_AFTER
     cfg = small_demo_config()
     cfg["embed"]["n_views"] = 3
-    assert dry_run(demo_run, cfg) == {"embed_images": 2, "embeddings": 1}
+    assert dry_run(demo_run, cfg) == EMBED_AND_AFTER
+    # a training setting: training and evaluation rerun, the embeddings do not
+    cfg = small_demo_config()
+    cfg["loss"]["temperature"] = 0.1
+    assert dry_run(demo_run, cfg) == TRAIN_AND_AFTER
+    cfg = small_demo_config()
+    cfg["train"]["lr"] = 0.002
+    assert dry_run(demo_run, cfg) == TRAIN_AND_AFTER
     # the checkpoint's content changes (same path, mtime put back): embedding jobs rerun
     weights = demo_run / "weights/toy-brivl.pth"
     stat = weights.stat()
@@ -145,7 +183,7 @@ def test_only_what_changed_reruns(demo_run):
     try:
         write_toy_checkpoint(weights, seed=1)
         os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        assert dry_run(demo_run) == {"embed_images": 2, "embeddings": 1}
+        assert dry_run(demo_run) == EMBED_AND_AFTER
     finally:
         weights.write_bytes(original)
         os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))

@@ -71,7 +71,7 @@ def get_media_shards():
 
 
 def get_final_outputs():
-    return get_media_shards() + get_embedding_shards()
+    return get_media_shards() + get_embedding_shards() + get_model_outputs()
 
 
 def _is_url(path):
@@ -133,3 +133,46 @@ def file_sha256(path):
     if not os.path.exists(path):
         return "missing"  # the rule's input check names the file
     return cached_sha256(path, cache_file=".snakemake/wavbrivl/sha256-cache.json")
+
+
+# --- training ----------------------------------------------------------------------------
+
+RUNTIME_TRAIN_KEYS = ("device", "num_workers", "log_every", "keep_checkpoints", "gpus")
+
+
+def run_name():
+    return config["train"]["run"]
+
+
+def get_train_params(wildcards):
+    """The train block without run-time settings (those must not trigger a retrain)."""
+    return {k: v for k, v in config["train"].items() if k not in RUNTIME_TRAIN_KEYS}
+
+
+def wavlm_source():
+    """Where WavLM comes from: the demo's tiny model (made by a rule), a local dir, a hub id."""
+    wavlm = config["audio"]["wavlm"]
+    if wavlm == "tiny":
+        return f"results/models/_wavlm/tiny-seed{config['audio']['tiny_seed']}"
+    return wavlm
+
+
+def get_training_inputs(wildcards):
+    dataset = config["train"]["dataset"]
+    if dataset not in config["datasets"] or config["datasets"][dataset]["role"] != "train":
+        raise ValueError(f"train.dataset {dataset!r} is not a dataset with role 'train'")
+    shards = get_shards(dataset)
+    inputs = {
+        "manifest": f"results/manifest/{dataset}.parquet",
+        "media": [f"results/media/{dataset}/{s}.parquet" for s in shards],
+        "embeddings": [
+            f"results/embeddings/{encoder_label()}/{dataset}/{s}.parquet" for s in shards
+        ],
+    }
+    if config["audio"]["wavlm"] == "tiny" or os.path.isdir(config["audio"]["wavlm"]):
+        inputs["wavlm"] = wavlm_source()
+    return inputs
+
+
+def get_model_outputs():
+    return [f"results/models/{run_name()}/audio_encoder.pt", f"results/eval/{run_name()}/metrics.json"]

@@ -32,3 +32,13 @@ def encoder_from_config(cfg: dict[str, Any]) -> ImageEncoder:
     return build_encoder(
         "brivl", weights=cfg["weights"], box_mode=cfg["box_mode"], device=device, config=architecture
     )
+
+
+def encoder_fingerprint_and_dim(cfg: dict[str, Any]) -> tuple[str, int]:
+    """The configured encoder's fingerprint and embedding size, built on the CPU.
+
+    Training and evaluation check every embedding file against this fingerprint, so a file
+    made by another encoder, other weights or other preprocessing is never mixed in.
+    """
+    encoder = encoder_from_config({**cfg, "device": "cpu"})
+    return encoder.fingerprint, encoder.dim

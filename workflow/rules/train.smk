@@ -1,0 +1,55 @@
+rule prepare_tiny_wavlm:
+    output:
+        directory("results/models/_wavlm/tiny-seed{seed}"),
+    log:
+        "logs/prepare_tiny_wavlm/tiny-seed{seed}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/prepare_tiny_wavlm.py"
+
+
+# params hold everything that decides the trained weights; device, workers and logging
+# cadence are read from the config inside the job and rerun nothing.
+rule train_audio_encoder:
+    input:
+        unpack(get_training_inputs),
+    output:
+        model="results/models/{run}/audio_encoder.pt",
+        log="results/models/{run}/train_log.tsv",
+        curves="results/models/{run}/curves.png",
+    params:
+        audio=config["audio"],
+        loss=config["loss"],
+        train=get_train_params,
+        encoder=get_encoder_identity,
+    threads: 4
+    resources:
+        gpu=config["train"]["gpus"],
+    log:
+        "logs/train_audio_encoder/{run}.log",
+    benchmark:
+        "benchmarks/train_audio_encoder/{run}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train_audio_encoder.py"
+
+
+rule evaluate_retrieval:
+    input:
+        unpack(get_training_inputs),
+        model="results/models/{run}/audio_encoder.pt",
+    output:
+        metrics="results/eval/{run}/metrics.json",
+        table="results/eval/{run}/metrics.tsv",
+        plot="results/eval/{run}/retrieval.png",
+    params:
+        train=get_train_params,
+    threads: 2
+    log:
+        "logs/evaluate_retrieval/{run}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/evaluate_retrieval.py"

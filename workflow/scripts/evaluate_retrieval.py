@@ -1,0 +1,21 @@
+"""Snakemake adapter: retrieval metrics of a trained run on the test split."""
+
+import sys
+from pathlib import Path
+
+from wavbrivl.embed.build import encoder_fingerprint_and_dim
+from wavbrivl.train.pipeline import run_evaluation
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    fingerprint, _ = encoder_fingerprint_and_dim(snakemake.config["embed"])
+    run_evaluation(
+        model_path=snakemake.input.model,
+        manifest=snakemake.input.manifest,
+        shards=list(zip(snakemake.input.embeddings, snakemake.input.media, strict=True)),
+        out_dir=Path(snakemake.output.metrics).parent,
+        train_block=snakemake.config["train"],
+        wavlm=snakemake.input.get("wavlm", snakemake.config["audio"]["wavlm"]),
+        fingerprint=fingerprint,
+        log=lambda msg: print(msg, file=log, flush=True),
+    )

@@ -1,0 +1,23 @@
+"""Snakemake adapter: train the audio encoder against the frozen image embeddings."""
+
+import sys
+from pathlib import Path
+
+from wavbrivl.embed.build import encoder_fingerprint_and_dim
+from wavbrivl.train.pipeline import run_training
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    fingerprint, image_dim = encoder_fingerprint_and_dim(snakemake.config["embed"])
+    run_training(
+        manifest=snakemake.input.manifest,
+        shards=list(zip(snakemake.input.embeddings, snakemake.input.media, strict=True)),
+        out_dir=Path(snakemake.output.model).parent,
+        audio=snakemake.config["audio"],
+        loss=snakemake.config["loss"],
+        train_block=snakemake.config["train"],
+        wavlm=snakemake.input.get("wavlm", snakemake.config["audio"]["wavlm"]),
+        image_dim=image_dim,
+        fingerprint=fingerprint,
+        log=lambda msg: print(msg, file=log, flush=True),
+    )
