@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, planned_jobs, run_snakemake
 
 VALID = {
     "datasets": {
@@ -39,13 +39,11 @@ def _with(path, value):
 
 def test_valid_config_plans_one_job_per_shard(tmp_path):
     result = _dry_run(tmp_path, VALID)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout + result.stderr
-    assert "download_clips        3" in out
-    assert "extract_media         3" in out
+    jobs = planned_jobs(result)
+    assert jobs["download_clips"] == jobs["extract_media"] == jobs["embed_images"] == 3
     # the demo config is replaced, not merged: no demo dataset, no synthesis job
-    assert "synthesise_demo" not in out
-    assert "audioset_gen" not in out
+    assert "synthesise_demo" not in jobs
+    assert "audioset_gen" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

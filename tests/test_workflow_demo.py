@@ -7,14 +7,13 @@ the checkpoint path of the real model is exercised and its content can be change
 from __future__ import annotations
 
 import os
-import re
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, planned_jobs, run_snakemake
 
 from wavbrivl.embed.store import read_header
 from wavbrivl.encoders.registry import build_tiny
@@ -56,18 +55,6 @@ def write_toy_checkpoint(path, seed):
     state = build_tiny(seed=seed).model.state_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"learnable": {f"imgencoder.{k}": v for k, v in state.items()}}, path)
-
-
-def planned_jobs(result) -> dict[str, int]:
-    """Rule -> job count from the 'Job stats' table of a dry run ({} when nothing to do)."""
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-3000:]
-    if "Nothing to be done" in out:
-        return {}
-    table = out.split("Job stats:", 1)[1].split("Reasons:", 1)[0]
-    return {
-        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
-    }
 
 
 TARGETS = ("media", "embeddings", "model")

@@ -27,7 +27,13 @@ def cached_sha256(path: str | os.PathLike, cache_file: str | os.PathLike) -> str
     stat = os.stat(path)
     key = "|".join(
         str(v)
-        for v in (Path(path).resolve(), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
+        for v in (
+            Path(path).resolve(),
+            stat.st_size,
+            stat.st_ino,
+            stat.st_mtime_ns,
+            stat.st_ctime_ns,
+        )
     )
     cache_file = Path(cache_file)
     try:

@@ -33,12 +33,21 @@ def make_media(path: Path, n: int) -> None:
     frames = []
     for _ in range(n):
         buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+        Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(
+            buf, "JPEG", quality=90
+        )
         frames.append(buf.getvalue())
-    write_table_atomic(path, pa.table({
-        "clip_id": [f"c{i}_0" for i in range(n)], "status": ["ok"] * n, "reason": [""] * n,
-        "frame": pa.array(frames, pa.binary()),
-    }))
+    write_table_atomic(
+        path,
+        pa.table(
+            {
+                "clip_id": [f"c{i}_0" for i in range(n)],
+                "status": ["ok"] * n,
+                "reason": [""] * n,
+                "frame": pa.array(frames, pa.binary()),
+            }
+        ),
+    )
 
 
 def build(model: str):
@@ -50,8 +59,12 @@ def build(model: str):
     torch.set_num_threads(2)
     if model == "tiny":
         return build_tiny(seed=0)
-    return BriVLEncoder(BriVLImageEncoder(BRIVL_1_0), name="b5-random", box_mode="whole",
-                        weights_id={"random": True})
+    return BriVLEncoder(
+        BriVLImageEncoder(BRIVL_1_0),
+        name="b5-random",
+        box_mode="whole",
+        weights_id={"random": True},
+    )
 
 
 def run_stage(model: str, media: str, out: str, queue) -> None:
@@ -67,7 +80,9 @@ def run_stage(model: str, media: str, out: str, queue) -> None:
     embed_shard(warm, out, encoder, EmbedSettings(), batch_size=BATCH, log=open("/dev/null", "w"))
     start = time.perf_counter()
     embed_shard(media, out, encoder, EmbedSettings(), batch_size=BATCH, log=open("/dev/null", "w"))
-    queue.put((n / (time.perf_counter() - start), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put(
+        (n / (time.perf_counter() - start), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    )
 
 
 def run_bare(model: str, n: int, queue) -> None:
@@ -84,8 +99,12 @@ def run_bare(model: str, n: int, queue) -> None:
         start = time.perf_counter()
         for _ in range(n // BATCH):
             encoder.model.encode_image(pixels, boxes, n_boxes)
-    queue.put(((n // BATCH) * BATCH / (time.perf_counter() - start),
-               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put(
+        (
+            (n // BATCH) * BATCH / (time.perf_counter() - start),
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        )
+    )
 
 
 def in_child(target, *args):
@@ -101,15 +120,21 @@ def in_child(target, *args):
 def main() -> None:
     models = [("tiny", 256)] + ([] if "--skip-b5" in sys.argv else [("b5-456", 32)])
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{'model':<8} {'images':>6} {'stage img/s':>12} {'bare img/s':>11} {'ratio':>6} "
-              f"{'stage RSS MB':>13} {'bare RSS MB':>12}")
+        print(
+            f"{'model':<8} {'images':>6} {'stage img/s':>12} {'bare img/s':>11} {'ratio':>6} "
+            f"{'stage RSS MB':>13} {'bare RSS MB':>12}"
+        )
         for model, n in models:
             media = Path(tmp) / f"{model}.parquet"
             make_media(media, n)
-            stage, stage_rss = in_child(run_stage, model, str(media), str(Path(tmp) / "out.parquet"))
+            stage, stage_rss = in_child(
+                run_stage, model, str(media), str(Path(tmp) / "out.parquet")
+            )
             bare, bare_rss = in_child(run_bare, model, n)
-            print(f"{model:<8} {n:>6} {stage:>12.2f} {bare:>11.2f} {stage / bare:>6.2f} "
-                  f"{stage_rss / 1024:>13.0f} {bare_rss / 1024:>12.0f}")
+            print(
+                f"{model:<8} {n:>6} {stage:>12.2f} {bare:>11.2f} {stage / bare:>6.2f} "
+                f"{stage_rss / 1024:>13.0f} {bare_rss / 1024:>12.0f}"
+            )
 
 
 if __name__ == "__main__":

@@ -24,19 +24,27 @@ from wavbrivl.ffmpeg_bin import ffmpeg_exe
 
 
 def demo_clips(root: Path, clips_per_class: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    synthesise_demo(root, clips_per_class=clips_per_class, audioset_clips_per_class=1,
-                    log=lambda msg: None)
+    synthesise_demo(
+        root, clips_per_class=clips_per_class, audioset_clips_per_class=1, log=lambda msg: None
+    )
     rows = pd.read_csv(root / "vggsound.csv", header=None, names=["id", "start", "label", "split"])
-    manifest = pd.DataFrame({
-        "clip_id": rows["id"] + "_" + (rows["start"] * 1000).astype(str),
-        "start_s": rows["start"].astype(float),
-        "end_s": rows["start"].astype(float) + 10.0,
-    })
-    status = pd.DataFrame({
-        "clip_id": manifest["clip_id"], "status": "ok", "reason": "",
-        "file": [f"../videos/{i}.mp4" for i in rows["id"]],
-        "section_start_s": 0.0, "section_end_s": float("nan"),
-    })
+    manifest = pd.DataFrame(
+        {
+            "clip_id": rows["id"] + "_" + (rows["start"] * 1000).astype(str),
+            "start_s": rows["start"].astype(float),
+            "end_s": rows["start"].astype(float) + 10.0,
+        }
+    )
+    status = pd.DataFrame(
+        {
+            "clip_id": manifest["clip_id"],
+            "status": "ok",
+            "reason": "",
+            "file": [f"../videos/{i}.mp4" for i in rows["id"]],
+            "section_start_s": 0.0,
+            "section_end_s": float("nan"),
+        }
+    )
     return manifest, status
 
 
@@ -46,10 +54,32 @@ def bare_loop(manifest: pd.DataFrame, videos: Path, out: Path, size: int) -> flo
     for clip_id, start_s in zip(manifest["clip_id"], manifest["start_s"], strict=True):
         src = videos / f"{clip_id.rsplit('_', 1)[0]}.mp4"
         subprocess.run(
-            [ffmpeg, "-v", "error", "-y", "-ss", str(start_s), "-t", "10", "-i", str(src),
-             "-map", "0:v:0", "-vf", f"select=gte(t\\,5),crop=min(iw\\,ih):min(iw\\,ih),scale={size}:{size}",
-             "-frames:v", "1", str(out / "f.jpg"),
-             "-map", "0:a:0", "-ac", "1", "-ar", "16000", str(out / "a.flac")],
+            [
+                ffmpeg,
+                "-v",
+                "error",
+                "-y",
+                "-ss",
+                str(start_s),
+                "-t",
+                "10",
+                "-i",
+                str(src),
+                "-map",
+                "0:v:0",
+                "-vf",
+                f"select=gte(t\\,5),crop=min(iw\\,ih):min(iw\\,ih),scale={size}:{size}",
+                "-frames:v",
+                "1",
+                str(out / "f.jpg"),
+                "-map",
+                "0:a:0",
+                "-ac",
+                "1",
+                "-ar",
+                "16000",
+                str(out / "a.flac"),
+            ],
             check=True,
         )
     return time.perf_counter() - start
@@ -73,12 +103,21 @@ def main() -> None:
         print(f"bare ffmpeg loop     : {n / bare:6.2f} clips/s")
         for threads in (1, 2):
             start = time.perf_counter()
-            table = extract_shard(manifest, status, download_dir, root / f"m{threads}.parquet", cfg,
-                                  threads=threads, log=open("/dev/null", "w"))
+            table = extract_shard(
+                manifest,
+                status,
+                download_dir,
+                root / f"m{threads}.parquet",
+                cfg,
+                threads=threads,
+                log=open("/dev/null", "w"),
+            )
             seconds = time.perf_counter() - start
             ok = int((table["status"] == "ok").sum())
-            print(f"extract_shard t={threads}  : {n / seconds:6.2f} clips/s "
-                  f"(ratio to bare {bare / seconds:.2f}, ok {ok}/{n})")
+            print(
+                f"extract_shard t={threads}  : {n / seconds:6.2f} clips/s "
+                f"(ratio to bare {bare / seconds:.2f}, ok {ok}/{n})"
+            )
 
 
 if __name__ == "__main__":

@@ -157,10 +157,27 @@ def wavlm_source():
     return wavlm
 
 
-def get_training_inputs(wildcards):
+def training_dataset():
+    """train.dataset, or the only dataset with role train."""
     dataset = config["train"]["dataset"]
-    if dataset not in config["datasets"] or config["datasets"][dataset]["role"] != "train":
-        raise ValueError(f"train.dataset {dataset!r} is not a dataset with role 'train'")
+    candidates = dataset_names(role="train")
+    if dataset is None:
+        if len(candidates) != 1:
+            raise ValueError(
+                f"set train.dataset: there are {len(candidates)} datasets with role 'train' "
+                f"({', '.join(candidates) or 'none'})"
+            )
+        return candidates[0]
+    if dataset not in candidates:
+        raise ValueError(
+            f"train.dataset {dataset!r} is not a dataset with role 'train' "
+            f"(those are: {', '.join(candidates) or 'none'})"
+        )
+    return dataset
+
+
+def get_training_inputs(wildcards):
+    dataset = training_dataset()
     shards = get_shards(dataset)
     inputs = {
         "manifest": f"results/manifest/{dataset}.parquet",

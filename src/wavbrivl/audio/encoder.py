@@ -33,6 +33,9 @@ import torch
 from torch import nn
 from transformers import Wav2Vec2FeatureExtractor, WavLMModel
 
+from wavbrivl.configs import from_mapping
+from wavbrivl.nn_blocks import MLP
+
 SAMPLE_RATE = 16000
 
 #: Config overrides applied when loading any WavLM: no SpecAugment-style masking and no
@@ -69,24 +72,7 @@ class AudioEncoderConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AudioEncoderConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown AudioEncoderConfig keys: {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-
-class MLP(nn.Module):
-    """Linear-ReLU-Linear: (..., in_dim) -> (..., out_dim)."""
-
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(in_dim, hidden_dim)
-        self.relu = nn.ReLU()
-        self.fc2 = nn.Linear(hidden_dim, out_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.relu(self.fc1(x)))
+        return from_mapping(cls, values, "AudioEncoderConfig")
 
 
 def weighted_layer_sum(states: torch.Tensor, layer_logits: torch.Tensor) -> torch.Tensor:

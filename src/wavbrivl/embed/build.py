@@ -5,20 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
-
+from wavbrivl.devices import pick_device
 from wavbrivl.encoders.brivl import BRIVL_1_0, TINY_BRIVL
 from wavbrivl.encoders.registry import ImageEncoder, build_encoder
 
 ARCHITECTURES = {"brivl-1.0": BRIVL_1_0, "tiny": TINY_BRIVL}
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("embed.device is 'cuda' but no CUDA device is visible")
-    return torch.device(name)
 
 
 def encoder_from_config(cfg: dict[str, Any]) -> ImageEncoder:
@@ -30,7 +21,11 @@ def encoder_from_config(cfg: dict[str, Any]) -> ImageEncoder:
     if cfg.get("image_size"):
         architecture = dataclasses.replace(architecture, img_size=cfg["image_size"])
     return build_encoder(
-        "brivl", weights=cfg["weights"], box_mode=cfg["box_mode"], device=device, config=architecture
+        "brivl",
+        weights=cfg["weights"],
+        box_mode=cfg["box_mode"],
+        device=device,
+        config=architecture,
     )
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavbrivl.configs import from_mapping
+from wavbrivl.nn_blocks import MLP
 
 
 @dataclass(frozen=True)
@@ -115,19 +116,6 @@ def roi_grid_sample(
     return patches.reshape(b, c, n, grid, grid).permute(0, 2, 1, 3, 4)
 
 
-class RegionMLP(nn.Module):
-    """Linear-ReLU-Linear head (the public ``FakeTransformer``): (..., in) -> (..., out)."""
-
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(in_dim, hidden_dim)
-        self.relu = nn.ReLU()
-        self.fc2 = nn.Linear(hidden_dim, out_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.relu(self.fc1(x)))
-
-
 class BriVLImageEncoder(nn.Module):
     """BriVL image tower: images + boxes -> unit-norm embeddings (B, out_dim).
 
@@ -156,7 +144,7 @@ class BriVLImageEncoder(nn.Module):
         # Insertion order = the public module's, so state_dict() lists keys in the same order.
         self.learnable = nn.ModuleDict(
             {
-                "imgFC": RegionMLP(c, cfg.out_dim, cfg.out_dim),
+                "imgFC": MLP(c, cfg.out_dim, cfg.out_dim),  # the public ``FakeTransformer``
                 "imgAtt": nn.TransformerEncoder(
                     layer, num_layers=cfg.n_layers, enable_nested_tensor=False
                 ),

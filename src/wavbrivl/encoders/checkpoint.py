@@ -8,13 +8,14 @@ arbitrary code to unpickle is refused, never executed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from wavbrivl.hashing import sha256_of
 
 IMAGE_PREFIX = "imgencoder."
 _SHOW = 10  # how many offending keys an error message lists
@@ -32,13 +33,8 @@ class CheckpointMismatchError(CheckpointError):
     """The checkpoint's image encoder does not fit the model (keys or shapes)."""
 
 
-def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks (checkpoints are gigabytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
+# Hex SHA-256 of a file, read in chunks (checkpoints are gigabytes).
+sha256_file = sha256_of
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from wavbrivl.atomic import atomic_path
+from wavbrivl.configs import from_mapping
 from wavbrivl.train.checkpoint import (
     CHECKPOINT_FORMAT,
     checkpoint_path,
@@ -160,11 +161,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown train config key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return from_mapping(cls, d, "train config")
 
 
 class BatchSource(Protocol):

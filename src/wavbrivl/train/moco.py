@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavbrivl.audio.encoder import MLP, AudioEncoder
+from wavbrivl.configs import from_mapping
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,7 @@ class MoCoConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> MoCoConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown MoCoConfig keys: {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return from_mapping(cls, values, "MoCoConfig")
 
 
 @dataclass

@@ -16,6 +16,7 @@ import torch
 from wavbrivl.audio.encoder import AudioEncoderConfig, build_audio_encoder
 from wavbrivl.audio.tiny import save_tiny_wavlm
 from wavbrivl.configs import from_mapping
+from wavbrivl.devices import pick_device
 from wavbrivl.train.data import TrainData
 from wavbrivl.train.loop import TrainConfig, embed_batches, train
 from wavbrivl.train.moco import CrossModalMoCo, MoCoConfig
@@ -24,14 +25,6 @@ from wavbrivl.train.moco import CrossModalMoCo, MoCoConfig
 WORKFLOW_ONLY_KEYS = ("run", "dataset", "device", "gpus")
 
 Log = Callable[[str], None]
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for, but no CUDA device is visible")
-    return torch.device(name)
 
 
 def train_config(block: dict[str, Any]) -> TrainConfig:
