@@ -69,9 +69,7 @@ def clip_embedding(index: int, view: int, dim: int) -> np.ndarray:
 
 
 def embedding_metadata(fingerprint: str) -> dict[str, str]:
-    # The store's fingerprint key was renamed once ("encoder_fingerprint" -> "fingerprint"):
-    # write both so these fixtures follow whichever the reader checks.
-    return {"encoder": "test", "fingerprint": fingerprint, "encoder_fingerprint": fingerprint}
+    return {"encoder": "test", "fingerprint": fingerprint}
 
 
 def write_dataset(
