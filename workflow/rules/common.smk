@@ -11,8 +11,8 @@ from snakemake.utils import validate
 # inherited), so `--use-conda` environments need only third-party packages.
 SRC_DIR = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC_DIR))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in [str(SRC_DIR), os.environ.get("PYTHONPATH", "")] if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in [str(SRC_DIR), os.environ.get("PYTHONPATH", "")] if p)
 )
 
 from wavbrivl.sharding import shard_names  # noqa: E402
