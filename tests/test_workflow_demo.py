@@ -175,3 +175,46 @@ def test_only_what_changed_reruns(demo_run):
         weights.write_bytes(original)
         os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert dry_run(demo_run) == {}
+
+
+def test_added_clips_rerun_only_their_shard(demo_run):
+    """Last in this module: it changes the demo's CSV."""
+    csv_path = demo_run / "results/demo/vggsound.csv"
+    rows = csv_path.read_text().splitlines()
+    # A new clip of an existing video: the same id with another start (files are 11 s long).
+    ytid, start, *rest = rows[0].split(",")
+    new_start = "1" if start == "0" else "0"
+    csv_path.write_text("\n".join([*rows, ",".join([ytid, new_start, *rest])]) + "\n")
+    manifest_path = demo_run / "results/manifest/vggsound.parquet"
+    old = pd.read_parquet(manifest_path)
+
+    # Rebuild the manifest; then the plan holds the new clip's shard only (and training).
+    result = run_snakemake(demo_run, "--cores", "2", "manifests", "--configfile", "cfg.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    new = pd.read_parquet(manifest_path)
+    added = set(new["clip_id"]) - set(old["clip_id"])
+    assert len(added) == 1
+    shard = new.loc[new["clip_id"].isin(added), "shard"].item()
+    other = "001" if shard == "000" else "000"
+    plan = run_snakemake(demo_run, "-n", "-p", *TARGETS, "--configfile", "cfg.yaml")
+    assert planned_jobs(plan) == {
+        "download_clips": 1,
+        "extract_media": 1,
+        "embed_images": 1,
+        **TRAIN_AND_AFTER,
+        "media": 1,
+        "embeddings": 1,
+    }
+    out = plan.stdout + plan.stderr
+    assert f"results/download/vggsound/{shard}.status.parquet" in out
+    assert f"results/download/vggsound/{other}.status.parquet" not in out
+
+    # The real run does the same: the other shard's artefacts are not rewritten.
+    untouched = demo_run / f"results/media/vggsound/{other}.parquet"
+    before = untouched.stat().st_mtime_ns
+    result = run_snakemake(demo_run, "--cores", "2", *TARGETS, "--configfile", "cfg.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert untouched.stat().st_mtime_ns == before
+    media = pd.read_parquet(demo_run / f"results/media/vggsound/{shard}.parquet")
+    assert added <= set(media["clip_id"])
+    assert dry_run(demo_run) == {}

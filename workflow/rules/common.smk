@@ -1,5 +1,6 @@
 # Config validation and input functions (get_*). Rules stay free of logic.
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -87,6 +88,39 @@ def get_manifest_inputs(wildcards):
 
 def get_dataset_config(wildcards):
     return config["datasets"][wildcards.dataset]
+
+
+# --- manifests and rerun decisions --------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _manifest_digests(path, mtime_ns):
+    from wavbrivl.manifest.digest import shard_digests, training_digest
+
+    return shard_digests(path), training_digest(path)
+
+
+def _digests(dataset):
+    path = f"results/manifest/{dataset}.parquet"
+    if not os.path.exists(path):
+        return None  # planning only: Snakemake evaluates params again before the job runs
+    return _manifest_digests(path, os.stat(path).st_mtime_ns)
+
+
+def get_manifest_for_shard(wildcards):
+    """The dataset's manifest, by content: its mtime alone reruns nothing (see get_shard_digest)."""
+    return ancient(checkpoints.build_manifest.get(dataset=wildcards.dataset).output[0])
+
+
+def get_shard_digest(wildcards):
+    """Digest of the shard's manifest rows: the shard's jobs rerun when, and only when, it changes."""
+    digests = _digests(wildcards.dataset)
+    return "TBD" if digests is None else digests[0].get(wildcards.shard, "empty")
+
+
+def get_training_digest(wildcards):
+    digests = _digests(training_dataset())
+    return "TBD" if digests is None else digests[1]
 
 
 def get_download_dir(wildcards):
@@ -180,7 +214,7 @@ def get_training_inputs(wildcards):
     dataset = training_dataset()
     shards = get_shards(dataset)
     inputs = {
-        "manifest": f"results/manifest/{dataset}.parquet",
+        "manifest": ancient(f"results/manifest/{dataset}.parquet"),
         "media": [f"results/media/{dataset}/{s}.parquet" for s in shards],
         "embeddings": [
             f"results/embeddings/{encoder_label()}/{dataset}/{s}.parquet" for s in shards

@@ -2,10 +2,11 @@
 # outputs before a rerun, and the media folder must survive so finished clips are skipped.
 rule download_clips:
     input:
-        manifest="results/manifest/{dataset}.parquet",
+        manifest=get_manifest_for_shard,
     output:
         status="results/download/{dataset}/{shard}.status.parquet",
     params:
+        clips=get_shard_digest,
         media_dir=get_download_dir,
         download=config["download"],
     threads: 4

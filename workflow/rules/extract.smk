@@ -1,10 +1,11 @@
 rule extract_media:
     input:
-        manifest="results/manifest/{dataset}.parquet",
+        manifest=get_manifest_for_shard,
         status="results/download/{dataset}/{shard}.status.parquet",
     output:
         "results/media/{dataset}/{shard}.parquet",
     params:
+        clips=get_shard_digest,
         media_dir=get_download_dir,
         extract=config["extract"],
     threads: 2

@@ -1,4 +1,6 @@
-rule build_manifest:
+# A checkpoint: once a manifest is rebuilt, Snakemake re-evaluates the jobs that read it,
+# and the per-shard digests (common.smk) rerun only the shards whose rows changed.
+checkpoint build_manifest:
     input:
         get_manifest_inputs,
     output:

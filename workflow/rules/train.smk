@@ -14,15 +14,17 @@ rule prepare_tiny_wavlm:
 rule train_audio_encoder:
     input:
         unpack(get_training_inputs),
+    # Only the model is a declared output: Snakemake deletes declared outputs before a rerun,
+    # and the log, curves and checkpoints must survive a preempted job to be resumed.
+    # (recipe.json in the folder decides whether a rerun resumes or starts afresh.)
     output:
         model="results/models/{run}/audio_encoder.pt",
-        log="results/models/{run}/train_log.tsv",
-        curves="results/models/{run}/curves.png",
     params:
         audio=config["audio"],
         loss=config["loss"],
         train=get_train_params,
         encoder=get_encoder_identity,
+        manifest=get_training_digest,
     threads: 4
     resources:
         gpu=config["train"]["gpus"],
