@@ -4,12 +4,20 @@ import sys
 from pathlib import Path
 
 from wavbrivl.embed.build import encoder_fingerprint_and_dim
-from wavbrivl.train.pipeline import run_training
+from wavbrivl.train.pipeline import launch_training
+from wavbrivl.train.recipe import prepare_run_dir
 
-with open(snakemake.log[0], "w") as log:
+with open(snakemake.log[0], "a") as log:  # appended: a resumed run keeps the earlier log
     sys.stderr = log
+    prepare_run_dir(
+        Path(snakemake.output.model).parent,
+        settings=dict(snakemake.params.items()),
+        inputs=list(snakemake.input),
+        log=lambda msg: print(msg, file=log, flush=True),
+    )
     fingerprint, image_dim = encoder_fingerprint_and_dim(snakemake.config["embed"])
-    run_training(
+    # In-process with train.gpus <= 1; torchrun with one rank per GPU otherwise.
+    launch_training(
         manifest=snakemake.input.manifest,
         shards=list(zip(snakemake.input.embeddings, snakemake.input.media, strict=True)),
         out_dir=Path(snakemake.output.model).parent,
@@ -20,4 +28,5 @@ with open(snakemake.log[0], "w") as log:
         image_dim=image_dim,
         fingerprint=fingerprint,
         log=lambda msg: print(msg, file=log, flush=True),
+        log_stream=log,
     )

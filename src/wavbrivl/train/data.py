@@ -21,6 +21,11 @@ How the stream is built, and why:
   a deterministic round-robin over the streams (the DataLoader's in-order mode). A
   :class:`DataPosition` (epoch, batches consumed per stream, next stream) therefore pins the
   stream, and a resumed stream skips its consumed batches without decoding them.
+- Data-parallel (``rank`` / ``world_size`` of :class:`TrainData`): ``batch_size`` stays the
+  *global* batch. Every rank walks the same stream of global batches (same shards, shuffle
+  and position, so a checkpoint of rank 0 resumes every rank, at any world size) and decodes
+  only its contiguous slice of each, ``[rank * B // W, (rank + 1) * B // W)``: the ranks'
+  slices, in rank order, are the single-process batch.
 """
 
 from __future__ import annotations
@@ -343,6 +348,8 @@ class SplitStream(IterableDataset):
         skip: Sequence[int] | None = None,
         start_stream: int = 0,
         clips: dict[str, str] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         self.catalogue = catalogue
         self.split = split
@@ -353,6 +360,12 @@ class SplitStream(IterableDataset):
         self.skip = list(skip) if skip is not None else [0] * cfg.n_streams
         self.start_stream = start_stream
         self.clips = clips if clips is not None else catalogue.labels[split]
+        self.rank, self.world_size = rank, world_size
+
+    def rank_slice(self, group: Sequence[_Row]) -> Sequence[_Row]:
+        """This rank's contiguous part of a global batch (all of it with one process)."""
+        n, w = len(group), self.world_size
+        return group[self.rank * n // w : (self.rank + 1) * n // w]
 
     def stream_shards(self, stream: int) -> list[ShardPair]:
         """The shards stream ``stream`` reads this epoch."""
@@ -388,7 +401,7 @@ class SplitStream(IterableDataset):
         for index, group in enumerate(chunked(rows, self.cfg.batch_size, drop_last=self.train)):
             if index < self.skip[stream]:
                 continue  # consumed before the resume: its place in the stream is all we need
-            batch = self.make_batch(group)
+            batch = self.make_batch(self.rank_slice(group) if self.train else group)
             if not self.train and not batch["clip_id"]:
                 continue
             batch["stream"], batch["index"] = stream, index
@@ -481,11 +494,22 @@ class TrainData:
         image_dim: int,
         pin_memory: bool = False,
         check_train: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         """``shards``: (embedding Parquet, media Parquet) pairs; ``fingerprint``: the image
         encoder's (None skips that check); ``image_dim``: the model's image space size;
         ``pin_memory``: True when training on CUDA; ``check_train=False`` for evaluation only
-        (no train split needed)."""
+        (no train split needed); ``rank`` / ``world_size``: this process's slice of every
+        training batch in a data-parallel run (evaluation batches are never sliced)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size {world_size})")
+        if world_size > cfg.batch_size:
+            raise ValueError(
+                f"batch_size {cfg.batch_size} (the global batch) is smaller than world_size "
+                f"{world_size}: every rank needs at least one clip per batch"
+            )
+        self.rank, self.world_size = rank, world_size
         self.cfg = cfg
         self.fingerprint = fingerprint
         self.pin_memory = pin_memory
@@ -564,6 +588,8 @@ class TrainData:
                 epoch=pos.epoch,
                 skip=pos.consumed,
                 start_stream=pos.next_stream,
+                rank=self.rank,
+                world_size=self.world_size,
             )
             fresh_epoch = not any(pos.consumed)
             got = 0

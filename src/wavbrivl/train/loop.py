@@ -12,6 +12,12 @@ final ``audio_encoder.pt``. On start, the newest good checkpoint is resumed: mod
 torch RNG, data position, counters; the result equals the uninterrupted run's (CPU, same
 seed). SIGTERM / SIGUSR1 (SLURM's pre-emption and time-limit warnings) save a checkpoint and
 raise :class:`TrainingInterrupted`, a ``SystemExit`` with code 0.
+
+Data-parallel runs (:mod:`wavbrivl.train.ddp`) pass a :class:`Collective`: each rank runs its
+slice of every global batch, the step's outputs are gathered so every rank computes the
+global batch's loss and enqueues the same keys, gradients are summed over ranks, and the
+decisions that must agree (non-finite skip, stop signal) are taken jointly. Only the main
+rank writes files and validates. :class:`SingleProcess`, the default, does nothing.
 """
 
 from __future__ import annotations
@@ -164,6 +170,63 @@ class TrainConfig:
         return from_mapping(cls, d, "train config")
 
 
+class Collective(Protocol):
+    """What :func:`train` needs to run as one rank of a data-parallel job."""
+
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool: ...
+
+    def gather_outputs(self, out: Any) -> Any:
+        """The global batch's outputs; this rank's rows keep their gradient."""
+
+    def all_true(self, flag: bool) -> bool: ...
+
+    def any_true(self, flag: bool) -> bool: ...
+
+    def sum_gradients(self, params: list[torch.nn.Parameter]) -> None: ...
+
+    def sum_counts(self, counts: list[int]) -> list[int]: ...
+
+    def broadcast_model(self, model: torch.nn.Module) -> None: ...
+
+    def barrier(self) -> None: ...
+
+    def gather_objects(self, obj: Any) -> list[Any]: ...
+
+
+class SingleProcess:
+    """The :class:`Collective` of a run with one process: every operation is the identity."""
+
+    rank, world_size, is_main = 0, 1, True
+
+    def gather_outputs(self, out: Any) -> Any:
+        return out
+
+    def all_true(self, flag: bool) -> bool:
+        return flag
+
+    def any_true(self, flag: bool) -> bool:
+        return flag
+
+    def sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        pass
+
+    def sum_counts(self, counts: list[int]) -> list[int]:
+        return counts
+
+    def broadcast_model(self, model: torch.nn.Module) -> None:
+        pass
+
+    def barrier(self) -> None:
+        pass
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        return [obj]
+
+
 class BatchSource(Protocol):
     """What :func:`train` needs from the data (:class:`wavbrivl.train.data.TrainData`)."""
 
@@ -306,7 +369,8 @@ class TrainLog:
             writer.writerows(rows)
 
     def write(self, row: dict[str, Any]) -> None:
-        new = [k for k in (*LOG_COLUMNS, *sorted(row)) if k not in self.columns]
+        # dict.fromkeys: a row key that is also a fixed column is added once, not twice.
+        new = [k for k in dict.fromkeys((*LOG_COLUMNS, *sorted(row))) if k not in self.columns]
         if new:
             old_rows: list[dict[str, str]] = []
             if self.path.exists() and self.columns:
@@ -434,7 +498,7 @@ class _Interval:
 class _Run:
     """The state of one training run and the operations on it; :func:`train` sequences them."""
 
-    def __init__(self, model, data, cfg, out_dir, device, log, loss_fn) -> None:
+    def __init__(self, model, data, cfg, out_dir, device, log, loss_fn, collective) -> None:
         self.model, self.data, self.cfg, self.device, self.log, self.loss_fn = (
             model,
             data,
@@ -443,6 +507,7 @@ class _Run:
             log,
             loss_fn,
         )
+        self.dist: Collective = collective
         self.out_dir, self.ckpt_dir = out_dir, out_dir / CHECKPOINT_DIR
         self.optimizer = make_optimizer(model, cfg)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -462,8 +527,9 @@ class _Run:
         """Restore the newest good checkpoint (model, optimizer, RNG, data position, counters),
         or seed a fresh run."""
         found = load_latest_checkpoint(self.ckpt_dir, log=self.log)
+        rank = self.dist.rank
         if found is None:
-            torch.manual_seed(self.cfg.seed)
+            torch.manual_seed(self.cfg.seed + rank)  # rank 0 = the single-process seed
             self.log(f"starting a new run in {self.out_dir}")
         else:
             path, state = found
@@ -474,14 +540,39 @@ class _Run:
             self.optimizer.load_state_dict(state["optimizer"])
             _restore_rng(state["rng"])
             self.step = int(state["step"])
+            if self.dist.world_size > 1:
+                self._restore_rank_rng(state.get("rng_by_rank"))
             self.position = DataPosition.from_dict(state["data_position"])
             self.counters.update(state["counters"])
             self.log(f"resumed from {path} at step {self.step} (epoch {self.position.epoch})")
-        self.train_log = TrainLog(
-            self.out_dir / LOG_NAME, resume_step=self.step, final_step=self.cfg.steps
-        )
+        # Every rank starts from rank 0's weights and queues (equal already; now guaranteed).
+        self.dist.broadcast_model(self.model)
+        if self.dist.is_main:
+            self.train_log = TrainLog(
+                self.out_dir / LOG_NAME, resume_step=self.step, final_step=self.cfg.steps
+            )
+
+    def _restore_rank_rng(self, saved: list[dict[str, Any]] | None) -> None:
+        """Each rank's own RNG (dropout) from a data-parallel checkpoint of the same size;
+        otherwise (another world size) a fresh per-rank seed: the data order is unaffected."""
+        rank, world = self.dist.rank, self.dist.world_size
+        if saved is not None and len(saved) == world:
+            _restore_rng(saved[rank])
+        else:
+            if rank == 0:
+                self.log(
+                    f"WARNING: the checkpoint holds {len(saved) if saved else 1} rank RNG state(s), "
+                    f"this run has {world} ranks: ranks > 0 get fresh dropout seeds"
+                )
+            if rank > 0:
+                torch.manual_seed(self.cfg.seed + 1000 * self.step + rank)
 
     def checkpoint(self) -> Path:
+        """Save a checkpoint (main rank; every rank must call it: the RNG states are gathered)."""
+        rng_by_rank = self.dist.gather_objects(_rng_state())
+        path = checkpoint_path(self.ckpt_dir, self.step)
+        if not self.dist.is_main:
+            return path
         state = {
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
@@ -493,18 +584,21 @@ class _Run:
             "train_config": self.cfg.to_dict(),
             "model_configs": self.configs,
         }
-        path = save_checkpoint(checkpoint_path(self.ckpt_dir, self.step), state)
+        if self.dist.world_size > 1:
+            state["rng_by_rank"] = rng_by_rank
+        path = save_checkpoint(path, state)
         prune_checkpoints(self.ckpt_dir, self.cfg.keep_checkpoints)
         return path
 
     def next_batch(self, batches: Iterator[tuple[dict[str, Any], DataPosition]]) -> dict[str, Any]:
-        """The next batch with at least one clip; undecodable clips are logged by name."""
+        """The next batch with at least one clip (on every rank: they skip together);
+        undecodable clips are logged by name."""
         while True:
             batch, self.position = next(batches)
             self.interval.bad += len(batch["bad_clips"])
             for bad in batch["bad_clips"]:
                 self.log(f"WARNING: dropped clip {bad}")
-            if batch["clip_id"]:
+            if self.dist.all_true(bool(batch["clip_id"])):
                 self.interval.padded += batch["n_padded"]
                 self.interval.samples += len(batch["clip_id"])
                 return batch
@@ -535,8 +629,11 @@ class _Run:
                     batch["lengths"].to(self.device, non_blocking=True),  # (B,)
                     batch["image_emb"].to(self.device, non_blocking=True),  # (B, D)
                 )
+            # Data-parallel: the global batch's outputs (B_global, D), so the loss, its
+            # in-batch negatives and the enqueued keys are those of one process on that batch.
+            out = self.dist.gather_outputs(out)
             loss, terms = self.loss_fn(_float32(out), model)
-            if not torch.isfinite(loss):
+            if not self.dist.all_true(bool(torch.isfinite(loss))):
                 finite = False
                 break
             (loss / cfg.grad_accum).backward()
@@ -546,6 +643,9 @@ class _Run:
                 step_terms[k] = step_terms.get(k, 0.0) + float(v) / cfg.grad_accum
         grad_norm = math.nan
         if finite:
+            # Each rank's gradient is its rows' share of the global loss: their sum is the
+            # single-process gradient (identical on every rank from here on).
+            self.dist.sum_gradients(self.params)
             max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
             finite = math.isfinite(grad_norm)
@@ -578,7 +678,10 @@ class _Run:
         self.step += 1
 
     def write_interval(self) -> dict[str, Any]:
+        """The interval's log row (every rank: the clip counts are summed over ranks); only
+        the main rank writes it."""
         iv, seconds = self.interval, time.monotonic() - self.interval.started
+        iv.padded, iv.bad, iv.samples = self.dist.sum_counts([iv.padded, iv.bad, iv.samples])
         row = {
             "kind": "train",
             "step": self.step,
@@ -593,15 +696,27 @@ class _Run:
             "elapsed_s": time.monotonic() - self.started,
             **{f"loss_{k}": float(np.mean(v)) for k, v in iv.terms.items()},
         }
+        self.interval = _Interval()
+        if not self.dist.is_main:
+            return row
         self.train_log.write(row)
         self.log(
             f"step {self.step}/{self.cfg.steps} loss {_cell(row['loss'])} lr {self.lr:.3g} "
             f"grad_norm {_cell(row['grad_norm'])} {row['samples_per_s']:.1f} clips/s"
         )
-        self.interval = _Interval()
         return row
 
     def validate(self, stop: _StopSignals) -> dict | None:
+        """Validation on the main rank; the other ranks wait for it (every rank calls this)."""
+        if not self.dist.is_main:
+            self.dist.barrier()
+            return None
+        try:
+            return self._validate(stop)
+        finally:
+            self.dist.barrier()
+
+    def _validate(self, stop: _StopSignals) -> dict | None:
         metrics = validate(
             self.model,
             self.data,
@@ -636,19 +751,23 @@ def train(
     log: Callable[[str], None] = _log_stderr,
     loss_fn: Callable[[Any, torch.nn.Module], tuple[torch.Tensor, dict[str, float]]] | None = None,
     on_step: Callable[[int], None] | None = None,
+    collective: Collective | None = None,
 ) -> Path:
     """Train ``model`` (a CrossModalMoCo) to ``cfg.steps`` and return ``audio_encoder.pt``.
 
     ``loss_fn`` defaults to :func:`wavbrivl.train.loss.cx_loss`; ``on_step(step)`` is called
-    after every optimizer step (monitoring, tests).
+    after every optimizer step (monitoring, tests). ``collective``: this process's place in a
+    data-parallel job (:mod:`wavbrivl.train.ddp`); ``data`` then yields this rank's slice of
+    each global batch. Every rank returns the artefact's path; only the main rank writes it.
     """
+    dist = collective or SingleProcess()
     if loss_fn is None:
         from wavbrivl.train.loss import cx_loss as loss_fn
     out_dir, device = Path(out_dir), torch.device(device)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
     model.train()
-    run = _Run(model, data, cfg, out_dir, device, log, loss_fn)
+    run = _Run(model, data, cfg, out_dir, device, log, loss_fn, dist)
 
     # Signals are caught from here on: one that arrives while resuming is acted on before
     # the first step.
@@ -659,17 +778,23 @@ def train(
             log("WARNING: no validation clips (val_fraction too small for this data): no val R@1")
         batches = data.train_batches(run.position)
         progress = tqdm(
-            total=cfg.steps, initial=run.step, desc="train", disable=None, file=sys.stderr
+            total=cfg.steps,
+            initial=run.step,
+            desc="train",
+            disable=None if dist.is_main else True,
+            file=sys.stderr,
         )
         try:
             while run.step < cfg.steps:
                 # A stop signal between two steps: checkpoint here, exit 0, resume later.
-                if stop.received:
+                # Data-parallel ranks stop at the same step when any of them got a signal.
+                if dist.any_true(stop.received is not None):
+                    signal_name = stop.received or "a signal to another rank"
                     path = run.checkpoint()
                     log(
-                        f"{stop.received}: saved {path} at step {run.step}; exiting so the job can be resumed"
+                        f"{signal_name}: saved {path} at step {run.step}; exiting so the job can be resumed"
                     )
-                    raise TrainingInterrupted(stop.received, path, run.step)
+                    raise TrainingInterrupted(signal_name, path, run.step)
 
                 run.optimizer_step(batches)
                 progress.update(1)
@@ -690,12 +815,13 @@ def train(
 
         # The end: a final checkpoint exists (resuming after this point only redoes the
         # artefact); validate, write the artefact and the curves.
-        if not checkpoint_path(run.ckpt_dir, run.step).exists():
+        if dist.any_true(dist.is_main and not checkpoint_path(run.ckpt_dir, run.step).exists()):
             run.checkpoint()
         metrics = run.validate(stop)
-    artefact = save_audio_encoder(
-        out_dir / ARTEFACT_NAME, model, step=run.step, train_config=cfg.to_dict(), metrics=metrics
-    )
+    artefact = out_dir / ARTEFACT_NAME
+    if not dist.is_main:
+        return artefact
+    save_audio_encoder(artefact, model, step=run.step, train_config=cfg.to_dict(), metrics=metrics)
     if (out_dir / LOG_NAME).exists():
         write_curves(out_dir / LOG_NAME, out_dir / CURVES_NAME)
     log(
