@@ -83,23 +83,22 @@ def main() -> None:
         sys.path.insert(0, str(REPO / "src"))
         from wavbrivl.manifest import make_manifest
 
-        workdir = Path(tmp) / "w200000"
-        start = time.perf_counter()
-        make_manifest(
-            dataset="vggsound",
-            fmt="vggsound",
-            csv=str(workdir / "vggsound.csv"),
-            out_path=str(workdir / "manifest.parquet"),
-            n_shards=256,
-            splits=None,
-            classes=None,
-            max_clips_per_class=None,
-            seed=0,
-            source={"url_template": "https://www.youtube.com/watch?v={id}"},
-            cache_dir=str(workdir / "cache"),
-            log=lambda msg: None,
-        )
-        print(f"manifest build, 200k rows, 256 shards: {time.perf_counter() - start:.2f} s")
+        # With the manifest built, planning also reads it (per-shard digests decide reruns).
+        print("with the manifest built (per-shard digests read at planning):")
+        for n_rows in (2_000, 20_000, 200_000):
+            workdir = Path(tmp) / f"w{n_rows}"
+            n_shards = max(1, n_rows // 800)
+            start = time.perf_counter()
+            make_manifest(
+                dataset="vggsound", fmt="vggsound", csv=str(workdir / "vggsound.csv"),
+                out_path=str(workdir / "results/manifest/vggsound.parquet"), n_shards=n_shards,
+                splits=None, classes=None, max_clips_per_class=None, seed=0,
+                source={"url_template": "https://www.youtube.com/watch?v={id}"},
+                cache_dir=str(workdir / "cache"), log=lambda msg: None,
+            )
+            built = time.perf_counter() - start
+            seconds, jobs = dry_run(workdir, n_shards)
+            print(f"{n_rows:>8} {n_shards:>7} {jobs:>6} {seconds:>7.2f}   (manifest build {built:.2f} s)")
 
 
 if __name__ == "__main__":
