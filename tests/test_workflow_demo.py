@@ -148,6 +148,8 @@ def test_only_what_changed_reruns(demo_run):
     # run-time settings only: nothing runs
     cfg = small_demo_config()
     cfg["embed"].update(batch_size=3, device="cpu")
+    cfg["download"].update(pace_s=0.5, max_attempts=5, socket_timeout_s=10)
+    cfg["train"].update(num_workers=0, log_every=5)
     assert dry_run(demo_run, cfg) == {}
     # preprocessing changes: the embedding jobs rerun, nothing upstream
     cfg = small_demo_config()

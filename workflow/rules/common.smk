@@ -123,6 +123,16 @@ def get_training_digest(wildcards):
     return "TBD" if digests is None else digests[1]
 
 
+# Download settings that decide which file a clip gets; pacing, retries, time-outs, cookies
+# and the JS runtime are run-time only (read from the config in the job): changing them
+# must not re-extract and re-embed every shard.
+DOWNLOAD_IDENTITY_KEYS = ("format", "sections", "section_padding_s", "allow_file_urls", "require_video")
+
+
+def get_download_identity(wildcards):
+    return {key: config["download"][key] for key in DOWNLOAD_IDENTITY_KEYS}
+
+
 def get_download_dir(wildcards):
     """The shard's media folder: not a declared output, so reruns keep finished clips."""
     return f"results/download/{wildcards.dataset}/{wildcards.shard}"

@@ -8,8 +8,9 @@ rule download_clips:
     params:
         clips=get_shard_digest,
         media_dir=get_download_dir,
-        download=config["download"],
+        download=get_download_identity,
     threads: 4
+    # `--resources download_jobs=N` caps shards downloading at once (be polite to YouTube).
     resources:
         download_jobs=1,
     log:

@@ -13,7 +13,7 @@ with open(snakemake.log[0], "w") as log:
         rows,
         Path(snakemake.params.media_dir),
         Path(snakemake.output.status),
-        DownloadConfig.from_dict(snakemake.params.download),
+        DownloadConfig.from_dict(snakemake.config["download"]),
         threads=snakemake.threads,
         log=log,
     )
