@@ -1,0 +1,372 @@
+"""Table 1 from the two-choice study: % positive / negative / neither, per session and pooled.
+
+An answer is *positive* when the participant chose the image generated from the clip they
+heard, *negative* when they chose the other image, *neither* when they said so. Per run the
+table gives the pooled percentages, their min–max range across sessions (as the paper
+reports it) and a seeded bootstrap 95 % interval that resamples trials (all answers to a
+drawn trial come along, so repeated sessions on the same trials are not counted as
+independent). Answer files that belong to another study, name unknown trials, or answer a
+trial twice in one session are refused with the offending rows named.
+
+Command line::
+
+    python -m wavbrivl.sheets.analysis answers1.csv answers2.csv --key key.json \\
+        --out table1.md [--auto auto2afc.json]
+
+writes ``table1.md``, ``table1.tsv`` and ``table1.json`` (same stem as ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wavbrivl.atomic import write_text_atomic
+from wavbrivl.sheets.study import CHOICES, read_key
+
+CSV_COLUMNS: tuple[str, ...] = ("study_id", "trial_id", "choice", "session_id", "timestamp")
+OUTCOMES: tuple[str, ...] = ("positive", "negative", "neither")
+N_BOOT = 10_000
+_MAX_ROWS_NAMED = 20
+
+
+class AnswerFileError(ValueError):
+    """Answer CSVs that cannot be scored against the key; the message names the rows."""
+
+
+# --- reading and checking ---------------------------------------------------------------
+
+
+def read_answers(paths: Sequence[str | os.PathLike], key: Mapping[str, Any]) -> pd.DataFrame:
+    """All answers of ``paths`` as one frame (+ ``file``, ``line``), checked against ``key``.
+
+    Every problem in every file is collected first, then raised as one
+    :class:`AnswerFileError`, so a participant's file can be fixed in one go.
+    """
+    if not paths:
+        raise AnswerFileError("no answer files given")
+    frames, problems = [], []
+    for path in paths:
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            problems.append(f"{path}: empty file (not even a header)")
+            continue
+        missing = [c for c in CSV_COLUMNS if c not in frame.columns]
+        if missing:
+            problems.append(f"{path}: missing column(s) {missing}; expected {list(CSV_COLUMNS)}")
+            continue
+        if frame.empty:
+            problems.append(f"{path}: no answers")
+            continue
+        frame = frame[list(CSV_COLUMNS)].copy()
+        frame["file"] = str(path)
+        frame["line"] = np.arange(len(frame)) + 2  # line 1 is the header
+        frames.append(frame)
+    if frames:
+        answers = pd.concat(frames, ignore_index=True)
+        problems += _row_problems(answers, key)
+    if problems:
+        raise AnswerFileError("refused answer file(s):\n  " + "\n  ".join(problems))
+    return answers
+
+
+def _row_problems(answers: pd.DataFrame, key: Mapping[str, Any]) -> list[str]:
+    known_trials = {t["trial_id"] for t in key["trials"]}
+    checks = [
+        (answers["study_id"] != key["study_id"], f"study_id is not {key['study_id']!r}"),
+        (~answers["trial_id"].isin(known_trials), "trial_id not in the answer key"),
+        (~answers["choice"].isin(CHOICES), f"choice not one of {list(CHOICES)}"),
+        (answers["session_id"].str.strip() == "", "empty session_id"),
+        (
+            answers.duplicated(["session_id", "trial_id"], keep=False),
+            "trial answered more than once in the same session",
+        ),
+    ]
+    return [_name_rows(answers[mask], reason) for mask, reason in checks if mask.any()]
+
+
+def _name_rows(rows: pd.DataFrame, reason: str) -> str:
+    named = [
+        f"{r.file} line {r.line} (study_id={r.study_id!r}, trial_id={r.trial_id!r}, "
+        f"session_id={r.session_id!r}, choice={r.choice!r})"
+        for r in rows.head(_MAX_ROWS_NAMED).itertuples()
+    ]
+    more = (
+        f"\n    ... and {len(rows) - _MAX_ROWS_NAMED} more" if len(rows) > _MAX_ROWS_NAMED else ""
+    )
+    return f"{reason}: {len(rows)} row(s):\n    " + "\n    ".join(named) + more
+
+
+def score_answers(answers: pd.DataFrame, key: Mapping[str, Any]) -> pd.DataFrame:
+    """Add ``run`` and ``outcome`` (positive / negative / neither) to checked answers."""
+    trials = {t["trial_id"]: t for t in key["trials"]}
+    scored = answers.copy()
+    scored["run"] = [trials[tid]["run"] for tid in scored["trial_id"]]
+    match = np.array([trials[tid]["match_side"] for tid in scored["trial_id"]])
+    choice = scored["choice"].to_numpy()
+    scored["outcome"] = np.where(
+        choice == "neither", "neither", np.where(choice == match, "positive", "negative")
+    )
+    return scored
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def percentages(counts: np.ndarray) -> np.ndarray:
+    """Counts (..., K) -> percentages of the last axis (NaN where there is nothing)."""
+    counts = np.asarray(counts, dtype=float)
+    total = counts.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 100.0 * counts / total
+
+
+def bootstrap_percent_ci(
+    trial_counts: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95
+) -> np.ndarray:
+    """Percentile bootstrap interval for pooled percentages, resampling trials.
+
+    trial_counts (T, K): per trial the number of answers in each of K categories (several
+    sessions answer the same trial). Returns (K, 2) low/high percentages.
+    """
+    counts = np.asarray(trial_counts, dtype=float)
+    n_trials = counts.shape[0]
+    if n_trials == 0:
+        raise ValueError("no trials to bootstrap")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_boot, 20_000_000 // max(n_trials, 1)))  # bound the (chunk, T) weights
+    stats = []
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        weights = rng.multinomial(n_trials, np.full(n_trials, 1.0 / n_trials), size=size)
+        stats.append(percentages(weights @ counts))  # (size, T) @ (T, K) -> (size, K)
+    pct = np.concatenate(stats)
+    alpha = (1.0 - level) / 2.0
+    return np.nanquantile(pct, [alpha, 1.0 - alpha], axis=0).T  # (K, 2)
+
+
+def table1(
+    scored: pd.DataFrame, key: Mapping[str, Any], *, n_boot: int = N_BOOT, seed: int = 0
+) -> dict[str, Any]:
+    """Table 1 as a JSON-serialisable dict (percent values, not rounded)."""
+    runs_in_key = list(dict.fromkeys(t["run"] for t in key["trials"]))
+    result: dict[str, Any] = {
+        "study_id": key["study_id"],
+        "n_boot": n_boot,
+        "seed": seed,
+        "ci_level": 0.95,
+        "runs": {},
+    }
+    for run in runs_in_key:
+        rows = scored[scored["run"] == run]
+        if rows.empty:
+            continue
+        counts = pd.crosstab(rows["trial_id"], rows["outcome"]).reindex(
+            columns=list(OUTCOMES), fill_value=0
+        )
+        pooled = percentages(counts.to_numpy().sum(axis=0))
+        ci = bootstrap_percent_ci(counts.to_numpy(), n_boot, seed)
+        sessions = []
+        for session_id, session_rows in rows.groupby("session_id", sort=True):
+            n = session_rows["outcome"].value_counts().reindex(list(OUTCOMES), fill_value=0)
+            pct = percentages(n.to_numpy())
+            sessions.append(
+                {"session_id": session_id, "n_answers": int(n.sum())}
+                | {o: float(p) for o, p in zip(OUTCOMES, pct, strict=True)}
+            )
+        result["runs"][run] = {
+            "n_trials_in_key": sum(t["run"] == run for t in key["trials"]),
+            "n_trials_answered": int(counts.shape[0]),
+            "n_sessions": len(sessions),
+            "n_answers": int(len(rows)),
+            "pooled": {o: float(p) for o, p in zip(OUTCOMES, pooled, strict=True)},
+            "range": {
+                o: [min(s[o] for s in sessions), max(s[o] for s in sessions)] for o in OUTCOMES
+            },
+            "ci95": {o: [float(lo), float(hi)] for o, (lo, hi) in zip(OUTCOMES, ci, strict=True)},
+            "sessions": sessions,
+        }
+    return result
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def render_markdown(table: Mapping[str, Any], auto: Mapping[str, Any] | None = None) -> str:
+    """Table 1 (pooled per run), then the per-session breakdown."""
+    has_auto = bool(auto and auto.get("runs"))
+    head = ["run", "sessions", "answers", *(f"{o} %" for o in OUTCOMES)]
+    if has_auto:
+        head.append("automatic % correct")
+    lines = [
+        f"# Table 1: two-choice study {table['study_id']}",
+        "",
+        "Cells: pooled % (min–max across sessions) [bootstrap 95 % interval, "
+        f"{table['n_boot']} resamples of trials, seed {table['seed']}].",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for run, r in table["runs"].items():
+        cells = [_escape_cell(run), str(r["n_sessions"]), str(r["n_answers"])]
+        for o in OUTCOMES:
+            lo, hi = r["range"][o]
+            cl, ch = r["ci95"][o]
+            cells.append(f"{_pct(r['pooled'][o])} ({_pct(lo)}–{_pct(hi)}) [{_pct(cl)}, {_pct(ch)}]")
+        if has_auto:
+            cells.append(_auto_cell(auto["runs"].get(run)))  # type: ignore[index]
+        lines.append("| " + " | ".join(cells) + " |")
+    if has_auto:
+        lines += [
+            "",
+            "Automatic: the audio target embedding prefers the matching image under the frozen "
+            "image encoder (cosine), same trials; ties count half.",
+        ]
+    lines += [
+        "",
+        "## Sessions",
+        "",
+        "| run | session | answers | " + " | ".join(f"{o} %" for o in OUTCOMES) + " |",
+        "|" + "---|" * (3 + len(OUTCOMES)),
+    ]
+    for run, r in table["runs"].items():
+        for s in r["sessions"]:
+            cells = [_escape_cell(run), _escape_cell(s["session_id"]), str(s["n_answers"])]
+            lines.append("| " + " | ".join(cells + [_pct(s[o]) for o in OUTCOMES]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _auto_cell(score: Mapping[str, Any] | None) -> str:
+    if not score:
+        return "–"
+    lo, hi = score["ci95"]
+    return f"{_pct(score['percent_correct'])} [{_pct(lo)}, {_pct(hi)}] (n={score['n_trials']})"
+
+
+def _escape_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_tsv(table: Mapping[str, Any], auto: Mapping[str, Any] | None = None) -> str:
+    """Long format: one row per run x scope (pooled / session / automatic) x outcome."""
+    head = ["run", "scope", "session_id", "n_answers", "outcome", "percent"]
+    head += ["ci95_low", "ci95_high", "range_min", "range_max"]
+    rows = ["\t".join(head)]
+    for run, r in table["runs"].items():
+        for o in OUTCOMES:
+            rows.append(
+                _tsv_row(
+                    run,
+                    "pooled",
+                    "",
+                    r["n_answers"],
+                    o,
+                    r["pooled"][o],
+                    *r["ci95"][o],
+                    *r["range"][o],
+                )
+            )
+        for s in r["sessions"]:
+            for o in OUTCOMES:
+                rows.append(_tsv_row(run, "session", s["session_id"], s["n_answers"], o, s[o]))
+    for run, score in (auto or {}).get("runs", {}).items():
+        rows.append(
+            _tsv_row(
+                run,
+                "automatic",
+                "",
+                score["n_trials"],
+                "correct",
+                score["percent_correct"],
+                *score["ci95"],
+            )
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _tsv_row(*values: Any) -> str:
+    cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in values]
+    cells += [""] * (10 - len(cells))
+    return "\t".join(c.replace("\t", " ").replace("\n", " ") for c in cells)
+
+
+def write_table1(
+    table: Mapping[str, Any], out_md: str | os.PathLike, auto: Mapping[str, Any] | None = None
+) -> tuple[Path, Path, Path]:
+    """Write ``<stem>.md``, ``<stem>.tsv`` and ``<stem>.json`` next to ``out_md``."""
+    out_md = Path(out_md)
+    paths = (out_md, out_md.with_suffix(".tsv"), out_md.with_suffix(".json"))
+    write_text_atomic(paths[0], render_markdown(table, auto))
+    write_text_atomic(paths[1], render_tsv(table, auto))
+    payload = dict(table) | ({"automatic": dict(auto)} if auto else {})
+    write_text_atomic(paths[2], json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+    return paths
+
+
+def analyse(
+    answer_paths: Sequence[str | os.PathLike],
+    key_path: str | os.PathLike,
+    out_md: str | os.PathLike,
+    *,
+    auto_path: str | os.PathLike | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Read, check, score and write Table 1 (the one call a workflow script makes)."""
+    key = read_key(key_path)
+    scored = score_answers(read_answers(answer_paths, key), key)
+    table = table1(scored, key, n_boot=n_boot, seed=seed)
+    auto = None
+    if auto_path is not None:
+        auto = json.loads(Path(auto_path).read_text(encoding="utf-8"))
+        if auto.get("study_id") != key["study_id"]:
+            raise ValueError(
+                f"{auto_path}: automatic score is for study {auto.get('study_id')!r}, "
+                f"the key is {key['study_id']!r}"
+            )
+    write_table1(table, out_md, auto)
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m wavbrivl.sheets.analysis", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("answers", nargs="+", help="answer CSVs exported from the study page")
+    parser.add_argument("--key", required=True, help="the study's answer key (JSON)")
+    parser.add_argument("--out", required=True, help="Table 1 markdown; .tsv/.json go beside it")
+    parser.add_argument("--auto", help="automatic two-choice scores (JSON from auto2afc)")
+    parser.add_argument("--n-boot", type=int, default=N_BOOT)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        analyse(
+            args.answers,
+            args.key,
+            args.out,
+            auto_path=args.auto,
+            n_boot=args.n_boot,
+            seed=args.seed,
+        )
+    except (AnswerFileError, ValueError, KeyError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} (+ .tsv, .json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

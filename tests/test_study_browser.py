@@ -1,0 +1,128 @@
+"""The two-choice study page in a real browser (Debian's chromium driven by Playwright).
+
+Loads the page from file://, plays a clip, answers every trial through the buttons, exports
+the CSV through the page's Blob link, checks the answers survive a reload, and runs the
+Table-1 analysis on the export. Set WAVBRIVL_STUDY_SCREENSHOT=/path.png to keep a screenshot.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+from test_sheets import CLIPS, EVIL_LABEL, make_study, other_side
+
+from wavbrivl.sheets.analysis import main as analysis_main
+from wavbrivl.sheets.study import read_key
+
+pytestmark = pytest.mark.slow
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@pytest.fixture
+def browser_page():
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        context = browser.new_context(
+            accept_downloads=True, viewport={"width": 1000, "height": 900}
+        )
+        page = context.new_page()
+        page.dialogs = []  # anything an injected script would pop up
+        page.errors = []
+        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda err: page.errors.append(str(err)))
+        yield page
+        browser.close()
+
+
+def planned_choice(index: int, match_side: str) -> str:
+    """Answer pattern the test can predict: match, other, neither, match, ..."""
+    return [match_side, other_side(match_side), "neither"][index % 3]
+
+
+def test_study_page_end_to_end(tmp_path, browser_page):
+    page = browser_page
+    clips = dict(CLIPS)
+    clips["evil_0"] = (EVIL_LABEL, (10, 10, 10), 1000.0)
+    _, kit = make_study(tmp_path, show_labels=True, clips=clips)
+    key = read_key(kit.key_path)
+    trials = key["trials"]
+    page.goto(kit.html_path.as_uri())
+    assert page.inner_text("#progress").startswith(f"Trial 1 of {len(trials)}")
+
+    # The clip plays: play() resolves and the playhead moves.
+    position = page.evaluate(
+        """async () => {
+            const audio = document.getElementById("clip");
+            await audio.play();
+            await new Promise((done) => setTimeout(done, 500));
+            audio.pause();
+            return audio.currentTime;
+        }"""
+    )
+    assert position > 0
+    if shot := os.environ.get("WAVBRIVL_STUDY_SCREENSHOT"):
+        page.screenshot(path=shot, full_page=True)
+
+    seen_evil = False
+    for i, trial in enumerate(trials):
+        assert page.inner_text("#progress").startswith(f"Trial {i + 1} of {len(trials)}")
+        assert page.text_content("#label-text") == trial["label"]
+        if trial["label"] == EVIL_LABEL:
+            seen_evil = True
+            assert page.locator("#label script").count() == 0  # shown as text, not markup
+        choice = planned_choice(i, trial["match_side"])
+        page.click(
+            {"left": "#choose-left", "right": "#choose-right"}.get(choice, "#choose-neither")
+        )
+    assert seen_evil
+    assert page.locator("script").count() == 2  # the page's own two, nothing injected
+    assert page.dialogs == [] and page.errors == []
+    assert "All trials answered" in page.inner_text("#status")
+
+    with page.expect_download() as download:
+        page.click("#export")
+    export = tmp_path / "export.csv"
+    download.value.save_as(export)
+    with open(export, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["study_id", "trial_id", "choice", "session_id", "timestamp"]
+    assert [r["trial_id"] for r in rows] == [t["trial_id"] for t in trials]
+    assert [r["choice"] for r in rows] == [
+        planned_choice(i, t["match_side"]) for i, t in enumerate(trials)
+    ]
+    assert {r["study_id"] for r in rows} == {key["study_id"]}
+    assert len({r["session_id"] for r in rows}) == 1
+
+    # Answers are kept in the browser: a reload still knows them and the session.
+    page.reload()
+    assert f"{len(trials)} answered" in page.inner_text("#progress")
+    with page.expect_download() as again:
+        page.click("#export")
+    assert Path(again.value.path()).read_text() == export.read_text()
+
+    out = tmp_path / "table1.md"
+    assert analysis_main([str(export), "--key", str(kit.key_path), "--out", str(out)]) == 0
+    table = out.read_text()
+    for run in key["runs"]:
+        ids = [i for i, t in enumerate(trials) if t["run"] == run]
+        positive = 100 * sum(i % 3 == 0 for i in ids) / len(ids)
+        assert f"| {run} | 1 | {len(ids)} | {positive:.1f} ({positive:.1f}–{positive:.1f})" in table
