@@ -1,11 +1,9 @@
 """Snakemake adapter: build one dataset's sharded Parquet manifest (wavbrivl.manifest)."""
 
-import sys
-
+from wavbrivl.joblog import job_log
 from wavbrivl.manifest import make_manifest
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with job_log(snakemake.log[0]) as log:
     ds = snakemake.params.dataset
     make_manifest(
         dataset=snakemake.wildcards.dataset,

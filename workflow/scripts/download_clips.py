@@ -1,13 +1,12 @@
 """Snakemake adapter: download one shard's clips with yt-dlp (wavbrivl.download)."""
 
-import sys
 from pathlib import Path
 
 from wavbrivl.download import DownloadConfig, download_shard
+from wavbrivl.joblog import job_log
 from wavbrivl.manifest import read_manifest_shard
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with job_log(snakemake.log[0]) as log:
     rows = read_manifest_shard(snakemake.input.manifest, snakemake.wildcards.shard)
     download_shard(
         rows,

@@ -1,15 +1,15 @@
 """Snakemake adapter: embed one media shard's frames with the frozen image encoder."""
 
-import sys
-
 from wavbrivl.embed.build import encoder_from_config
 from wavbrivl.embed.runner import EmbedSettings, embed_shard
+from wavbrivl.joblog import job_log
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with job_log(snakemake.log[0]) as log:
     cfg = snakemake.config["embed"]
     encoder = encoder_from_config(cfg)
-    print(f"encoder: {encoder.name} on {encoder.device}, fingerprint {encoder.fingerprint}", file=log)
+    print(
+        f"encoder: {encoder.name} on {encoder.device}, fingerprint {encoder.fingerprint}", file=log
+    )
     embed_shard(
         snakemake.input.media,
         snakemake.output[0],

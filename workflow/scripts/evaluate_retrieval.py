@@ -1,13 +1,12 @@
 """Snakemake adapter: retrieval metrics of a trained run on the test split."""
 
-import sys
 from pathlib import Path
 
 from wavbrivl.embed.build import encoder_fingerprint_and_dim
+from wavbrivl.joblog import job_log
 from wavbrivl.train.pipeline import run_evaluation
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with job_log(snakemake.log[0]) as log:
     fingerprint, _ = encoder_fingerprint_and_dim(snakemake.config["embed"])
     run_evaluation(
         model_path=snakemake.input.model,

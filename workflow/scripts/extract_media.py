@@ -1,14 +1,13 @@
 """Snakemake adapter: one frame and 16 kHz audio per clip of a shard (wavbrivl.extract)."""
 
-import sys
 from pathlib import Path
 
 from wavbrivl.download import read_status
 from wavbrivl.extract import ExtractConfig, extract_shard
+from wavbrivl.joblog import job_log
 from wavbrivl.manifest import read_manifest_shard
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with job_log(snakemake.log[0]) as log:
     extract_shard(
         read_manifest_shard(snakemake.input.manifest, snakemake.wildcards.shard),
         read_status(snakemake.input.status),

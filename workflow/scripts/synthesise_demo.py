@@ -1,12 +1,11 @@
 """Snakemake adapter: synthesise the demo dataset (wavbrivl.demo)."""
 
-import sys
 from pathlib import Path
 
 from wavbrivl.demo.synth import synthesise_demo
+from wavbrivl.joblog import job_log
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with job_log(snakemake.log[0]) as log:
     out_dir = Path(snakemake.output.vggsound_csv).parent
     synthesise_demo(
         out_dir,

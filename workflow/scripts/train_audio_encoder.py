@@ -1,14 +1,13 @@
 """Snakemake adapter: train the audio encoder against the frozen image embeddings."""
 
-import sys
 from pathlib import Path
 
 from wavbrivl.embed.build import encoder_fingerprint_and_dim
+from wavbrivl.joblog import job_log
 from wavbrivl.train.pipeline import launch_training
 from wavbrivl.train.recipe import prepare_run_dir
 
-with open(snakemake.log[0], "a") as log:  # appended: a resumed run keeps the earlier log
-    sys.stderr = log
+with job_log(snakemake.log[0], mode="a") as log:  # appended: a resumed run keeps the earlier log
     prepare_run_dir(
         Path(snakemake.output.model).parent,
         settings=dict(snakemake.params.items()),
