@@ -21,6 +21,7 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
 
 
 rule all:
@@ -53,3 +54,8 @@ rule embeddings:
 rule model:
     input:
         get_model_outputs(),
+
+
+rule sheets:
+    input:
+        get_sheet_outputs(),

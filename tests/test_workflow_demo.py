@@ -47,6 +47,7 @@ def small_demo_config() -> dict:
         num_workers=0,
         val_fraction=0.2,
     )
+    cfg["generate"].update(steps=4, cutouts=2, size=[32, 32], min_cut_size=16)
     return cfg
 
 
@@ -57,7 +58,7 @@ def write_toy_checkpoint(path, seed):
     torch.save({"learnable": {f"imgencoder.{k}": v for k, v in state.items()}}, path)
 
 
-TARGETS = ("media", "embeddings", "model")
+TARGETS = ("media", "embeddings", "model", "sheets")
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +123,30 @@ def test_training_and_evaluation_write_their_artefacts(demo_run):
     assert (demo_run / "results/eval/demo/retrieval.png").stat().st_size > 0
 
 
+def test_generation_and_sheets_are_written(demo_run):
+    import json
+
+    from wavbrivl.generate.png import read_png_metadata
+
+    gen = demo_run / "results/generation/demo/audioset_gen"
+    pngs = sorted(gen.glob("*.png"))
+    assert len(pngs) == 6
+    meta = read_png_metadata(pngs[0])
+    assert meta["clip_id"] == pngs[0].stem
+    assert {"label", "seed", "steps", "final_similarity", "target_norm"} <= set(meta)
+    assert {"vqgan_fingerprint", "image_encoder_fingerprint"} <= set(meta)
+    generation = json.loads((gen / "generation.json").read_text())
+    assert set(generation["fingerprints"]) >= {"vqgan", "image_encoder"}
+    sheets = demo_run / "results/sheets/demo"
+    for name in ("grid.png", "grid.pdf", "study.html", "answer_key.json", "auto2afc.json"):
+        assert (sheets / name).stat().st_size > 0, name
+    key = json.loads((sheets / "answer_key.json").read_text())
+    html = (sheets / "study.html").read_text()
+    # the answer key never travels inside the page
+    assert key["study_id"] in html
+    assert generation["clips"][0]["clip_id"] not in html
+
+
 def test_embeddings_carry_the_checkpoint_fingerprint(demo_run):
     paths = sorted((demo_run / "results/embeddings/brivl/vggsound").glob("*.parquet"))
     assert [p.stem for p in paths] == ["000", "001"]
@@ -131,7 +156,14 @@ def test_embeddings_carry_the_checkpoint_fingerprint(demo_run):
     assert headers[0].meta["box_mode"] == "whole"
 
 
-TRAIN_AND_AFTER = {"train_audio_encoder": 1, "evaluate_retrieval": 1, "model": 1}
+TRAIN_AND_AFTER = {
+    "train_audio_encoder": 1,
+    "evaluate_retrieval": 1,
+    "model": 1,
+    "generate_images": 1,
+    "assemble_sheets": 1,
+    "sheets": 1,
+}
 EMBED_AND_AFTER = {"embed_images": 2, "embeddings": 1, **TRAIN_AND_AFTER}
 
 

@@ -72,7 +72,7 @@ def get_media_shards():
 
 
 def get_final_outputs():
-    return get_media_shards() + get_embedding_shards() + get_model_outputs()
+    return get_media_shards() + get_embedding_shards() + get_model_outputs() + get_sheet_outputs()
 
 
 def _is_url(path):
@@ -237,3 +237,68 @@ def get_training_inputs(wildcards):
 
 def get_model_outputs():
     return [f"results/models/{run_name()}/audio_encoder.pt", f"results/eval/{run_name()}/metrics.json"]
+
+
+# --- generation and sheets ---------------------------------------------------------------
+
+
+def generation_dataset():
+    """generate.dataset, or the only dataset with role generation."""
+    dataset = config["generate"]["dataset"]
+    candidates = dataset_names(role="generation")
+    if dataset is None:
+        if len(candidates) != 1:
+            raise ValueError(
+                f"set generate.dataset: there are {len(candidates)} datasets with role "
+                f"'generation' ({', '.join(candidates) or 'none'})"
+            )
+        return candidates[0]
+    if dataset not in candidates:
+        raise ValueError(
+            f"generate.dataset {dataset!r} is not a dataset with role 'generation' "
+            f"(those are: {', '.join(candidates) or 'none'})"
+        )
+    return dataset
+
+
+def get_generation_inputs(wildcards):
+    dataset = wildcards.dataset
+    inputs = {
+        "manifest": ancient(f"results/manifest/{dataset}.parquet"),
+        "media": [f"results/media/{dataset}/{s}.parquet" for s in get_shards(dataset)],
+        "encoder_weights": get_encoder_weights(wildcards),
+    }
+    if config["generate"]["vqgan"] == "taming":
+        inputs["vqgan_ckpt"] = config["generate"]["vqgan_ckpt"]
+        inputs["vqgan_yaml"] = config["generate"]["vqgan_yaml"]
+    if config["audio"]["wavlm"] == "tiny" or os.path.isdir(config["audio"]["wavlm"]):
+        inputs["wavlm"] = wavlm_source()
+    return inputs
+
+
+def get_generate_params(wildcards):
+    """The generate block without its run-time device; the VQGAN checkpoint enters by content."""
+    params = {k: v for k, v in config["generate"].items() if k != "device"}
+    if config["generate"]["vqgan"] == "taming":
+        params["vqgan_sha256"] = file_sha256(config["generate"]["vqgan_ckpt"])
+    return params
+
+
+def sheet_runs():
+    return config["sheets"]["runs"] or [run_name()]
+
+
+def get_sheets_inputs(wildcards):
+    dataset = generation_dataset()
+    return {
+        "generations": [f"results/generation/{run}/{dataset}" for run in sheet_runs()],
+        "media": [f"results/media/{dataset}/{s}.parquet" for s in get_shards(dataset)],
+        "manifest": ancient(f"results/manifest/{dataset}.parquet"),
+        "answers": config["sheets"]["answers"],
+        "encoder_weights": get_encoder_weights(wildcards),
+    }
+
+
+def get_sheet_outputs():
+    name = config["sheets"]["name"]
+    return [f"results/sheets/{name}/grid.png", f"results/sheets/{name}/study.html"]

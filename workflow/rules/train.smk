@@ -44,8 +44,15 @@ rule evaluate_retrieval:
         model="results/models/{run}/audio_encoder.pt",
     output:
         metrics="results/eval/{run}/metrics.json",
-        table="results/eval/{run}/metrics.tsv",
-        plot="results/eval/{run}/retrieval.png",
+        table=report(
+            "results/eval/{run}/metrics.tsv", caption="../report/retrieval.rst", category="Retrieval"
+        ),
+        plot=report(
+            "results/eval/{run}/retrieval.png", caption="../report/retrieval.rst", category="Retrieval"
+        ),
+        curves=report(
+            "results/eval/{run}/curves.png", caption="../report/curves.rst", category="Training"
+        ),
     params:
         train=get_train_params,
     threads: 2

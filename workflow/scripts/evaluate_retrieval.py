@@ -1,5 +1,6 @@
 """Snakemake adapter: retrieval metrics of a trained run on the test split."""
 
+import shutil
 from pathlib import Path
 
 from wavbrivl.embed.build import encoder_fingerprint_and_dim
@@ -18,3 +19,6 @@ with job_log(snakemake.log[0]) as log:
         fingerprint=fingerprint,
         log=lambda msg: print(msg, file=log, flush=True),
     )
+    # The training curves, as a declared output here for the report (the training job keeps
+    # its own copy undeclared, so a preempted run can resume its log).
+    shutil.copyfile(Path(snakemake.input.model).parent / "curves.png", snakemake.output.curves)

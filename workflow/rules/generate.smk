@@ -1,0 +1,52 @@
+rule generate_images:
+    input:
+        unpack(get_generation_inputs),
+        model="results/models/{run}/audio_encoder.pt",
+    output:
+        directory("results/generation/{run}/{dataset}"),
+    params:
+        generate=get_generate_params,
+        encoder=get_encoder_identity,
+    threads: 4
+    resources:
+        gpu=config["train"]["gpus"],
+    log:
+        "logs/generate_images/{run}/{dataset}.log",
+    benchmark:
+        "benchmarks/generate_images/{run}/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/generate_images.py"
+
+
+rule assemble_sheets:
+    input:
+        unpack(get_sheets_inputs),
+    output:
+        grid=report(
+            "results/sheets/{sheet}/grid.png",
+            caption="../report/grid.rst",
+            category="Generation",
+        ),
+        grid_pdf="results/sheets/{sheet}/grid.pdf",
+        study=report(
+            "results/sheets/{sheet}/study.html",
+            caption="../report/study.rst",
+            category="Two-choice study",
+        ),
+        key="results/sheets/{sheet}/answer_key.json",
+        auto=report(
+            "results/sheets/{sheet}/auto2afc.json",
+            caption="../report/auto2afc.rst",
+            category="Two-choice study",
+        ),
+    params:
+        sheets=config["sheets"],
+        encoder=get_encoder_identity,
+    log:
+        "logs/assemble_sheets/{sheet}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/assemble_sheets.py"
