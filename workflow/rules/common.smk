@@ -300,5 +300,8 @@ def get_sheets_inputs(wildcards):
 
 
 def get_sheet_outputs():
+    """The sheets, when there is something to generate from (a dataset with role generation)."""
+    if not dataset_names(role="generation"):
+        return []
     name = config["sheets"]["name"]
     return [f"results/sheets/{name}/grid.png", f"results/sheets/{name}/study.html"]
