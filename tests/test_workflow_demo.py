@@ -147,6 +147,15 @@ def test_generation_and_sheets_are_written(demo_run):
     assert generation["clips"][0]["clip_id"] not in html
 
 
+def test_report_holds_grid_curves_metrics_and_study_kit(demo_run):
+    import zipfile
+
+    result = run_snakemake(demo_run, "--report", "report.zip", *TARGETS, "--configfile", "cfg.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = {n.rsplit("/", 1)[-1] for n in zipfile.ZipFile(demo_run / "report.zip").namelist()}
+    assert {"grid.png", "curves.png", "metrics.tsv", "retrieval.png", "study.html"} <= names
+
+
 def test_embeddings_carry_the_checkpoint_fingerprint(demo_run):
     paths = sorted((demo_run / "results/embeddings/brivl/vggsound").glob("*.parquet"))
     assert [p.stem for p in paths] == ["000", "001"]
