@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,10 +35,24 @@ CHROMIUM_ARGS = [
 ]
 
 
+def ensure_chromium() -> None:
+    """Install Debian's chromium when missing and we may (root with apt-get); else skip."""
+    if CHROMIUM.is_file():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(
+            f"{CHROMIUM} is missing and cannot be installed here (apt-get install chromium)"
+        )
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            pytest.skip(f"could not install chromium: {' '.join(argv)}: {done.stderr[-300:]}")
+
+
 @pytest.fixture
 def browser_page():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    ensure_chromium()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
