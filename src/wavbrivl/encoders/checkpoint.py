@@ -90,7 +90,10 @@ def load_brivl_image_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def check_state_fits(
-    model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    what: str = "image encoder weights do not match the model",
 ) -> None:
     """Raise :class:`CheckpointMismatchError` unless ``state`` matches ``model`` key for key
     and shape for shape (what a strict ``load_state_dict`` needs)."""
@@ -104,7 +107,7 @@ def check_state_fits(
     ]
     if not (missing or unexpected or wrong_shape):
         return
-    parts = [f"{path}: image encoder weights do not match the model"]
+    parts = [f"{path}: {what}"]
     for label, items in (
         ("missing", missing),
         ("unexpected", unexpected),

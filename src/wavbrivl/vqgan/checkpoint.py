@@ -28,6 +28,7 @@ from wavbrivl.encoders.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
     UntrustedCheckpointError,
+    check_state_fits,
     read_checkpoint,
 )
 from wavbrivl.encoders.registry import state_dict_sha256
@@ -155,26 +156,7 @@ def read_vqgan_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def check_vqgan_state(model: VQGAN, state: dict[str, torch.Tensor], path: str | Path) -> None:
     """Raise :class:`CheckpointMismatchError` listing missing, unexpected and mis-shaped keys
     unless ``state`` fits ``model`` exactly."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong_shape = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if not (missing or unexpected or wrong_shape):
-        return
-    parts = [f"{path}: VQGAN weights do not match the configured architecture"]
-    for label, items in (
-        ("missing", missing),
-        ("unexpected", unexpected),
-        ("shape mismatch", wrong_shape),
-    ):
-        if items:
-            more = f" (+{len(items) - _SHOW} more)" if len(items) > _SHOW else ""
-            parts.append(f"{len(items)} {label}: {items[:_SHOW]}{more}")
-    raise CheckpointMismatchError("; ".join(parts))
+    check_state_fits(model, state, path, "VQGAN weights do not match the configured architecture")
 
 
 def vqgan_fingerprint(cfg: VQGANConfig, weights_sha256: str) -> str:
