@@ -90,15 +90,24 @@ def main() -> None:
             n_shards = max(1, n_rows // 800)
             start = time.perf_counter()
             make_manifest(
-                dataset="vggsound", fmt="vggsound", csv=str(workdir / "vggsound.csv"),
-                out_path=str(workdir / "results/manifest/vggsound.parquet"), n_shards=n_shards,
-                splits=None, classes=None, max_clips_per_class=None, seed=0,
+                dataset="vggsound",
+                fmt="vggsound",
+                csv=str(workdir / "vggsound.csv"),
+                out_path=str(workdir / "results/manifest/vggsound.parquet"),
+                n_shards=n_shards,
+                splits=None,
+                classes=None,
+                max_clips_per_class=None,
+                seed=0,
                 source={"url_template": "https://www.youtube.com/watch?v={id}"},
-                cache_dir=str(workdir / "cache"), log=lambda msg: None,
+                cache_dir=str(workdir / "cache"),
+                log=lambda msg: None,
             )
             built = time.perf_counter() - start
             seconds, jobs = dry_run(workdir, n_shards)
-            print(f"{n_rows:>8} {n_shards:>7} {jobs:>6} {seconds:>7.2f}   (manifest build {built:.2f} s)")
+            print(
+                f"{n_rows:>8} {n_shards:>7} {jobs:>6} {seconds:>7.2f}   (manifest build {built:.2f} s)"
+            )
 
 
 if __name__ == "__main__":

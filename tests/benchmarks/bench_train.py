@@ -39,15 +39,27 @@ def main() -> None:
         root = Path(tmp)
         manifest, pairs, _ = write_dataset(root, simple_shards(4, 24, seconds=10.0), dim=DIM)
         wavlm = prepare_tiny_wavlm(root / "wavlm", seed=0)
-        cfg = TrainConfig(steps=STEPS, batch_size=BATCH, warmup_steps=3, ckpt_every=STEPS,
-                          eval_every=0, log_every=10, window_s=WINDOW_S, num_workers=1,
-                          shuffle_buffer=32, val_fraction=0.0)
+        cfg = TrainConfig(
+            steps=STEPS,
+            batch_size=BATCH,
+            warmup_steps=3,
+            ckpt_every=STEPS,
+            eval_every=0,
+            log_every=10,
+            window_s=WINDOW_S,
+            num_workers=1,
+            shuffle_buffer=32,
+            val_fraction=0.0,
+        )
 
         def model():
             torch.manual_seed(0)
-            return build_model({**TINY_AUDIO, "freeze_wavlm": False},
-                               {k: v for k, v in TINY_MOCO.items() if k != "image_dim"},
-                               wavlm=str(wavlm), image_dim=DIM)
+            return build_model(
+                {**TINY_AUDIO, "freeze_wavlm": False},
+                {k: v for k, v in TINY_MOCO.items() if k != "image_dim"},
+                wavlm=str(wavlm),
+                image_dim=DIM,
+            )
 
         from wavbrivl.train.data import TrainData
 
