@@ -201,23 +201,34 @@ def wavlm_source():
     return wavlm
 
 
-def training_dataset():
-    """train.dataset, or the only dataset with role train."""
-    dataset = config["train"]["dataset"]
-    candidates = dataset_names(role="train")
+def dataset_with_role(block, role):
+    """config[block]["dataset"], or the only dataset with that role."""
+    dataset = config[block]["dataset"]
+    candidates = dataset_names(role=role)
     if dataset is None:
         if len(candidates) != 1:
             raise ValueError(
-                f"set train.dataset: there are {len(candidates)} datasets with role 'train' "
-                f"({', '.join(candidates) or 'none'})"
+                f"set {block}.dataset: there are {len(candidates)} datasets with role "
+                f"'{role}' ({', '.join(candidates) or 'none'})"
             )
         return candidates[0]
     if dataset not in candidates:
         raise ValueError(
-            f"train.dataset {dataset!r} is not a dataset with role 'train' "
+            f"{block}.dataset {dataset!r} is not a dataset with role '{role}' "
             f"(those are: {', '.join(candidates) or 'none'})"
         )
     return dataset
+
+
+def training_dataset():
+    return dataset_with_role("train", "train")
+
+
+def get_wavlm_input():
+    """WavLM as a job input when it is a file here (the tiny model, a local directory); a hub
+    id is fetched by the job itself."""
+    wavlm = config["audio"]["wavlm"]
+    return {"wavlm": wavlm_source()} if wavlm == "tiny" or os.path.isdir(wavlm) else {}
 
 
 def get_training_inputs(wildcards):
@@ -230,8 +241,7 @@ def get_training_inputs(wildcards):
             f"results/embeddings/{encoder_label()}/{dataset}/{s}.parquet" for s in shards
         ],
     }
-    if config["audio"]["wavlm"] == "tiny" or os.path.isdir(config["audio"]["wavlm"]):
-        inputs["wavlm"] = wavlm_source()
+    inputs.update(get_wavlm_input())
     return inputs
 
 
@@ -243,22 +253,7 @@ def get_model_outputs():
 
 
 def generation_dataset():
-    """generate.dataset, or the only dataset with role generation."""
-    dataset = config["generate"]["dataset"]
-    candidates = dataset_names(role="generation")
-    if dataset is None:
-        if len(candidates) != 1:
-            raise ValueError(
-                f"set generate.dataset: there are {len(candidates)} datasets with role "
-                f"'generation' ({', '.join(candidates) or 'none'})"
-            )
-        return candidates[0]
-    if dataset not in candidates:
-        raise ValueError(
-            f"generate.dataset {dataset!r} is not a dataset with role 'generation' "
-            f"(those are: {', '.join(candidates) or 'none'})"
-        )
-    return dataset
+    return dataset_with_role("generate", "generation")
 
 
 def get_generation_inputs(wildcards):
@@ -271,8 +266,7 @@ def get_generation_inputs(wildcards):
     if config["generate"]["vqgan"] == "taming":
         inputs["vqgan_ckpt"] = config["generate"]["vqgan_ckpt"]
         inputs["vqgan_yaml"] = config["generate"]["vqgan_yaml"]
-    if config["audio"]["wavlm"] == "tiny" or os.path.isdir(config["audio"]["wavlm"]):
-        inputs["wavlm"] = wavlm_source()
+    inputs.update(get_wavlm_input())
     return inputs
 
 
