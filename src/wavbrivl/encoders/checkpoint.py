@@ -58,23 +58,26 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return payload
 
 
+def state_dict_entry(payload: dict, key: str, path: str | os.PathLike, kind: str) -> dict:
+    """``payload[key]``, which must be a state dict; errors name the file and what it holds."""
+    if key not in payload:
+        raise CheckpointError(
+            f"{path}: no {key!r} entry (not {kind}?); top-level keys: "
+            f"{sorted(map(str, payload))[:_SHOW]}"
+        )
+    entry = payload[key]
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{path}: {key!r} is a {type(entry).__name__}, not a state dict")
+    return entry
+
+
 def load_brivl_image_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The image encoder's state dict from an official BriVL checkpoint, prefix stripped.
 
     Only ``imgencoder.*`` entries are kept (``imgencoder_mom.*`` and ``textencoder*`` are
     dropped); ``imgencoder.backbone.conv_stem.weight`` becomes ``backbone.conv_stem.weight``.
     """
-    payload = read_checkpoint(path)
-    if "learnable" not in payload:
-        raise CheckpointError(
-            f"{path}: no 'learnable' entry (not a BriVL checkpoint?); top-level keys: "
-            f"{sorted(map(str, payload))[:_SHOW]}"
-        )
-    learnable = payload["learnable"]
-    if not isinstance(learnable, dict):
-        raise CheckpointError(
-            f"{path}: 'learnable' is a {type(learnable).__name__}, not a state dict"
-        )
+    learnable = state_dict_entry(read_checkpoint(path), "learnable", path, "a BriVL checkpoint")
     state = {
         key[len(IMAGE_PREFIX) :]: value
         for key, value in learnable.items()

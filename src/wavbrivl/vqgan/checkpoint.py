@@ -30,6 +30,7 @@ from wavbrivl.encoders.checkpoint import (
     UntrustedCheckpointError,
     check_state_fits,
     read_checkpoint,
+    state_dict_entry,
 )
 from wavbrivl.encoders.registry import state_dict_sha256
 from wavbrivl.hashing import sha256_of
@@ -142,14 +143,7 @@ def read_vqgan_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The VQModel weights of a Lightning checkpoint, ``loss.*`` dropped."""
     path = Path(path)
     payload = _read_lightning_checkpoint(path)
-    if "state_dict" not in payload:
-        raise CheckpointError(
-            f"{path}: no 'state_dict' entry (not a Lightning checkpoint?); top-level keys: "
-            f"{sorted(map(str, payload))[:_SHOW]}"
-        )
-    state = payload["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: 'state_dict' is a {type(state).__name__}, not a dict")
+    state = state_dict_entry(payload, "state_dict", path, "a Lightning checkpoint")
     return {k: v for k, v in state.items() if not k.startswith(IGNORED_PREFIX)}
 
 
