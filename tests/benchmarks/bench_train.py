@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shar
 
 from test_train_data import FINGERPRINT, simple_shards, write_dataset  # noqa: E402
 
-from wavbrivl.audio.tiny import TINY_AUDIO, TINY_MOCO  # noqa: E402
+from wavbrivl.audio.tiny import TINY_AUDIO, TINY_MOCO, save_tiny_wavlm  # noqa: E402
 from wavbrivl.train.loop import TrainConfig, make_optimizer, train  # noqa: E402
 from wavbrivl.train.loss import cx_loss  # noqa: E402
-from wavbrivl.train.pipeline import build_model, prepare_tiny_wavlm  # noqa: E402
+from wavbrivl.train.pipeline import build_model  # noqa: E402
 
 BATCH, WINDOW_S, STEPS, DIM = 16, 3.0, 30, TINY_MOCO["image_dim"]
 
@@ -38,7 +38,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         manifest, pairs, _ = write_dataset(root, simple_shards(4, 24, seconds=10.0), dim=DIM)
-        wavlm = prepare_tiny_wavlm(root / "wavlm", seed=0)
+        wavlm = save_tiny_wavlm(root / "wavlm", seed=0)
         cfg = TrainConfig(
             steps=STEPS,
             batch_size=BATCH,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,13 +80,3 @@ def iter_pairs(
             frame = frame[list(media_columns)].reset_index(drop=True)
             frame["embeddings"] = [embeddings[c] for c in frame["clip_id"]]
             yield frame
-
-
-def shard_pairs(embedding_dir: PathLike, media_dir: PathLike) -> list[tuple[Path, Path]]:
-    """The (embedding, media) file pairs of a dataset, by shard name."""
-    embedding_dir, media_dir = Path(embedding_dir), Path(media_dir)
-    return [
-        (path, media_dir / path.name)
-        for path in sorted(embedding_dir.glob("*.parquet"))
-        if (media_dir / path.name).exists()
-    ]

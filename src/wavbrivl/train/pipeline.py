@@ -23,7 +23,6 @@ import torch
 
 from wavbrivl.atomic import write_text_atomic
 from wavbrivl.audio.encoder import AudioEncoderConfig, build_audio_encoder
-from wavbrivl.audio.tiny import save_tiny_wavlm
 from wavbrivl.configs import from_mapping
 from wavbrivl.devices import pick_device
 from wavbrivl.train.checkpoint import list_checkpoints
@@ -48,11 +47,6 @@ Log = Callable[[str], None]
 def train_config(block: dict[str, Any]) -> TrainConfig:
     values = {k: v for k, v in block.items() if k not in WORKFLOW_ONLY_KEYS}
     return from_mapping(TrainConfig, values, "train config")
-
-
-def prepare_tiny_wavlm(out_dir: str | Path, seed: int) -> Path:
-    """The demo's WavLM: a tiny random model saved in the official HF format."""
-    return save_tiny_wavlm(out_dir, seed=seed)
 
 
 def build_model(audio: dict[str, Any], loss: dict[str, Any], *, wavlm: str, image_dim: int):
