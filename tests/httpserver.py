@@ -166,12 +166,16 @@ def _make_handler(server: LoopbackMediaServer) -> type[BaseHTTPRequestHandler]:
             if send_body:
                 self._write(data[start : end + 1])
 
-        def _truncated(self, data: bytes, send_body: bool) -> None:
+        def _announce_whole(self, data: bytes) -> None:
+            """Headers promising all of ``data`` on a connection closed after this reply."""
             self.send_response(200)
             self.send_header("Content-Type", "video/mp4")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Connection", "close")
             self.end_headers()
+
+        def _truncated(self, data: bytes, send_body: bool) -> None:
+            self._announce_whole(data)
             if send_body:
                 self._write(data[: len(data) // 2])
             self.close_connection = True
@@ -181,11 +185,7 @@ def _make_handler(server: LoopbackMediaServer) -> type[BaseHTTPRequestHandler]:
             self._media(data, send_body)
 
         def _stall(self, data: bytes, send_body: bool) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp4")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Connection", "close")
-            self.end_headers()
+            self._announce_whole(data)
             if send_body:
                 self._write(data[: len(data) // 3])
                 server._closing.wait(server.stall_s)
