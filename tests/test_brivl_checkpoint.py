@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from wavbrivl.checkpoints import CheckpointError, CheckpointMismatchError, UntrustedCheckpointError
 from wavbrivl.encoders.brivl import TINY_BRIVL, BriVLImageEncoder
-from wavbrivl.encoders.checkpoint import (
-    CheckpointError,
-    CheckpointMismatchError,
-    UntrustedCheckpointError,
-    load_brivl_image_state,
-    load_brivl_image_weights,
-    sha256_file,
-)
+from wavbrivl.encoders.checkpoint import load_brivl_image_state, load_brivl_image_weights
+from wavbrivl.hashing import sha256_of
 
 PARITY = Path(__file__).parent / "fixtures" / "brivl_parity_tiny.pt"
 
@@ -128,9 +123,9 @@ def test_missing_file(tmp_path):
         load_brivl_image_state(tmp_path / "nope.pth")
 
 
-def test_sha256_file_streams_to_the_same_digest(tmp_path):
+def test_sha256_of_streams_to_the_same_digest(tmp_path):
     data = bytes(range(256)) * 1000 + b"tail"
     path = tmp_path / "blob.bin"
     path.write_bytes(data)
-    assert sha256_file(path, chunk_bytes=4096) == hashlib.sha256(data).hexdigest()
-    assert sha256_file(path) == sha256_file(path, chunk_bytes=7)
+    assert sha256_of(path, chunk_bytes=4096) == hashlib.sha256(data).hexdigest()
+    assert sha256_of(path) == sha256_of(path, chunk_bytes=7)

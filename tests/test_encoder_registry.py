@@ -13,7 +13,6 @@ from PIL import Image
 from torchvision import transforms
 
 from wavbrivl.encoders.brivl import TINY_BRIVL
-from wavbrivl.encoders.checkpoint import sha256_file
 from wavbrivl.encoders.preprocess import (
     GRAYSCALE_P,
     JITTER_P,
@@ -23,6 +22,7 @@ from wavbrivl.encoders.preprocess import (
     view_seed,
 )
 from wavbrivl.encoders.registry import ENCODERS, build_brivl, build_encoder, build_tiny
+from wavbrivl.hashing import sha256_of
 
 PARITY = Path(__file__).parent / "fixtures" / "brivl_parity_tiny.pt"
 
@@ -111,7 +111,7 @@ def test_build_brivl_loads_official_format_and_fingerprints_the_file(tmp_path):
     enc = build_brivl(weights=PARITY, box_mode="grid", config=TINY_BRIVL)
     meta = enc.metadata()
     identity = json.loads(meta["identity"])
-    assert identity["weights_sha256"] == sha256_file(PARITY)
+    assert identity["weights_sha256"] == sha256_of(PARITY)
     assert identity["preprocess"]["img_size"] == 128 and identity["box_mode"] == "grid"
     assert meta["fingerprint"] == enc.fingerprint and meta["box_mode"] == "grid"
     assert meta["image_size"] == "128" and meta["dim"] == "128"

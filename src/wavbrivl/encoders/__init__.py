@@ -7,16 +7,10 @@ Typical use::
     emb = enc.encode_images(pil_images)  # (B, 2048) float32, unit norm
 """
 
+from wavbrivl.checkpoints import CheckpointError, CheckpointMismatchError, UntrustedCheckpointError
 from wavbrivl.encoders.boxes import BOX_MODES, BoxSet, grid_boxes, whole_image_boxes
 from wavbrivl.encoders.brivl import BRIVL_1_0, TINY_BRIVL, BriVLImageConfig, BriVLImageEncoder
-from wavbrivl.encoders.checkpoint import (
-    CheckpointError,
-    CheckpointMismatchError,
-    UntrustedCheckpointError,
-    load_brivl_image_state,
-    load_brivl_image_weights,
-    sha256_file,
-)
+from wavbrivl.encoders.checkpoint import load_brivl_image_state, load_brivl_image_weights
 from wavbrivl.encoders.preprocess import BriVLPreprocess, brivl_train_augment, view_seed
 from wavbrivl.encoders.registry import (
     ENCODERS,
@@ -48,7 +42,6 @@ __all__ = [
     "grid_boxes",
     "load_brivl_image_state",
     "load_brivl_image_weights",
-    "sha256_file",
     "view_seed",
     "whole_image_boxes",
 ]

@@ -2,73 +2,27 @@
 
 The file is ``{"learnable": state_dict, ...}`` where the state dict holds the whole model:
 ``imgencoder.*`` (what we want), ``imgencoder_mom.*`` (MoCo momentum copy) and
-``textencoder*``. Files are read with ``weights_only=True``: a checkpoint that needs
-arbitrary code to unpickle is refused, never executed.
+``textencoder*``. Reading, checking and errors are the shared ones of
+``wavbrivl.checkpoints`` (weights-only: nothing in the file is executed).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from wavbrivl.checkpoints import (
+    SHOW,
+    CheckpointError,
+    check_state_fits,
+    read_checkpoint,
+    state_dict_entry,
+)
 from wavbrivl.hashing import sha256_of
 
 IMAGE_PREFIX = "imgencoder."
-_SHOW = 10  # how many offending keys an error message lists
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used; the message names the file and the reason."""
-
-
-class UntrustedCheckpointError(CheckpointError):
-    """The pickle needs code outside the weights-only allowlist, so it is not loaded."""
-
-
-class CheckpointMismatchError(CheckpointError):
-    """The checkpoint's image encoder does not fit the model (keys or shapes)."""
-
-
-# Hex SHA-256 of a file, read in chunks (checkpoints are gigabytes).
-sha256_file = sha256_of
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """``torch.load`` with ``weights_only=True`` and errors that say what went wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err):
-            raise UntrustedCheckpointError(
-                f"{path}: refused as untrusted: unpickling it would run code outside "
-                f"torch's weights-only allowlist ({_first_line_with(str(err), 'Unsupported global')})"
-            ) from err
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
-    except (EOFError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: expected a dict at top level, got {type(payload).__name__}")
-    return payload
-
-
-def state_dict_entry(payload: dict, key: str, path: str | os.PathLike, kind: str) -> dict:
-    """``payload[key]``, which must be a state dict; errors name the file and what it holds."""
-    if key not in payload:
-        raise CheckpointError(
-            f"{path}: no {key!r} entry (not {kind}?); top-level keys: "
-            f"{sorted(map(str, payload))[:_SHOW]}"
-        )
-    entry = payload[key]
-    if not isinstance(entry, dict):
-        raise CheckpointError(f"{path}: {key!r} is a {type(entry).__name__}, not a state dict")
-    return entry
 
 
 def load_brivl_image_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -87,39 +41,9 @@ def load_brivl_image_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     }
     if not state:
         raise CheckpointError(
-            f"{path}: 'learnable' has no '{IMAGE_PREFIX}*' entries; first keys: {list(learnable)[:_SHOW]}"
+            f"{path}: 'learnable' has no '{IMAGE_PREFIX}*' entries; first keys: {list(learnable)[:SHOW]}"
         )
     return state
-
-
-def check_state_fits(
-    model: nn.Module,
-    state: dict[str, torch.Tensor],
-    path: str | os.PathLike,
-    what: str = "image encoder weights do not match the model",
-) -> None:
-    """Raise :class:`CheckpointMismatchError` unless ``state`` matches ``model`` key for key
-    and shape for shape (what a strict ``load_state_dict`` needs)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong_shape = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if not (missing or unexpected or wrong_shape):
-        return
-    parts = [f"{path}: {what}"]
-    for label, items in (
-        ("missing", missing),
-        ("unexpected", unexpected),
-        ("shape mismatch", wrong_shape),
-    ):
-        if items:
-            more = f" (+{len(items) - _SHOW} more)" if len(items) > _SHOW else ""
-            parts.append(f"{len(items)} {label}: {items[:_SHOW]}{more}")
-    raise CheckpointMismatchError("; ".join(parts))
 
 
 def load_brivl_image_weights(model: nn.Module, path: str | os.PathLike) -> str:
@@ -131,12 +55,4 @@ def load_brivl_image_weights(model: nn.Module, path: str | os.PathLike) -> str:
     state = load_brivl_image_state(path)
     check_state_fits(model, state, path)
     model.load_state_dict(state, strict=True)
-    return sha256_file(path)
-
-
-def _first_line_with(text: str, needle: str) -> str:
-    for line in text.splitlines():
-        if needle in line:
-            # "...Unsupported global: GLOBAL pkg.Cls was not an allowed global..." -> "...pkg.Cls"
-            return line.strip().split(" was not")[0]
-    return text.splitlines()[0] if text else ""
+    return sha256_of(path)

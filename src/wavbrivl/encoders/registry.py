@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
+from wavbrivl.checkpoints import state_dict_sha256
 from wavbrivl.encoders.boxes import BOX_MODES, boxes_for_batch
 from wavbrivl.encoders.brivl import BRIVL_1_0, TINY_BRIVL, BriVLImageConfig, BriVLImageEncoder
 from wavbrivl.encoders.checkpoint import load_brivl_image_weights
@@ -148,16 +149,6 @@ def build_tiny(
         weights_id={"seed": seed, "weights_sha256": state_dict_sha256(model.state_dict())},
         device=device,
     )
-
-
-def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes of a state dict, in key order."""
-    digest = hashlib.sha256()
-    for key, tensor in state.items():
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 #: Encoder builders by name; ``ENCODERS[name](**kwargs) -> ImageEncoder``.

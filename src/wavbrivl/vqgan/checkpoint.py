@@ -24,15 +24,16 @@ from typing import Any
 
 import torch
 
-from wavbrivl.encoders.checkpoint import (
+from wavbrivl.checkpoints import (
+    SHOW,
     CheckpointError,
     CheckpointMismatchError,
     UntrustedCheckpointError,
     check_state_fits,
     read_checkpoint,
     state_dict_entry,
+    state_dict_sha256,
 )
-from wavbrivl.encoders.registry import state_dict_sha256
 from wavbrivl.hashing import sha256_of
 from wavbrivl.vqgan.model import TINY_VQGAN, VQGAN, VQGANConfig
 
@@ -50,7 +51,6 @@ __all__ = [
 IGNORED_PREFIX = "loss."  # the training loss (LPIPS + discriminator); not part of the model
 LIGHTNING_MODULES = ("pytorch_lightning", "lightning", "lightning_fabric")
 TAMING_TARGET = "taming.models.vqgan.VQModel"
-_SHOW = 10  # how many offending keys an error message lists
 
 # ddconfig keys that taming accepts but we implement at one value only.
 _FIXED_DDCONFIG = {"resamp_with_conv": True, "give_pre_end": False}
@@ -132,7 +132,7 @@ def _read_lightning_checkpoint(path: Path) -> dict:
         foreign = sorted(set(unsafe) - set(lightning))
         raise UntrustedCheckpointError(
             f"{path}: refused as untrusted: unpickling it would run code outside torch's "
-            f"weights-only allowlist (globals {foreign[:_SHOW]})"
+            f"weights-only allowlist (globals {foreign[:SHOW]})"
         )
     placeholders = [(_lightning_placeholder(name), name) for name in lightning]
     with torch.serialization.safe_globals(placeholders):
