@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 
-from wavbrivl.hashing import cached_sha256
+import pytest
+
+from wavbrivl.hashing import cached_sha256, seeded_int
+from wavbrivl.sharding import shard_of
 
 
 def test_cached_hash_follows_content_even_when_mtime_is_put_back(tmp_path):
@@ -34,3 +37,25 @@ def test_corrupt_cache_file_is_rebuilt(tmp_path):
     path.write_bytes(b"y")
     cache.write_text("{not json")
     assert cached_sha256(path, cache) == hashlib.sha256(b"y").hexdigest()
+
+
+def test_seeded_int_is_stable_distinct_and_bounded():
+    # A value pinned once: it must not change across processes, machines or releases,
+    # because shards and seeds drawn from it must not move.
+    assert seeded_int("abc_30000") == int.from_bytes(
+        hashlib.blake2b(b"abc_30000", digest_size=8).digest(), "big"
+    )
+    assert seeded_int("a", 1) != seeded_int("a1")  # parts are separated, not concatenated
+    assert seeded_int("a", 1) != seeded_int(1, "a")
+    assert seeded_int("a", 1) == seeded_int("a", "1")  # parts are compared as text
+    full = seeded_int("x", 7)
+    assert seeded_int("x", 7, bits=63) == full >> 1 < 2**63
+    assert seeded_int("x", 7, bits=53) == full >> 11
+    with pytest.raises(ValueError, match="bits"):
+        seeded_int("x", bits=65)
+
+
+def test_the_shard_rule_is_the_seeded_hash_of_the_clip_id():
+    ids = [f"clip{i}_{i * 1000}" for i in range(50)]
+    assert [shard_of(c, 7) for c in ids] == [seeded_int(c) % 7 for c in ids]
+    assert len({shard_of(c, 7) for c in ids}) == 7

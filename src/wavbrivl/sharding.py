@@ -1,4 +1,4 @@
-"""Stable hash shards (DESIGN.md, "Scale rule").
+"""Stable hash shards (docs/architecture.md, "Shards").
 
 ``shard = hash(clip_id) % n_shards`` with a hash that does not depend on the Python
 process (``hash()`` is salted per process), so a clip keeps its shard across runs,
@@ -7,15 +7,14 @@ machines and manifest growth. Shard names are zero-padded so they sort.
 
 from __future__ import annotations
 
-import hashlib
+from wavbrivl.hashing import seeded_int
 
 
 def shard_of(clip_id: str, n_shards: int) -> int:
     """Shard index of ``clip_id`` in ``[0, n_shards)``: first 8 bytes of BLAKE2b, big-endian."""
     if n_shards < 1:
         raise ValueError(f"n_shards must be >= 1, got {n_shards}")
-    digest = hashlib.blake2b(clip_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % n_shards
+    return seeded_int(clip_id) % n_shards
 
 
 def shard_width(n_shards: int) -> int:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from wavbrivl.embed.build import encoder_from_config
+from wavbrivl.encoders.from_config import encoder_from_config
 from wavbrivl.joblog import job_log
 from wavbrivl.sheets.stage import assemble_sheets
 

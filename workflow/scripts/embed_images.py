@@ -1,7 +1,7 @@
 """Snakemake adapter: embed one media shard's frames with the frozen image encoder."""
 
-from wavbrivl.embed.build import encoder_from_config
 from wavbrivl.embed.runner import EmbedSettings, embed_shard
+from wavbrivl.encoders.from_config import encoder_from_config
 from wavbrivl.joblog import job_log
 
 with job_log(snakemake.log[0]) as log:

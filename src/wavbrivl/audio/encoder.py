@@ -34,9 +34,8 @@ from torch import nn
 from transformers import Wav2Vec2FeatureExtractor, WavLMModel
 
 from wavbrivl.configs import from_mapping
+from wavbrivl.extract.media import SAMPLE_RATE
 from wavbrivl.nn_blocks import MLP
-
-SAMPLE_RATE = 16000
 
 #: Config overrides applied when loading any WavLM: no SpecAugment-style masking and no
 #: layerdrop. The weighted layer sum expects every layer every step, and the frozen

@@ -11,7 +11,6 @@ here the random draws come from a seed so a (clip, view) pair always gets the sa
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +20,8 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
+
+from wavbrivl.hashing import seeded_int
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -92,8 +93,7 @@ def brivl_train_augment(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def view_seed(clip_id: str, view: int, base_seed: int = 0) -> int:
     """A stable 63-bit seed for one augmented view of one clip (independent of hash salt)."""
-    digest = hashlib.sha256(f"{base_seed}\x00{clip_id}\x00{view}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+    return seeded_int("view", base_seed, clip_id, view, bits=63)
 
 
 def image_to_tensor(image: ImageLike) -> torch.Tensor:

@@ -8,8 +8,9 @@ give the same frame, and changing ``seed`` gives a different, equally stable dra
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
+
+from wavbrivl.hashing import seeded_int
 
 FramePolicy = Callable[[str, float, float, int], float]
 
@@ -26,8 +27,7 @@ def random_time(clip_id: str, window_start_s: float, window_s: float, seed: int)
 
 def stable_unit_interval(key: str) -> float:
     """A number in [0, 1) from a process-independent hash of ``key`` (53 bits, like a double)."""
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-    return (int.from_bytes(digest, "big") >> 11) / float(1 << 53)
+    return seeded_int(key, bits=53) / float(1 << 53)
 
 
 FRAME_POLICIES: dict[str, FramePolicy] = {"middle": middle_time, "random": random_time}

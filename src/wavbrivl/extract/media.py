@@ -1,15 +1,16 @@
-"""The media Parquet (one shard of the extraction stage): schema, reader and decoders.
+"""The media Parquet (one shard of the extraction stage): its schema and every reader of it.
 
-One row per manifest clip. ``frame`` (JPEG, square) and ``audio`` (FLAC, mono) are set only
-when ``status == "ok"``; the file metadata ``wavbrivl.*`` records the frame size, sample
-rate, frame policy and JPEG quality the shard was made with.
+One row per manifest clip. ``frame`` (JPEG, square) and ``audio`` (FLAC, mono,
+:data:`SAMPLE_RATE`) are set only when ``status == "ok"``; the file metadata ``wavbrivl.*``
+records the frame size, sample rate, frame policy and JPEG quality the shard was made with.
+Consumers read shards through this module, never through the Parquet schema by hand.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 from PIL import Image
+
+from wavbrivl.status import OK
+
+PathLike = str | os.PathLike
+
+# The audio of every media shard: mono at WavLM's rate. The one definition in the package.
+SAMPLE_RATE = 16_000
 
 MEDIA_SCHEMA = pa.schema(
     [
@@ -50,26 +58,13 @@ def read_media(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
     return table_to_frame(pq.read_table(path, columns=list(columns) if columns else None))
 
 
-def read_media_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The ``wavbrivl.*`` file metadata (frame size, sample rate, frame policy, ...)."""
-    raw = pq.read_schema(path).metadata or {}
-    return {
-        key.decode(): value.decode() for key, value in raw.items() if key.startswith(b"wavbrivl.")
-    }
-
-
 def decode_frame(jpeg: bytes) -> Image.Image:
     """The frame as an RGB PIL image (fully loaded, detached from the bytes)."""
     with Image.open(io.BytesIO(jpeg)) as image:
         return image.convert("RGB")
 
 
-def decode_frame_array(jpeg: bytes) -> np.ndarray:
-    """The frame as uint8 ``(H, W, 3)``."""
-    return np.asarray(decode_frame(jpeg))
-
-
-def decode_audio(flac: bytes, expect_rate: int | None = None) -> np.ndarray:
+def decode_audio(flac: bytes, expect_rate: int | None = SAMPLE_RATE) -> np.ndarray:
     """The audio as float32 ``(n,)`` in [-1, 1]; ``expect_rate`` guards against a wrong shard."""
     samples, rate = sf.read(io.BytesIO(flac), dtype="float32", always_2d=True)  # (n, C)
     if samples.shape[1] != 1:
@@ -77,3 +72,58 @@ def decode_audio(flac: bytes, expect_rate: int | None = None) -> np.ndarray:
     if expect_rate is not None and rate != expect_rate:
         raise ValueError(f"expected {expect_rate} Hz audio, got {rate} Hz")
     return np.ascontiguousarray(samples[:, 0])
+
+
+def iter_media_rows(
+    path: PathLike,
+    columns: Sequence[str] = (),
+    *,
+    ok_only: bool = False,
+    batch_rows: int = 256,
+) -> Iterator[pd.DataFrame]:
+    """Stream a shard's rows in batches: ``clip_id``, ``status``, ``reason`` and ``columns``.
+
+    ``ok_only`` keeps the clips whose frame and audio are there (status ``ok``). Memory is
+    bounded by ``batch_rows``, whatever the shard's size.
+    """
+    wanted = list(dict.fromkeys(["clip_id", "status", "reason", *columns]))
+    shard = pq.ParquetFile(path)
+    for batch in shard.iter_batches(batch_size=batch_rows, columns=wanted):
+        frame = table_to_frame(pa.Table.from_batches([batch]))
+        if ok_only:
+            frame = frame[frame["status"] == OK].reset_index(drop=True)
+        if not frame.empty:
+            yield frame
+
+
+def collect_clip_audio(
+    paths: Iterable[PathLike], clip_ids: Iterable[str] | None = None
+) -> tuple[dict[str, bytes], dict[str, str]]:
+    """``(clip_id -> FLAC bytes, clip_id -> reason)`` for ``clip_ids`` (default: every clip).
+
+    A clip lands in the first dict when its row is ``ok`` with audio, else in the second with
+    the reason (its status and reason, or "not in the media shards"). A clip in two rows is
+    an error naming the file. Decode with :func:`decode_audio` when needed: bytes are about a
+    tenth of the decoded samples.
+    """
+    wanted = None if clip_ids is None else set(clip_ids)
+    audio: dict[str, bytes] = {}
+    skipped: dict[str, str] = {}
+    for path in paths:
+        for frame in iter_media_rows(path, ["audio"]):
+            for clip_id, status, reason, flac in frame[
+                ["clip_id", "status", "reason", "audio"]
+            ].itertuples(index=False):
+                if wanted is not None and clip_id not in wanted:
+                    continue
+                if clip_id in audio or clip_id in skipped:
+                    raise ValueError(f"{path}: clip {clip_id!r} appears twice in the media shards")
+                if status == OK and flac:
+                    audio[clip_id] = flac
+                else:
+                    skipped[clip_id] = (
+                        f"media status {status}: {reason}" if status != OK else "no audio"
+                    )
+    for clip_id in sorted((wanted or set()) - audio.keys() - skipped.keys()):
+        skipped[clip_id] = "not in the media shards"
+    return audio, skipped

@@ -32,7 +32,7 @@ from wavbrivl.clip_ids import is_safe_clip_id
 from wavbrivl.configs import from_mapping
 from wavbrivl.extract.argv import extract_clip_argv, seek_point
 from wavbrivl.extract.frame_policy import FRAME_POLICIES, frame_time
-from wavbrivl.extract.media import MEDIA_SCHEMA, table_to_frame
+from wavbrivl.extract.media import MEDIA_SCHEMA, SAMPLE_RATE, table_to_frame
 from wavbrivl.extract.probe import (
     MediaInfo,
     ProbeError,
@@ -65,7 +65,7 @@ class ExtractConfig:
     frame_policy: str = "middle"  # a key of wavbrivl.extract.frame_policy.FRAME_POLICIES
     seed: int = 0  # for frame_policy=random
     jpeg_quality: int = 90  # Pillow quality, 1-95
-    sample_rate: int = 16000  # Hz of the mono FLAC audio
+    sample_rate: int = SAMPLE_RATE  # Hz of the mono FLAC audio
     min_seconds: float = 1.0  # a clip with less audio than this is bad_media
     clip_timeout_s: float = 120.0  # per ffmpeg process
 

@@ -37,7 +37,7 @@ from PIL import Image
 
 from wavbrivl.configs import from_mapping
 from wavbrivl.generate.cutouts import CutoutRng, CutoutSettings, make_cutouts
-from wavbrivl.generate.png import save_png
+from wavbrivl.generate.png import progress_png_path, save_png
 
 #: Below this norm a target has no direction: the image is left unguided (and we say so).
 MIN_TARGET_NORM = 1e-8
@@ -350,7 +350,7 @@ def _generate_batch(
 def _save_progress(image: torch.Tensor, clip_ids: list[str], root: Path, step: int) -> None:
     for img, clip_id in zip(image, clip_ids, strict=True):
         meta = {"clip_id": clip_id, "step": str(step)}
-        save_png(to_pil(img), root / clip_id / f"step_{step:05d}.png", metadata=meta)
+        save_png(to_pil(img), progress_png_path(root, clip_id, step), metadata=meta)
 
 
 __all__ = [

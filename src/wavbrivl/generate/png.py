@@ -1,4 +1,7 @@
-"""PNG files that carry their own provenance in text chunks.
+"""Generated PNGs: where a clip's image lives, and files that carry their own provenance.
+
+A generation run's folder holds ``<clip_id>.png`` per clip (:func:`generated_png_path`, the
+one place that spells it) and ``progress/<clip_id>/step_<n>.png`` when asked for.
 
 Each generated image records which clip, label, seed, step count, similarity and models
 (fingerprints) made it, so a PNG copied out of ``results/`` still says where it came from.
@@ -9,12 +12,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
 from wavbrivl.atomic import atomic_path
+from wavbrivl.clip_ids import check_clip_id
 
 SOFTWARE = "wavbrivl"
+
+
+def generated_png_name(clip_id: str) -> str:
+    """The file name of a clip's generated image (the clip id is checked to be a safe name)."""
+    return f"{check_clip_id(clip_id)}.png"
+
+
+def generated_png_path(run_dir: str | os.PathLike, clip_id: str) -> Path:
+    """A clip's generated image in a generation run's folder."""
+    return Path(run_dir) / generated_png_name(clip_id)
+
+
+def progress_png_path(progress_dir: str | os.PathLike, clip_id: str, step: int) -> Path:
+    """An intermediate image of a clip in the run's ``progress/`` folder."""
+    return Path(progress_dir) / check_clip_id(clip_id) / f"step_{step:05d}.png"
 
 
 def _check_key(key: str) -> None:
@@ -48,4 +68,11 @@ def read_png_metadata(path: str | os.PathLike) -> dict[str, str]:
         return {str(k): str(v) for k, v in image.text.items()}
 
 
-__all__ = ["SOFTWARE", "read_png_metadata", "save_png"]
+__all__ = [
+    "SOFTWARE",
+    "generated_png_name",
+    "generated_png_path",
+    "progress_png_path",
+    "read_png_metadata",
+    "save_png",
+]

@@ -18,7 +18,6 @@ missing from the manifest) stops before any optimisation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -36,7 +35,7 @@ from wavbrivl.clip_ids import check_clip_id
 from wavbrivl.extract.media import decode_audio
 from wavbrivl.generate.loop import GenerateConfig, GenerationResult, generate
 from wavbrivl.generate.png import save_png
-from wavbrivl.hashing import sha256_of
+from wavbrivl.hashing import seeded_int, sha256_of
 from wavbrivl.status import OK
 
 PathLike = str | os.PathLike
@@ -46,8 +45,7 @@ SAMPLE_RATE = 16000
 
 def clip_seed(base_seed: int, clip_id: str) -> int:
     """A clip's generation seed: stable across runs, machines and batch composition."""
-    digest = hashlib.sha256(f"generate\x00{base_seed}\x00{clip_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+    return seeded_int("generate", base_seed, clip_id, bits=63)
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ from typing import Any
 
 from wavbrivl.configs import from_mapping
 from wavbrivl.devices import pick_device
-from wavbrivl.embed.build import encoder_from_config
+from wavbrivl.encoders.from_config import encoder_from_config
 from wavbrivl.generate.loop import GenerateConfig
 from wavbrivl.generate.run import generate_for_clips
 

@@ -29,6 +29,7 @@ import soundfile as sf
 
 from wavbrivl.atomic import write_text_atomic
 from wavbrivl.extract.media import decode_audio, read_media
+from wavbrivl.hashing import seeded_int
 from wavbrivl.sheets import GenerationRun
 
 KEY_FORMAT = "wavbrivl-2afc-key/1"
@@ -84,7 +85,7 @@ def build_trials(runs: Sequence[GenerationRun], seed: int = 0) -> list[Trial]:
         raise ValueError(f"run names must be unique, got {names}")
     drafts: list[tuple[str, str, str, str, str, str]] = []
     for run in runs:
-        rng = np.random.default_rng([seed, _stable_int(run.name)])
+        rng = np.random.default_rng([seed, seeded_int("study", run.name)])
         clips = list(run.clips.values())
         sides = np.resize(np.array(SIDES), len(clips))
         sides = rng.permutation(sides)
@@ -103,11 +104,6 @@ def build_trials(runs: Sequence[GenerationRun], seed: int = 0) -> list[Trial]:
         Trial(f"t{i + 1:0{width}d}", *drafts[j][:5], match_side=str(drafts[j][5]))
         for i, j in enumerate(order)
     ]
-
-
-def _stable_int(text: str) -> int:
-    """A seed component from a string that, unlike ``hash()``, is the same in every process."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
 # --- media --------------------------------------------------------------------------------
