@@ -286,7 +286,8 @@ def test_make_manifest_errors(tmp_path, vgg_csv):
 
 
 def test_manifest_readable_by_other_engines(tmp_path, vgg_csv):
-    """The cache format promise (DESIGN.md): pandas, polars and DuckDB read the manifest."""
+    """The cache format promise (docs/architecture.md, "Artefacts"): pandas, polars and DuckDB
+    read the manifest."""
     duckdb = pytest.importorskip("duckdb")
     polars = pytest.importorskip("polars")
     df, report = read_vggsound_csv(vgg_csv)

@@ -52,7 +52,7 @@ def seeded_int(*parts: object, bits: int = 64) -> int:
 
     Python's ``hash()`` is salted per process; this is BLAKE2b-64 over the parts' ``str``
     joined by NUL bytes, shifted down to ``bits``. One part is the shard rule's hash
-    (docs/architecture.md, "Shards"); several parts make per-clip seeds, e.g.
+    (docs/architecture.md, "Shards, not clips"); several parts make per-clip seeds, e.g.
     ``seeded_int("generate", seed, clip_id, bits=63)`` (torch seeds must fit an int64).
     """
     if not 1 <= bits <= 64:

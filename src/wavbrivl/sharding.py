@@ -1,4 +1,4 @@
-"""Stable hash shards (docs/architecture.md, "Shards").
+"""Stable hash shards (docs/architecture.md, "Shards, not clips").
 
 ``shard = hash(clip_id) % n_shards`` with a hash that does not depend on the Python
 process (``hash()`` is salted per process), so a clip keeps its shard across runs,

@@ -1,7 +1,7 @@
 """The per-clip status vocabulary shared by the download and extraction stages.
 
 A failed clip never crashes its shard: it gets a row with one of these statuses and a
-human-readable reason (DESIGN.md, artefact table).
+human-readable reason (docs/architecture.md, "Artefacts").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The download stage: one shard's clips fetched with yt-dlp, resumable (DESIGN.md).
+"""The download stage: one shard's clips fetched with yt-dlp, resumable (docs/architecture.md, "Artefacts").
 
 ``download_shard`` is the entry point; ``DownloadConfig`` is the ``download:`` config block;
 ``read_status`` reads the per-clip status table the stage writes.

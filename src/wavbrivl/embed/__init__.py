@@ -1,1 +1,1 @@
-"""The frozen image embedding stage: media shard in, embedding Parquet out (DESIGN.md)."""
+"""The frozen image embedding stage: media shard in, embedding Parquet out (docs/architecture.md, "Artefacts")."""

@@ -3,7 +3,7 @@
 For each manifest clip: carry a failed download through, else probe the file, classify
 what is wrong with it (no stream, too short), run one ffmpeg process (wavbrivl.extract.argv)
 into a per-clip temp dir, encode the frame as JPEG, and record one row of the media
-Parquet (DESIGN.md). A clip's failure becomes its row's status; it never stops the shard.
+Parquet (docs/architecture.md, "Artefacts"). A clip's failure becomes its row's status; it never stops the shard.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training the audio encoder (DESIGN.md, stage ``train``).
+"""Training the audio encoder (docs/architecture.md, "Artefacts", stage ``train``).
 
 Modules: ``schedule`` (the pure learning-rate schedule), ``data`` (media + embedding shards
 -> batches, split by the manifest), ``loop`` (the resumable training loop), ``checkpoint``
