@@ -18,8 +18,8 @@ from media_factory import AvSpec, dominant_hz, make_av, second_of_grey, tone_hz_
 
 from wavbrivl import status as st
 from wavbrivl.download import STATUS_SCHEMA, DownloadConfig, download_shard, read_status, runner
-from wavbrivl.download.classify import parse_duration
 from wavbrivl.download.journal import JOURNAL_NAME, read_journal
+from wavbrivl.extract.probe import parse_probe
 from wavbrivl.ffmpeg_bin import ffmpeg_exe
 
 SOURCE_SECONDS = 6.0
@@ -69,7 +69,7 @@ def decoded_seconds(path: Path) -> float:
     probe = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
     )
-    duration = parse_duration(probe.stderr)
+    duration = parse_probe(probe.stderr).duration_s
     assert duration is not None, probe.stderr
     return duration
 
