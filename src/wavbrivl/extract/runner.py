@@ -64,7 +64,7 @@ class ExtractConfig:
     frame_size: int = 224  # side of the square JPEG frame, pixels
     frame_policy: str = "middle"  # a key of wavbrivl.extract.frame_policy.FRAME_POLICIES
     seed: int = 0  # for frame_policy=random
-    jpeg_quality: int = 90  # Pillow quality, 1-95
+    jpeg_quality: int = 90  # Pillow quality, 1-100 (Pillow advises against more than 95)
     sample_rate: int = SAMPLE_RATE  # Hz of the mono FLAC audio
     min_seconds: float = 1.0  # a clip with less audio than this is bad_media
     clip_timeout_s: float = 120.0  # per ffmpeg process
@@ -75,8 +75,8 @@ class ExtractConfig:
             problems.append(f"frame_size must be >= 1, got {self.frame_size}")
         if self.frame_policy not in FRAME_POLICIES:
             problems.append(f"frame_policy must be one of {sorted(FRAME_POLICIES)}")
-        if not 1 <= self.jpeg_quality <= 95:
-            problems.append(f"jpeg_quality must be in [1, 95], got {self.jpeg_quality}")
+        if not 1 <= self.jpeg_quality <= 100:
+            problems.append(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
         if self.sample_rate < 1:
             problems.append(f"sample_rate must be >= 1, got {self.sample_rate}")
         if self.min_seconds < 0:
