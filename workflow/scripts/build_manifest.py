@@ -1,7 +1,7 @@
-"""Snakemake adapter: build one dataset's sharded Parquet manifest (wavbrivl.manifest)."""
+"""Snakemake adapter: build one dataset's sharded Parquet manifest (wavbrivl.manifest.stage)."""
 
 from wavbrivl.joblog import job_log
-from wavbrivl.manifest import DatasetConfig, make_manifest
+from wavbrivl.manifest.stage import DatasetConfig, make_manifest
 
 with job_log(snakemake.log[0]) as log:
     make_manifest(
