@@ -1,4 +1,4 @@
-"""The demo stage's entry: synthesise the demo dataset, H.264/AAC mp4 clips plus VGGSound- and AudioSet-format CSVs.
+"""The demo stage's entry: H.264/AAC mp4 clips plus VGGSound- and AudioSet-format CSVs.
 
 The demo stands in for VGGSound/AudioSet on machines without internet. Its files have the
 real datasets' formats (headerless VGGSound CSV, AudioSet segment CSV with its three comment
