@@ -309,3 +309,22 @@ def test_manifest_readable_by_other_engines(tmp_path, vgg_csv):
     assert count == [(table.num_rows,)]
     assert pd.read_parquet(path)["labels"].map(len).sum() == table.num_rows
     assert ParseReport.from_json(pq.read_schema(path).metadata[b"wavbrivl.parse_report"]) == report
+
+
+def test_dataset_config_from_a_config_block():
+    block = {"format": "audioset", "csv": "eval_segments.csv", "n_shards": 2, "role": "generation"}
+    cfg = DatasetConfig.from_dict(block)
+    assert cfg.source == {"url_template": "https://www.youtube.com/watch?v={id}"}
+    assert cfg.selection() == {
+        "splits": None,
+        "classes": None,
+        "max_clips_per_class": None,
+        "seed": 0,
+        "ytids": None,
+    }
+    with pytest.raises(ValueError, match="unknown dataset config key"):
+        DatasetConfig.from_dict({**block, "n_shard": 3})
+    with pytest.raises(ValueError, match="unknown dataset format"):
+        DatasetConfig.from_dict({**block, "format": "csv"})
+    with pytest.raises(ValueError, match="exactly one key"):
+        DatasetConfig.from_dict({**block, "source": {"urls": "u/{id}"}})
