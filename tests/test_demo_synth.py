@@ -24,16 +24,14 @@ from wavbrivl.demo import (
     ffmpeg_argv,
     synthesise_demo,
 )
-from wavbrivl.demo.synth import (
-    AUDIOSET,
-    VGGSOUND,
+from wavbrivl.demo.files import (
     audioset_segments_text,
-    check_filters,
     class_labels_text,
-    n_test_clips,
     sources_csv_text,
     vggsound_csv_text,
 )
+from wavbrivl.demo.plan import AUDIOSET, VGGSOUND, n_test_clips
+from wavbrivl.demo.render import check_filters
 from wavbrivl.ffmpeg_bin import ffmpeg_exe
 
 DEFAULTS = {"clips_per_class": 10, "audioset_clips_per_class": 3, "test_fraction": 0.25}

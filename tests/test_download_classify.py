@@ -21,9 +21,9 @@ from wavbrivl.download.classify import (
     clean_message,
     is_partial_download_refusal,
     media_probe_argv,
-    parse_duration,
     stream_kinds,
 )
+from wavbrivl.extract.probe import parse_probe
 from wavbrivl.ffmpeg_bin import ffmpeg_exe
 
 # Messages as yt-dlp prints them (YouTube's wording, the generic extractor's, our HTTP tests').
@@ -199,7 +199,7 @@ def _probe(path) -> str:
 def test_media_with_audio_and_video_is_ok(media):
     stderr = _probe(media["av"])
     assert stream_kinds(stderr) == {"audio", "video"}
-    assert parse_duration(stderr) == pytest.approx(2.0, abs=0.1)
+    assert parse_probe(stderr).duration_s == pytest.approx(2.0, abs=0.1)
     assert classify_media(media["av"].stat().st_size, stderr).status == st.OK
 
 
@@ -229,8 +229,3 @@ def test_cover_art_is_not_video():
         "  Stream #0:1: Video: mjpeg (Baseline), yuvj420p, 300x300, 90k tbn (attached pic)\n"
     )
     assert stream_kinds(stderr) == {"audio"}
-
-
-def test_parse_duration_without_duration():
-    assert parse_duration("  Duration: N/A, start: 0.000000, bitrate: N/A") is None
-    assert parse_duration("  Duration: 01:02:03.50, start: 0") == pytest.approx(3723.5)

@@ -17,9 +17,16 @@ from httpserver import LoopbackMediaServer, make_test_mp4
 from media_factory import AvSpec, dominant_hz, make_av, second_of_grey, tone_hz_at
 
 from wavbrivl import status as st
-from wavbrivl.download import STATUS_SCHEMA, DownloadConfig, download_shard, read_status, runner
-from wavbrivl.download.classify import parse_duration
+from wavbrivl.download import (
+    STATUS_SCHEMA,
+    DownloadConfig,
+    download_shard,
+    read_status,
+    stage,
+    worker,
+)
 from wavbrivl.download.journal import JOURNAL_NAME, read_journal
+from wavbrivl.extract.probe import parse_probe
 from wavbrivl.ffmpeg_bin import ffmpeg_exe
 
 SOURCE_SECONDS = 6.0
@@ -69,7 +76,7 @@ def decoded_seconds(path: Path) -> float:
     probe = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
     )
-    duration = parse_duration(probe.stderr)
+    duration = parse_probe(probe.stderr).duration_s
     assert duration is not None, probe.stderr
     return duration
 
@@ -125,7 +132,7 @@ def test_forced_cut_of_a_file_url_fails_with_ytdlp_reason(tmp_path, source_mp4):
 
 def test_refused_cut_falls_back_to_the_whole_file(tmp_path, source_mp4, monkeypatch):
     # Make `auto` try to cut a file:// source so yt-dlp refuses and the fallback runs.
-    monkeypatch.setattr(runner, "plan_section", lambda url, start, end, cfg: (start, end))
+    monkeypatch.setattr(worker, "plan_section", lambda url, start, end, cfg: (start, end))
     rows = rows_of(("c1_1000", source_mp4.as_uri(), 1.0, 2.0))
     cfg = DownloadConfig(allow_file_urls=True, sections="auto", **FAST)
     row = by_id(download_shard(rows, tmp_path / "m", tmp_path / "s.parquet", cfg))["c1_1000"]
@@ -293,7 +300,7 @@ def test_padding_is_recorded_in_the_span(tmp_path, server):
 def test_pacing_spaces_request_starts_across_threads(tmp_path, server, monkeypatch):
     released: list[float] = []
 
-    class RecordingPacer(runner._Pacer):
+    class RecordingPacer(worker.Pacer):
         def wait_turn(self) -> float:
             waited = super().wait_turn()
             released.append(time.monotonic())
@@ -302,7 +309,7 @@ def test_pacing_spaces_request_starts_across_threads(tmp_path, server, monkeypat
     # yt-dlp's first call in a process pays one-off imports; warm it so arrivals are fair.
     warm = rows_of(("warm", server.url("gone/a.mp4"), 0.0, 1.0))
     download_shard(warm, tmp_path / "w", tmp_path / "w.parquet", DownloadConfig(max_attempts=1))
-    monkeypatch.setattr(runner, "_Pacer", RecordingPacer)
+    monkeypatch.setattr(stage, "Pacer", RecordingPacer)
     paths = ["gone/b.mp4", "ratelimited/a.mp4", "ratelimited/b.mp4", "media/nothing.mp4"]
     rows = rows_of(*[(f"p{i}", server.url(p), 0.0, 1.0) for i, p in enumerate(paths)])
     cfg = DownloadConfig(pace_s=0.4, max_attempts=1)
@@ -363,13 +370,13 @@ def test_empty_shard_writes_an_empty_table(tmp_path):
     assert pq.read_schema(tmp_path / "s.parquet").remove_metadata().equals(STATUS_SCHEMA)
 
 
-# -- runner helpers --------------------------------------------------------------------------
+# -- worker helpers --------------------------------------------------------------------------
 
 
 def test_pacer_reserves_slots_one_interval_apart():
     now = [100.0]
     slept: list[float] = []
-    pacer = runner._Pacer(0.5, clock=lambda: now[0], sleep=slept.append)
+    pacer = worker.Pacer(0.5, clock=lambda: now[0], sleep=slept.append)
     waits = [pacer.wait_turn() for _ in range(3)]
     assert waits == [0.0, 0.5, 1.0]
     now[0] += 5.0  # idle for a while: no wait again
@@ -378,7 +385,7 @@ def test_pacer_reserves_slots_one_interval_apart():
 
 
 def test_pacer_under_threads():
-    pacer = runner._Pacer(0.1)
+    pacer = worker.Pacer(0.1)
     starts: list[float] = []
     lock = threading.Lock()
 
@@ -397,8 +404,8 @@ def test_pacer_under_threads():
 
 
 def test_backoff_doubles_with_bounded_seeded_jitter():
-    delays = [runner.backoff_delay(n, 2.0, random.Random(f"c/{n}")) for n in (1, 2, 3)]
+    delays = [worker.backoff_delay(n, 2.0, random.Random(f"c/{n}")) for n in (1, 2, 3)]
     for n, delay in enumerate(delays, start=1):
         assert 2.0 * 2 ** (n - 1) <= delay <= 1.5 * 2.0 * 2 ** (n - 1)
-    again = [runner.backoff_delay(n, 2.0, random.Random(f"c/{n}")) for n in (1, 2, 3)]
+    again = [worker.backoff_delay(n, 2.0, random.Random(f"c/{n}")) for n in (1, 2, 3)]
     assert delays == again

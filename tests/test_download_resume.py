@@ -15,8 +15,9 @@ from httpserver import LoopbackMediaServer, make_test_mp4
 
 from wavbrivl import status as st
 from wavbrivl.download import DownloadConfig, download_shard
-from wavbrivl.download.classify import media_probe_argv, parse_duration
+from wavbrivl.download.classify import media_probe_argv
 from wavbrivl.download.journal import JOURNAL_NAME, Journal, JournalEntry, read_journal
+from wavbrivl.extract.probe import parse_probe
 from wavbrivl.ffmpeg_bin import ffmpeg_exe
 
 FAST = dict(socket_timeout_s=2.0, backoff_s=0.05, max_attempts=2)
@@ -52,7 +53,7 @@ def probe_seconds(path: Path) -> float | None:
     stderr = subprocess.run(
         media_probe_argv(ffmpeg_exe(), path), capture_output=True, text=True
     ).stderr
-    return parse_duration(stderr)
+    return parse_probe(stderr).duration_s
 
 
 # -- the journal -----------------------------------------------------------------------------

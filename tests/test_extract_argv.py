@@ -10,8 +10,8 @@ from wavbrivl.extract.argv import (
     extract_clip_argv,
     seek_point,
 )
+from wavbrivl.extract.config import ExtractConfig
 from wavbrivl.extract.frame_policy import frame_time, stable_unit_interval
-from wavbrivl.extract.runner import ExtractConfig
 
 
 def build(src="in.mp4", offset_s=5.0, duration_s=10.0, frame_offset_s=5.0, cfg=None, **kw):

@@ -134,6 +134,15 @@ def test_cover_art_is_not_a_video_stream_and_duration_may_be_unknown():
     assert (info.audio.channels, info.audio.sample_rate) == (6, 96000)
 
 
+def test_durations_over_an_hour_and_unknown_ones():
+    header = "Input #0, mpegts, from 'file:x.ts':\n"
+    long = parse_probe(header + "  Duration: 01:02:03.50, start: 0\n")
+    assert long.duration_s == pytest.approx(3723.5)
+    assert (
+        parse_probe(header + "  Duration: N/A, start: 0.000000, bitrate: N/A\n").duration_s is None
+    )
+
+
 def test_anamorphic_interlaced_and_custom_layout():
     info = parse_probe(ANAMORPHIC_INTERLACED)
     assert info.start_s == pytest.approx(1.4)

@@ -34,13 +34,14 @@ from media_factory import (
 )
 
 from wavbrivl import status as st
-from wavbrivl.extract import runner
+from wavbrivl.extract import clip, stage
+from wavbrivl.extract.config import ExtractConfig
 from wavbrivl.extract.media import (
     decode_audio,
     decode_frame,
     read_media,
 )
-from wavbrivl.extract.runner import ExtractConfig, extract_shard
+from wavbrivl.extract.stage import extract_shard
 
 FRAME_SIZE = 96  # not the default, to see the config reach ffmpeg
 CFG = ExtractConfig(frame_size=FRAME_SIZE, jpeg_quality=85)
@@ -156,7 +157,7 @@ def shard_inputs(rows):
         if d is not None and c not in seen:
             downloads.append(d)
             seen.add(c)
-    return manifest, pd.DataFrame(downloads, columns=list(runner.DOWNLOAD_COLUMNS))
+    return manifest, pd.DataFrame(downloads, columns=list(stage.DOWNLOAD_COLUMNS))
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +324,7 @@ def test_ffmpeg_timeout_is_a_timeout_row(media_dir, tmp_path):
 
 
 def test_an_unexpected_exception_costs_one_clip_not_the_shard(media_dir, tmp_path, monkeypatch):
-    real = runner._ppm_to_jpeg
+    real = clip._ppm_to_jpeg
     calls = []
 
     def fails_once(path, cfg):
@@ -332,7 +333,7 @@ def test_an_unexpected_exception_costs_one_clip_not_the_shard(media_dir, tmp_pat
             raise RuntimeError("boom")
         return real(path, cfg)
 
-    monkeypatch.setattr(runner, "_ppm_to_jpeg", fails_once)
+    monkeypatch.setattr(clip, "_ppm_to_jpeg", fails_once)
     manifest, downloads = shard_inputs([SHARD[2], SHARD[4]])
     frame = extract_shard(
         manifest, downloads, media_dir, tmp_path / "x.parquet", CFG, threads=1, log=io.StringIO()

@@ -13,7 +13,6 @@ from wavbrivl.manifest import ParseReport
 from wavbrivl.manifest.build import (
     MANIFEST_SCHEMA,
     build_manifest,
-    make_manifest,
     read_manifest_info,
     read_manifest_shard,
     read_source_mapping,
@@ -21,6 +20,7 @@ from wavbrivl.manifest.build import (
 )
 from wavbrivl.manifest.fetch import FetchError, local_copy
 from wavbrivl.manifest.select import SelectionError
+from wavbrivl.manifest.stage import DatasetConfig, make_manifest
 from wavbrivl.manifest.vggsound import read_vggsound_csv
 from wavbrivl.sharding import shard_name, shard_of
 
@@ -206,15 +206,17 @@ def test_make_manifest_vggsound_with_mapping(tmp_path, vgg_csv):
     out = tmp_path / "results" / "manifest" / "vggsound.parquet"
     lines: list[str] = []
     report = make_manifest(
-        fmt="vggsound",
-        csv=str(vgg_csv),
+        DatasetConfig(
+            format="vggsound",
+            csv=str(vgg_csv),
+            n_shards=2,
+            splits=["train"],
+            classes=None,
+            max_clips_per_class=None,
+            seed=0,
+            source={"mapping_csv": str(mapping_csv)},
+        ),
         out_path=out,
-        n_shards=2,
-        splits=["train"],
-        classes=None,
-        max_clips_per_class=None,
-        seed=0,
-        source={"mapping_csv": str(mapping_csv)},
         log=lines.append,
     )
     table = pq.read_table(out)
@@ -241,16 +243,18 @@ def test_make_manifest_audioset_over_http_with_display_names(tmp_path):
     out = tmp_path / "gen.parquet"
     with LoopbackMediaServer(files) as server:
         make_manifest(
-            fmt="audioset",
-            csv=server.url("media/eval_segments.csv"),
-            labels_csv=server.url("media/class_labels_indices.csv"),
+            DatasetConfig(
+                format="audioset",
+                csv=server.url("media/eval_segments.csv"),
+                labels_csv=server.url("media/class_labels_indices.csv"),
+                n_shards=1,
+                splits=None,
+                classes=["Alpha, first", "/m/c"],
+                max_clips_per_class=None,
+                seed=0,
+                source={"url_template": "https://www.youtube.com/watch?v={id}"},
+            ),
             out_path=out,
-            n_shards=1,
-            splits=None,
-            classes=["Alpha, first", "/m/c"],
-            max_clips_per_class=None,
-            seed=0,
-            source={"url_template": "https://www.youtube.com/watch?v={id}"},
             log=lambda _: None,
         )
     rows = {r["source_id"]: r for r in pq.read_table(out).to_pylist()}
@@ -264,24 +268,29 @@ def test_make_manifest_audioset_over_http_with_display_names(tmp_path):
 
 def test_make_manifest_errors(tmp_path, vgg_csv):
     common = dict(
-        fmt="vggsound",
+        format="vggsound",
         csv=vgg_csv,
-        out_path=tmp_path / "m.parquet",
         n_shards=2,
         splits=None,
         classes=None,
         max_clips_per_class=None,
         seed=0,
-        log=lambda _: None,
     )
+    out = dict(out_path=tmp_path / "m.parquet", log=lambda _: None)
     with pytest.raises(SelectionError, match="'bird'"):
-        make_manifest(**{**common, "classes": ["bird"]}, source={"url_template": "u/{id}"})
+        make_manifest(
+            DatasetConfig(**{**common, "classes": ["bird"]}, source={"url_template": "u/{id}"}),
+            **out,
+        )
     nothing = tmp_path / "none.csv"
     nothing.write_text("zzz,http://x\n")
     with pytest.raises(ValueError, match="no clips left"):
-        make_manifest(**common, source={"mapping_csv": str(nothing)})
+        make_manifest(DatasetConfig(**common, source={"mapping_csv": str(nothing)}), **out)
     with pytest.raises(ValueError, match="exactly one key"):
-        make_manifest(**common, source={"url_template": "u/{id}", "mapping_csv": str(nothing)})
+        make_manifest(
+            DatasetConfig(**common, source={"url_template": "u/{id}", "mapping_csv": str(nothing)}),
+            **out,
+        )
     assert not (tmp_path / "m.parquet").exists()
 
 
@@ -301,3 +310,22 @@ def test_manifest_readable_by_other_engines(tmp_path, vgg_csv):
     assert count == [(table.num_rows,)]
     assert pd.read_parquet(path)["labels"].map(len).sum() == table.num_rows
     assert ParseReport.from_json(pq.read_schema(path).metadata[b"wavbrivl.parse_report"]) == report
+
+
+def test_dataset_config_from_a_config_block():
+    block = {"format": "audioset", "csv": "eval_segments.csv", "n_shards": 2, "role": "generation"}
+    cfg = DatasetConfig.from_dict(block)
+    assert cfg.source == {"url_template": "https://www.youtube.com/watch?v={id}"}
+    assert cfg.selection() == {
+        "splits": None,
+        "classes": None,
+        "max_clips_per_class": None,
+        "seed": 0,
+        "ytids": None,
+    }
+    with pytest.raises(ValueError, match="unknown dataset config key"):
+        DatasetConfig.from_dict({**block, "n_shard": 3})
+    with pytest.raises(ValueError, match="unknown dataset format"):
+        DatasetConfig.from_dict({**block, "format": "csv"})
+    with pytest.raises(ValueError, match="exactly one key"):
+        DatasetConfig.from_dict({**block, "source": {"urls": "u/{id}"}})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wavbrivl.demo.synth import synthesise_demo
+from wavbrivl.demo.stage import synthesise_demo
 from wavbrivl.extract import ExtractConfig, extract_shard
 from wavbrivl.ffmpeg_bin import ffmpeg_exe
 

@@ -81,7 +81,7 @@ def main() -> None:
                 print(f"{n_rows:>8} {n_shards:>7} {jobs:>6} {seconds:>7.2f}")
 
         sys.path.insert(0, str(REPO / "src"))
-        from wavbrivl.manifest import make_manifest
+        from wavbrivl.manifest import DatasetConfig, make_manifest
 
         # With the manifest built, planning also reads it (per-shard digests decide reruns).
         print("with the manifest built (per-shard digests read at planning):")
@@ -90,16 +90,18 @@ def main() -> None:
             n_shards = max(1, n_rows // 800)
             start = time.perf_counter()
             make_manifest(
+                DatasetConfig(
+                    format="vggsound",
+                    csv=str(workdir / "vggsound.csv"),
+                    n_shards=n_shards,
+                    splits=None,
+                    classes=None,
+                    max_clips_per_class=None,
+                    seed=0,
+                    source={"url_template": "https://www.youtube.com/watch?v={id}"},
+                ),
                 dataset="vggsound",
-                fmt="vggsound",
-                csv=str(workdir / "vggsound.csv"),
                 out_path=str(workdir / "results/manifest/vggsound.parquet"),
-                n_shards=n_shards,
-                splits=None,
-                classes=None,
-                max_clips_per_class=None,
-                seed=0,
-                source={"url_template": "https://www.youtube.com/watch?v={id}"},
                 cache_dir=str(workdir / "cache"),
                 log=lambda msg: None,
             )

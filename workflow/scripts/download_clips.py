@@ -1,8 +1,8 @@
-"""Snakemake adapter: download one shard's clips with yt-dlp (wavbrivl.download)."""
+"""Snakemake adapter: download one shard's clips with yt-dlp (wavbrivl.download.stage)."""
 
 from pathlib import Path
 
-from wavbrivl.download import DownloadConfig, download_shard
+from wavbrivl.download.stage import DownloadConfig, download_shard
 from wavbrivl.joblog import job_log
 from wavbrivl.manifest import read_manifest_shard
 

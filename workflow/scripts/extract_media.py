@@ -1,9 +1,9 @@
-"""Snakemake adapter: one frame and 16 kHz audio per clip of a shard (wavbrivl.extract)."""
+"""Snakemake adapter: one frame and 16 kHz audio per clip of a shard (wavbrivl.extract.stage)."""
 
 from pathlib import Path
 
 from wavbrivl.download import read_status
-from wavbrivl.extract import ExtractConfig, extract_shard
+from wavbrivl.extract.stage import ExtractConfig, extract_shard
 from wavbrivl.joblog import job_log
 from wavbrivl.manifest import read_manifest_shard
 

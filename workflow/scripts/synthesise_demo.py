@@ -1,8 +1,8 @@
-"""Snakemake adapter: synthesise the demo dataset (wavbrivl.demo)."""
+"""Snakemake adapter: synthesise the demo dataset (wavbrivl.demo.stage)."""
 
 from pathlib import Path
 
-from wavbrivl.demo.synth import synthesise_demo
+from wavbrivl.demo.stage import synthesise_demo
 from wavbrivl.joblog import job_log
 
 with job_log(snakemake.log[0]) as log:

@@ -6,14 +6,9 @@ the ordinary download code through ``file://`` URLs (``sources.csv``).
 """
 
 from wavbrivl.demo.classes import DEMO_CLASSES, DemoClass
-from wavbrivl.demo.synth import (
-    ClipSpec,
-    DemoSynthesisError,
-    MissingFilter,
-    clip_plan,
-    ffmpeg_argv,
-    synthesise_demo,
-)
+from wavbrivl.demo.plan import ClipSpec, clip_plan
+from wavbrivl.demo.render import DemoSynthesisError, MissingFilter, ffmpeg_argv
+from wavbrivl.demo.stage import synthesise_demo
 
 __all__ = [
     "DEMO_CLASSES",

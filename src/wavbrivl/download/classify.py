@@ -118,21 +118,11 @@ def is_partial_download_refusal(message: str) -> bool:
 # -- the downloaded file ---------------------------------------------------------------------
 
 _STREAM = re.compile(r"^\s*Stream #\d+:\d+.*?: (Audio|Video): ([^\s,]+)")
-_DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 
 
 def media_probe_argv(ffmpeg: str, path: Path) -> list[str]:
     """``ffmpeg -i FILE`` with no output: the stream list lands on stderr (we have no ffprobe)."""
     return [ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)]
-
-
-def parse_duration(probe_stderr: str) -> float | None:
-    """Container duration in seconds from ``ffmpeg -i`` stderr (``None`` when it says N/A)."""
-    match = _DURATION.search(probe_stderr)
-    if not match:
-        return None
-    hours, minutes, seconds = match.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def stream_kinds(probe_stderr: str) -> set[str]:

@@ -1,11 +1,13 @@
 """Extraction stage: per clip, one square JPEG frame and 16 kHz mono FLAC audio (ffmpeg).
 
 Modules: ``probe`` (stream facts from ``ffmpeg -i``), ``argv`` (pure ffmpeg argv builders),
-``frame_policy`` (which moment the frame is taken at), ``runner`` (one shard, thread pool,
-writes the media Parquet), ``media`` (schema, readers and decoders of that Parquet).
+``frame_policy`` (which moment the frame is taken at), ``config`` (the ``extract:`` block),
+``clip`` (one clip's media row), ``stage`` (the entry: one shard, thread pool, writes the
+media Parquet), ``media`` (schema, readers and decoders of that Parquet).
 """
 
 from wavbrivl.extract.argv import extract_clip_argv
+from wavbrivl.extract.config import ExtractConfig
 from wavbrivl.extract.frame_policy import FRAME_POLICIES, frame_time
 from wavbrivl.extract.media import (
     MEDIA_SCHEMA,
@@ -17,7 +19,7 @@ from wavbrivl.extract.media import (
     read_media,
 )
 from wavbrivl.extract.probe import MediaInfo, ProbeError, probe_media
-from wavbrivl.extract.runner import ExtractConfig, extract_shard
+from wavbrivl.extract.stage import extract_shard
 
 __all__ = [
     "FRAME_POLICIES",

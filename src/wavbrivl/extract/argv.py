@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from wavbrivl.extract.runner import ExtractConfig
+    from wavbrivl.extract.config import ExtractConfig
 
 # Decoding starts this long before the clip: after an input seek ffmpeg drops the first
 # audio packet (AAC/Opus need a packet of pre-roll), so the clip's first samples would go

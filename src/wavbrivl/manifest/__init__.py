@@ -6,6 +6,8 @@ Modules, one job each:
   skipping malformed rows;
 - ``select``: config-driven, seeded selection of clips (splits, classes, per-class cap, ids);
 - ``build``: URLs, display names, shards; write and read the Parquet manifest;
+- ``stage``: the stage's entry: :class:`DatasetConfig` (one ``datasets:`` entry) and
+  :func:`make_manifest` (parse, select, shard, write);
 - ``fetch``: a local copy of a CSV given as a path or an http(s) URL;
 - ``parsing``: what both parsers share (the :class:`ParseReport`, row checks, CSV reading).
 """
@@ -14,7 +16,6 @@ from wavbrivl.manifest.audioset import read_audioset_segments, read_class_labels
 from wavbrivl.manifest.build import (
     MANIFEST_SCHEMA,
     build_manifest,
-    make_manifest,
     read_manifest_info,
     read_manifest_shard,
     read_source_mapping,
@@ -29,6 +30,7 @@ from wavbrivl.manifest.parsing import (
     parse_seconds,
 )
 from wavbrivl.manifest.select import SelectionError, select_clips
+from wavbrivl.manifest.stage import DatasetConfig, make_manifest
 from wavbrivl.manifest.vggsound import read_vggsound_csv
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "read_source_mapping",
     "build_manifest",
     "write_manifest",
+    "DatasetConfig",
     "make_manifest",
     "read_manifest_shard",
     "read_manifest_info",

@@ -8,7 +8,7 @@ parse report, so the manifest says where it came from.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from csv import reader as csv_reader
 from dataclasses import replace
 from pathlib import Path
@@ -20,11 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from wavbrivl.atomic import write_table_atomic
-from wavbrivl.manifest.audioset import default_split_name, read_audioset_segments, read_class_labels
-from wavbrivl.manifest.fetch import local_copy
 from wavbrivl.manifest.parsing import ParseReport
-from wavbrivl.manifest.select import select_clips
-from wavbrivl.manifest.vggsound import read_vggsound_csv
 from wavbrivl.sharding import shard_name, shard_of, shard_width
 
 MANIFEST_SCHEMA = pa.schema(
@@ -195,120 +191,3 @@ def read_manifest_shard(path: str | Path, shard: str) -> pd.DataFrame:
     for column in ("labels", "label_names"):  # numpy arrays from Arrow -> plain lists
         df[column] = [list(values) for values in df[column]]
     return df
-
-
-# -- the one call the workflow makes ---------------------------------------------------------
-
-
-def make_manifest(
-    *,
-    fmt: str,
-    csv: str | Path,
-    out_path: str | Path,
-    n_shards: int,
-    splits: Sequence[str] | None = None,
-    classes: Sequence[str] | None = None,
-    max_clips_per_class: int | None = None,
-    seed: int = 0,
-    source: Mapping[str, str] | None = None,
-    labels_csv: str | Path | None = None,
-    ytids: Sequence[str] | None = None,
-    split_name: str | None = None,
-    clip_seconds: float = 10.0,
-    cache_dir: str | Path | None = None,
-    dataset: str | None = None,
-    log: Callable[[str], None] = print,
-) -> ParseReport:
-    """Parse, select, shard and write one dataset's manifest; log what happened.
-
-    ``source`` is ``{"url_template": "...{id}..."}`` or ``{"mapping_csv": path_or_url}``.
-    ``csv``, ``labels_csv`` and ``mapping_csv`` may be paths or http(s) URLs (cached in
-    ``cache_dir``, default ``<out dir>/_downloads``). ``dataset`` defaults to the file stem
-    of ``out_path``. Raises when the selection leaves no clip.
-    """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown dataset format {fmt!r}; expected one of {FORMATS}")
-    out_path = Path(out_path)
-    cache_dir = Path(cache_dir) if cache_dir is not None else out_path.parent / "_downloads"
-    dataset = dataset or out_path.stem
-    source = dict(source or {"url_template": "https://www.youtube.com/watch?v={id}"})
-    if set(source) not in ({"url_template"}, {"mapping_csv"}):
-        raise ValueError(f"source must have exactly one key, url_template or mapping_csv: {source}")
-
-    log(f"{dataset}: reading {fmt} CSV {csv}")
-    csv_path = local_copy(csv, cache_dir)
-    label_names = read_class_labels(local_copy(labels_csv, cache_dir)) if labels_csv else None
-    if fmt == "vggsound":
-        df, report = read_vggsound_csv(csv_path, clip_seconds=clip_seconds)
-    else:
-        df, report = read_audioset_segments(csv_path, split=split_name or default_split_name(csv))
-    report.source = Path(str(csv)).name
-    for line in report.summary_lines():
-        log(line)
-
-    selection = {
-        "splits": list(splits) if splits else None,
-        "classes": list(classes) if classes is not None else None,
-        "max_clips_per_class": max_clips_per_class,
-        "seed": seed,
-        "ytids": list(ytids) if ytids is not None else None,
-    }
-    selected = select_clips(
-        df,
-        splits=splits,
-        classes=classes,
-        max_clips_per_class=max_clips_per_class,
-        seed=seed,
-        ytids=ytids,
-        label_names=label_names,
-    )
-    log(f"selected {len(selected)} of {len(df)} clips ({_describe(selection)})")
-
-    mapping = None
-    if "mapping_csv" in source:
-        mapping = read_source_mapping(local_copy(source["mapping_csv"], cache_dir))
-    parse_report = report
-    table, report = build_manifest(
-        selected,
-        n_shards=n_shards,
-        url_template=source.get("url_template"),
-        mapping=mapping,
-        label_names=label_names,
-        report=parse_report,
-    )
-    n_no_url = report.n_malformed - parse_report.n_malformed
-    if n_no_url:
-        log(f"{source['mapping_csv']}: {n_no_url} selected clips have {NO_SOURCE_URL}, dropped")
-        for example in report.examples[len(parse_report.examples) :]:
-            log(f"  {example}")
-    if table.num_rows == 0:
-        raise ValueError(
-            f"{dataset}: no clips left to write to {out_path} ({_describe(selection)})"
-        )
-
-    selection["n_selected"] = table.num_rows
-    write_manifest(
-        table,
-        out_path,
-        dataset=dataset,
-        fmt=fmt,
-        n_shards=n_shards,
-        report=report,
-        selection=selection,
-    )
-    per_shard = pd.Series(table.column("shard").to_pylist()).value_counts()
-    log(
-        f"wrote {out_path}: {table.num_rows} clips in {n_shards} shards "
-        f"({n_shards - len(per_shard)} empty; {per_shard.min()}..{per_shard.max()} clips per "
-        f"non-empty shard)"
-    )
-    return report
-
-
-def _describe(selection: Mapping[str, Any]) -> str:
-    parts = []
-    for key, value in selection.items():
-        if isinstance(value, list) and len(value) > 5:
-            value = f"[{len(value)} items]"
-        parts.append(f"{key}={value}")
-    return ", ".join(parts)

@@ -1,9 +1,5 @@
-"""The extraction stage for one shard: a square frame + 16 kHz mono audio per clip.
-
-For each manifest clip: carry a failed download through, else probe the file, classify
-what is wrong with it (no stream, too short), run one ffmpeg process (wavbrivl.extract.argv)
-into a per-clip temp dir, encode the frame as JPEG, and record one row of the media
-Parquet (docs/architecture.md, "Artefacts"). A clip's failure becomes its row's status; it never stops the shard.
+"""One clip's extraction: locate its download, probe it, run one ffmpeg process, check the
+frame and the audio, and build its media row (a failure becomes the row's status and reason).
 """
 
 from __future__ import annotations
@@ -12,27 +8,22 @@ import functools
 import io
 import math
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, NamedTuple
 
 import pandas as pd
-import pyarrow as pa
 import soundfile as sf
 from PIL import Image
-from tqdm import tqdm
 
 from wavbrivl import status as st
-from wavbrivl.atomic import write_table_atomic
 from wavbrivl.clip_ids import is_safe_clip_id
-from wavbrivl.configs import from_mapping
 from wavbrivl.extract.argv import extract_clip_argv, seek_point
-from wavbrivl.extract.frame_policy import FRAME_POLICIES, frame_time
-from wavbrivl.extract.media import MEDIA_SCHEMA, SAMPLE_RATE, table_to_frame
+from wavbrivl.extract.config import ExtractConfig
+from wavbrivl.extract.frame_policy import frame_time
+from wavbrivl.extract.media import MEDIA_SCHEMA
 from wavbrivl.extract.probe import (
     MediaInfo,
     ProbeError,
@@ -41,65 +32,9 @@ from wavbrivl.extract.probe import (
     last_showinfo_time,
     probe_media,
 )
-from wavbrivl.ffmpeg_bin import ffmpeg_exe
 
 # A clip shorter than asked by less than this is not worth a note (container rounding).
 SHORT_TOLERANCE_S = 0.05
-# ~100 KB a clip (JPEG + FLAC): 128 rows make row groups of ~10-20 MB.
-ROW_GROUP_SIZE = 128
-
-# JPEG and FLAC are compressed already; the small columns get zstd.
-COMPRESSION = {
-    name: "none" if name in ("frame", "audio") else "zstd" for name in MEDIA_SCHEMA.names
-}
-
-MANIFEST_COLUMNS = ("clip_id", "start_s", "end_s")
-DOWNLOAD_COLUMNS = ("clip_id", "status", "reason", "file", "section_start_s", "section_end_s")
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """Settings of the extraction stage (config block ``extract``)."""
-
-    frame_size: int = 224  # side of the square JPEG frame, pixels
-    frame_policy: str = "middle"  # a key of wavbrivl.extract.frame_policy.FRAME_POLICIES
-    seed: int = 0  # for frame_policy=random
-    jpeg_quality: int = 90  # Pillow quality, 1-95
-    sample_rate: int = SAMPLE_RATE  # Hz of the mono FLAC audio
-    min_seconds: float = 1.0  # a clip with less audio than this is bad_media
-    clip_timeout_s: float = 120.0  # per ffmpeg process
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.frame_size < 1:
-            problems.append(f"frame_size must be >= 1, got {self.frame_size}")
-        if self.frame_policy not in FRAME_POLICIES:
-            problems.append(f"frame_policy must be one of {sorted(FRAME_POLICIES)}")
-        if not 1 <= self.jpeg_quality <= 95:
-            problems.append(f"jpeg_quality must be in [1, 95], got {self.jpeg_quality}")
-        if self.sample_rate < 1:
-            problems.append(f"sample_rate must be >= 1, got {self.sample_rate}")
-        if self.min_seconds < 0:
-            problems.append(f"min_seconds must be >= 0, got {self.min_seconds}")
-        if self.clip_timeout_s <= 0:
-            problems.append(f"clip_timeout_s must be > 0, got {self.clip_timeout_s}")
-        if problems:
-            raise ValueError("bad extract config: " + "; ".join(problems))
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> ExtractConfig:
-        """Build from a config mapping; unknown keys are an error (a typo must not pass)."""
-        return from_mapping(cls, values, "extract config")
-
-    def parquet_metadata(self, resampler: str) -> dict[str, str]:
-        return {
-            "wavbrivl.frame_size": str(self.frame_size),
-            "wavbrivl.sample_rate": str(self.sample_rate),
-            "wavbrivl.frame_policy": self.frame_policy,
-            "wavbrivl.frame_seed": str(self.seed),
-            "wavbrivl.jpeg_quality": str(self.jpeg_quality),
-            "wavbrivl.resampler": resampler,
-        }
 
 
 class ClipFailure(Exception):
@@ -121,100 +56,21 @@ class ClipJob:
     download: Mapping[str, Any] | None  # None: no download row for this clip
 
 
-@functools.cache
-def ffmpeg_has_soxr(ffmpeg: str) -> bool:
-    """Whether this ffmpeg build links libsoxr (better resampling than swr's default)."""
-    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        [ffmpeg, "-hide_banner", "-version"], capture_output=True, stdin=subprocess.DEVNULL
-    )
-    return b"--enable-libsoxr" in result.stdout
-
-
-def extract_shard(
-    manifest_rows: pd.DataFrame,
-    download_status: pd.DataFrame,
-    download_dir: str | Path,
-    out_path: str | Path,
-    cfg: ExtractConfig,
-    *,
-    threads: int = 2,
-    log: TextIO = sys.stderr,
-) -> pd.DataFrame:
-    """Extract every clip of the shard and write the media Parquet atomically to ``out_path``.
-
-    Returns the written table as a DataFrame, one row per manifest row, in manifest order.
-    Raises ``ValueError`` only for inputs that are wrong as a whole (missing columns,
-    duplicate download rows); anything about one clip becomes that clip's row.
-    """
-    _require_columns(manifest_rows, MANIFEST_COLUMNS, "manifest rows")
-    _require_columns(download_status, DOWNLOAD_COLUMNS, "download status")
-    duplicated = download_status["clip_id"][download_status["clip_id"].duplicated()]
-    if len(duplicated):
-        raise ValueError(f"download status has duplicate clip ids: {sorted(set(duplicated))[:5]}")
-    downloads = {row["clip_id"]: row for row in download_status.to_dict("records")}
-    jobs = [
-        ClipJob(row["clip_id"], row["start_s"], row["end_s"], downloads.get(row["clip_id"]))
-        for row in manifest_rows.to_dict("records")
-    ]
-
-    ffmpeg = ffmpeg_exe()
-    resampler = "soxr" if ffmpeg_has_soxr(ffmpeg) else "swr"
-    extract = functools.partial(
-        extract_clip_safely,
-        download_dir=Path(download_dir),
-        cfg=cfg,
-        ffmpeg=ffmpeg,
-        resampler=resampler,
-    )
-
-    # Every clip's JPEG + FLAC bytes (~100 KB) stay in memory until the single write:
-    # ~100 MB for a 1000-clip shard, which keeps the Parquet write simple and atomic.
-    rows: list[dict[str, Any] | None] = [None] * len(jobs)
-    seen: set[str] = set()
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        futures = {}
-        for i, job in enumerate(jobs):
-            if _shown_id(job.clip_id) in seen:
-                reason = "duplicate clip id in the manifest shard"
-                rows[i] = _row(_shown_id(job.clip_id), st.ERROR, reason)
-                continue
-            seen.add(_shown_id(job.clip_id))
-            futures[pool.submit(extract, job)] = i
-        progress = tqdm(total=len(jobs), file=log, desc="extract", unit="clip", mininterval=2.0)
-        progress.update(len(jobs) - len(futures))
-        for future in as_completed(futures):
-            rows[futures[future]] = future.result()
-            progress.update(1)
-        progress.close()
-
-    metadata = cfg.parquet_metadata(resampler)
-    table = pa.Table.from_pylist(rows, schema=MEDIA_SCHEMA.with_metadata(metadata))
-    write_table_atomic(
-        out_path,
-        table,
-        row_group_size=ROW_GROUP_SIZE,
-        compression=COMPRESSION,
-        use_dictionary=["status", "reason", "notes"],
-    )
-    print(f"extract: {st.count_summary(table.column('status').to_pylist())}", file=log)
-    return table_to_frame(table)
-
-
 def extract_clip_safely(
     job: ClipJob, *, download_dir: Path, cfg: ExtractConfig, ffmpeg: str, resampler: str
 ) -> dict[str, Any]:
     """``extract_clip`` that turns every exception into the clip's status row."""
-    clip_id = _shown_id(job.clip_id)
+    clip_id = shown_id(job.clip_id)
     try:
         return extract_clip(
             job, download_dir=download_dir, cfg=cfg, ffmpeg=ffmpeg, resampler=resampler
         )
     except ClipFailure as failure:
-        return _row(clip_id, failure.status, failure.reason)
+        return media_row(clip_id, failure.status, failure.reason)
     except subprocess.TimeoutExpired as exc:
-        return _row(clip_id, st.TIMEOUT, f"ffmpeg timed out after {exc.timeout:g} s")
+        return media_row(clip_id, st.TIMEOUT, f"ffmpeg timed out after {exc.timeout:g} s")
     except Exception as exc:  # a per-clip bug or odd input must not lose the shard
-        return _row(clip_id, st.ERROR, f"{type(exc).__name__}: {exc}")
+        return media_row(clip_id, st.ERROR, f"{type(exc).__name__}: {exc}")
 
 
 def extract_clip(
@@ -288,7 +144,7 @@ def extract_clip(
         notes.append(f"shorter than asked: {got_s:.1f} of {asked_s:.1f} s")
     if damage:
         notes.append(f"ffmpeg errors: {damage}")
-    return _row(
+    return media_row(
         job.clip_id,
         st.OK,
         "",
@@ -410,12 +266,13 @@ def _check_audio(flac: bytes, cfg: ExtractConfig) -> int:
     return int(info.frames)
 
 
-def _shown_id(clip_id: Any) -> str:
+def shown_id(clip_id: Any) -> str:
     """The id as it goes into the string column (a non-string id shows as its repr)."""
     return clip_id if isinstance(clip_id, str) else repr(clip_id)
 
 
-def _row(clip_id: str, status: str, reason: str, **values: Any) -> dict[str, Any]:
+def media_row(clip_id: str, status: str, reason: str, **values: Any) -> dict[str, Any]:
+    """A media row: every column None but the given ones (notes empty)."""
     row = {name: None for name in MEDIA_SCHEMA.names}
     row.update(clip_id=clip_id, status=status, reason=reason, notes="")
     row.update(values)
@@ -425,10 +282,4 @@ def _row(clip_id: str, status: str, reason: str, **values: Any) -> dict[str, Any
 def _failure_row(
     clip_id: str, status: str, reason: str, *, source: dict[str, int | None]
 ) -> dict[str, Any]:
-    return _row(clip_id, status, reason, **source)
-
-
-def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{what} lack columns {missing} (have {list(frame.columns)})")
+    return media_row(clip_id, status, reason, **source)

@@ -1,0 +1,182 @@
+"""The manifest stage's entry: one dataset's config block in, its sharded Parquet manifest out.
+
+:class:`DatasetConfig` is one entry of the workflow's ``datasets:`` block (the schema in
+``workflow/schemas/config.schema.yaml`` validates it and fills its defaults; the defaults
+here are the same values, for callers outside the workflow, and a test keeps them equal).
+:func:`make_manifest` parses the CSV, selects, shards and writes (wavbrivl.manifest.build).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from wavbrivl.configs import from_mapping
+from wavbrivl.manifest.audioset import default_split_name, read_audioset_segments, read_class_labels
+from wavbrivl.manifest.build import (
+    FORMATS,
+    NO_SOURCE_URL,
+    build_manifest,
+    read_source_mapping,
+    write_manifest,
+)
+from wavbrivl.manifest.fetch import local_copy
+from wavbrivl.manifest.parsing import ParseReport
+from wavbrivl.manifest.select import select_clips
+from wavbrivl.manifest.vggsound import read_vggsound_csv
+
+YOUTUBE_URL_TEMPLATE = "https://www.youtube.com/watch?v={id}"
+SOURCE_KEYS = ("url_template", "mapping_csv")
+
+
+def _youtube_source() -> dict[str, str]:
+    return {"url_template": YOUTUBE_URL_TEMPLATE}
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """One dataset of the ``datasets:`` config block: where its clips come from, which to keep."""
+
+    # Where the rows come from.
+    format: str  # "vggsound" | "audioset"
+    csv: str | Path  # local path or http(s) URL of the dataset CSV
+    n_shards: int
+    labels_csv: str | Path | None = None  # AudioSet class_labels_indices.csv (display names)
+    split_name: str | None = None  # the split an AudioSet CSV stands for; None: from its name
+    clip_seconds: float = 10.0  # VGGSound clips are [start, start + clip_seconds)
+    # How a source id becomes a URL: {"url_template": "...{id}..."} or {"mapping_csv": path}.
+    source: Mapping[str, str] = field(default_factory=_youtube_source)
+    # What to keep (wavbrivl.manifest.select.select_clips).
+    splits: Sequence[str] | None = None
+    classes: Sequence[str] | None = None
+    ytids: Sequence[str] | None = None
+    max_clips_per_class: int | None = None
+    seed: int = 0
+    # What the workflow does with the manifest (train or generation); not read here.
+    role: str = "train"
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown dataset format {self.format!r}; expected one of {FORMATS}")
+        if len(self.source) != 1 or next(iter(self.source)) not in SOURCE_KEYS:
+            raise ValueError(
+                f"source must have exactly one key, url_template or mapping_csv: {self.source}"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> DatasetConfig:
+        """Build from one ``datasets:`` entry; unknown keys are an error (a typo must not pass)."""
+        return from_mapping(cls, values, "dataset config")
+
+    def selection(self) -> dict[str, Any]:
+        """The selection settings, as recorded in the manifest's metadata."""
+        return {
+            "splits": list(self.splits) if self.splits else None,
+            "classes": list(self.classes) if self.classes is not None else None,
+            "max_clips_per_class": self.max_clips_per_class,
+            "seed": self.seed,
+            "ytids": list(self.ytids) if self.ytids is not None else None,
+        }
+
+
+def make_manifest(
+    cfg: DatasetConfig,
+    *,
+    out_path: str | Path,
+    dataset: str | None = None,
+    cache_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+) -> ParseReport:
+    """Parse, select, shard and write one dataset's manifest; log what happened.
+
+    ``cfg.csv``, ``cfg.labels_csv`` and a ``mapping_csv`` source may be paths or http(s)
+    URLs (cached in ``cache_dir``, default ``<out dir>/_downloads``). ``dataset`` defaults to
+    the file stem of ``out_path``. Raises when the selection leaves no clip.
+    """
+    out_path = Path(out_path)
+    cache_dir = Path(cache_dir) if cache_dir is not None else out_path.parent / "_downloads"
+    dataset = dataset or out_path.stem
+
+    log(f"{dataset}: reading {cfg.format} CSV {cfg.csv}")
+    df, report, label_names = _read_dataset(cfg, cache_dir)
+    for line in report.summary_lines():
+        log(line)
+
+    selection = cfg.selection()
+    selected = select_clips(
+        df,
+        splits=cfg.splits,
+        classes=cfg.classes,
+        max_clips_per_class=cfg.max_clips_per_class,
+        seed=cfg.seed,
+        ytids=cfg.ytids,
+        label_names=label_names,
+    )
+    log(f"selected {len(selected)} of {len(df)} clips ({_describe(selection)})")
+
+    mapping_csv = cfg.source.get("mapping_csv")
+    mapping = read_source_mapping(local_copy(mapping_csv, cache_dir)) if mapping_csv else None
+    table, full_report = build_manifest(
+        selected,
+        n_shards=cfg.n_shards,
+        url_template=cfg.source.get("url_template"),
+        mapping=mapping,
+        label_names=label_names,
+        report=report,
+    )
+    n_no_url = full_report.n_malformed - report.n_malformed
+    if n_no_url:
+        log(f"{mapping_csv}: {n_no_url} selected clips have {NO_SOURCE_URL}, dropped")
+        for example in full_report.examples[len(report.examples) :]:
+            log(f"  {example}")
+    if table.num_rows == 0:
+        raise ValueError(
+            f"{dataset}: no clips left to write to {out_path} ({_describe(selection)})"
+        )
+
+    selection["n_selected"] = table.num_rows
+    write_manifest(
+        table,
+        out_path,
+        dataset=dataset,
+        fmt=cfg.format,
+        n_shards=cfg.n_shards,
+        report=full_report,
+        selection=selection,
+    )
+    per_shard = pd.Series(table.column("shard").to_pylist()).value_counts()
+    log(
+        f"wrote {out_path}: {table.num_rows} clips in {cfg.n_shards} shards "
+        f"({cfg.n_shards - len(per_shard)} empty; {per_shard.min()}..{per_shard.max()} clips "
+        f"per non-empty shard)"
+    )
+    return full_report
+
+
+def _read_dataset(
+    cfg: DatasetConfig, cache_dir: Path
+) -> tuple[pd.DataFrame, ParseReport, dict[str, str] | None]:
+    """The parsed rows, their parse report and the display names (AudioSet labels CSV)."""
+    csv_path = local_copy(cfg.csv, cache_dir)
+    labels_csv = cfg.labels_csv
+    label_names = read_class_labels(local_copy(labels_csv, cache_dir)) if labels_csv else None
+    if cfg.format == "vggsound":
+        df, report = read_vggsound_csv(csv_path, clip_seconds=cfg.clip_seconds)
+    else:
+        split = cfg.split_name or default_split_name(cfg.csv)
+        df, report = read_audioset_segments(csv_path, split=split)
+    report.source = Path(str(cfg.csv)).name
+    return df, report, label_names
+
+
+def _describe(selection: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in selection.items():
+        if isinstance(value, list) and len(value) > 5:
+            value = f"[{len(value)} items]"
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
