@@ -18,17 +18,18 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from wavbrivl.atomic import write_table_atomic, write_text_atomic
-from wavbrivl.generate.loop import GenerateConfig, GenerationResult
 from wavbrivl.generate.png import generated_png_name, generated_png_path, save_png
-from wavbrivl.generate.targets import AudioTargets
+
+if TYPE_CHECKING:  # readers of the folder (the sheets) need no torch
+    from wavbrivl.generate.loop import GenerateConfig, GenerationResult
+    from wavbrivl.generate.targets import AudioTargets
 
 GENERATION_FORMAT = "wavbrivl.generation/1"
 GENERATION_JSON = "generation.json"
@@ -91,7 +92,7 @@ def write_targets(
 ) -> None:
     """targets.parquet: the unit target per clip, for the sheets' automatic score."""
     dim = targets.dim
-    flat = targets.vectors.to(torch.float32).numpy().reshape(-1)  # (N * D,); N may be 0
+    flat = targets.vectors.float().numpy().reshape(-1)  # (N * D,); N may be 0
     table = pa.table(
         {
             "clip_id": pa.array(list(targets.clip_ids), pa.string()),
@@ -119,7 +120,7 @@ def read_targets(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def generation_record(
     cfg: GenerateConfig,
     fingerprints: dict[str, str],
-    vqgan: torch.nn.Module,
+    vqgan: Any,
     image_encoder: Any,
     results: Sequence[GenerationResult],
     skipped: dict[str, str],
