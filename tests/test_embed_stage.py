@@ -16,9 +16,10 @@ from PIL import Image
 
 from wavbrivl.atomic import write_table_atomic
 from wavbrivl.embed.reader import FingerprintMismatch, iter_pairs, load_embeddings
-from wavbrivl.embed.runner import EmbedSettings, embed_shard
+from wavbrivl.embed.stage import EmbedSettings, embed_shard
 from wavbrivl.embed.store import EmbeddingWriter, read_header
 from wavbrivl.encoders.registry import build_tiny
+from wavbrivl.extract.media import MEDIA_SCHEMA
 
 
 def jpeg(color: tuple[int, int, int], size: int = 48) -> bytes:
@@ -172,16 +173,7 @@ def test_readable_by_pandas_pyarrow_polars_duckdb(tmp_path, media_shard, encoder
 
 def test_empty_shard_gives_a_valid_empty_file(tmp_path, encoder):
     media = tmp_path / "m.parquet"
-    write_table_atomic(
-        media,
-        pa.table(
-            {
-                "clip_id": pa.array([], pa.string()),
-                "status": pa.array([], pa.string()),
-                "frame": pa.array([], pa.binary()),
-            }
-        ),
-    )
+    write_table_atomic(media, MEDIA_SCHEMA.empty_table())
     out = tmp_path / "o.parquet"
     embed_shard(media, out, encoder, EmbedSettings(), log=io.StringIO())
     assert read_header(out).num_rows == 0

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +30,6 @@ from wavbrivl.generate import (
     CutoutRng,
     CutoutSettings,
     GenerateConfig,
-    audio_targets,
     generate,
     generate_for_clips,
     make_cutouts,
@@ -399,6 +401,7 @@ def test_generate_for_clips_writes_images_trace_targets_and_record(encoder, tmp_
     assert "video removed" in skipped["gone_0"] and "not usable" in skipped["broken_0"]
     assert clips["tone_0"]["label"] == "Sine wave"
     assert clips["silent_0"]["label"] == "/m/silence"  # no display name: the label id
+    assert clips["tone_0"]["png"] == "tone_0.png" and (out / clips["tone_0"]["png"]).is_file()
 
     # Targets: the model's embed_audio, and the norm before normalisation.
     model = load_trained_model(model_path)
@@ -411,7 +414,7 @@ def test_generate_for_clips_writes_images_trace_targets_and_record(encoder, tmp_
         wave = torch.from_numpy(decode_audio(audio[clip_id]))
         lengths = torch.tensor([len(wave)])
         expected = model.embed_audio(wave[None], lengths)[0]
-        unit, norm = audio_targets(model, wave[None], lengths)
+        unit, norm = model.embed_audio(wave[None], lengths, return_norm=True)
         assert torch.allclose(unit[0], expected, atol=1e-5)
         np.testing.assert_allclose(rows[clip_id]["embedding"], expected.numpy(), atol=1e-5)
         assert rows[clip_id]["target_norm"] == pytest.approx(float(norm[0]), rel=1e-5)
@@ -470,3 +473,20 @@ def test_a_run_where_no_clip_is_usable_still_writes_empty_records(encoder, tmp_p
     assert table.num_rows == 0 and table.schema.field("embedding").type.list_size == 128
     assert (tmp_path / "out" / "trace.tsv").read_text() == "clip_id\tstep\tsimilarity\n"
     assert any("nothing generated" in line for line in lines)
+
+
+def test_the_png_paths_can_be_imported_without_torch():
+    # The sheets read generated PNGs; the package's names load their modules on first use.
+    code = (
+        "import sys, wavbrivl.generate.png as png; from wavbrivl.generate import save_png; "
+        "assert 'torch' not in sys.modules, 'torch imported'; print(png.generated_png_name('a_0'))"
+    )
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(src)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "a_0.png"

@@ -14,6 +14,7 @@ from wavbrivl.extract.media import (
     MEDIA_SCHEMA,
     SAMPLE_RATE,
     collect_clip_audio,
+    count_media_rows,
     decode_audio,
     iter_media_rows,
 )
@@ -60,6 +61,7 @@ def test_rows_stream_in_batches_with_status_and_reason(shards):
     assert list(batches[0].columns) == ["clip_id", "status", "reason", "n_samples"]
     ok = [c for b in iter_media_rows(a, ok_only=True, batch_rows=2) for c in b["clip_id"]]
     assert ok == ["ok1_0", "empty_0"] + [f"more{i}_0" for i in range(5)]
+    assert count_media_rows(a) == 8  # every row, whatever its status
 
 
 def test_clip_audio_ok_clips_decoded_and_others_with_their_reason(shards):

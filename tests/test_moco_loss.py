@@ -353,6 +353,21 @@ def test_embed_audio_is_g_of_audio_unit_in_image_space(wavlm_dir):
     torch.testing.assert_close(emb, expected)
 
 
+def test_embed_audio_can_return_the_norm_of_g_before_normalisation(wavlm_dir):
+    model = _model(wavlm_dir).train()
+    waveforms, lengths, _ = _batch()
+    unit, norm = model.embed_audio(waveforms, lengths, return_norm=True)
+    assert model.training  # mode restored
+    assert norm.shape == (4,) and norm.dtype == torch.float32
+    torch.testing.assert_close(unit, model.embed_audio(waveforms, lengths))
+    model.eval()
+    with torch.no_grad():
+        audio = F.normalize(model.audio_encoder.encode_audio(waveforms, lengths), dim=-1)
+        raw = model.g(audio)  # (B, D_IMAGE), not normalised
+    torch.testing.assert_close(norm, raw.norm(dim=-1))
+    torch.testing.assert_close(unit * norm[:, None], raw)
+
+
 def test_state_dict_round_trip_rebuilds_the_same_embedding(wavlm_dir, tmp_path):
     model = _model(wavlm_dir).eval()
     model.enqueue(_outputs(3, seed=9))

@@ -24,7 +24,9 @@ from PIL import Image
 from wavbrivl.atomic import write_table_atomic
 from wavbrivl.clip_ids import UnsafeClipId
 from wavbrivl.extract.media import MEDIA_SCHEMA
-from wavbrivl.sheets import load_generation_run, manifest_labels
+from wavbrivl.generate.records import read_targets
+from wavbrivl.manifest.labels import read_clip_labels
+from wavbrivl.sheets import load_generation_run
 from wavbrivl.sheets.analysis import (
     AnswerFileError,
     analyse,
@@ -37,11 +39,11 @@ from wavbrivl.sheets.analysis import (
 from wavbrivl.sheets.auto2afc import (
     auto_two_choice,
     auto_two_choice_study,
-    read_targets,
     write_auto_scores,
 )
 from wavbrivl.sheets.grid import plot_grid, select_columns, write_grid
-from wavbrivl.sheets.study import build_trials, read_key, write_study
+from wavbrivl.sheets.study import read_key, write_study
+from wavbrivl.sheets.trials import build_trials
 
 EVIL_LABEL = '<script>alert(1)</script> & "dog"'
 RATE = 16_000
@@ -186,7 +188,7 @@ def test_manifest_labels_replace_generation_labels(tmp_path):
     ]
     manifest = tmp_path / "manifest.parquet"
     write_table_atomic(manifest, pa.Table.from_pylist(rows))
-    relabelled = run.with_labels(manifest_labels(manifest))
+    relabelled = run.with_labels(read_clip_labels(manifest))
     assert relabelled.clips["dogA_0"].label == "Dog"
     assert relabelled.clips["dogA_0"].classes == ("/m/dog",)
     with pytest.raises(KeyError, match="dogA_0"):
@@ -316,6 +318,19 @@ def test_study_refuses_clips_without_audio(tmp_path):
     media = make_media(tmp_path / "m.parquet", {k: v for k, v in CLIPS.items() if k != "bellB_0"})
     with pytest.raises(KeyError, match="bellB_0"):
         write_study(runs, [media], tmp_path / "s.html", tmp_path / "k.json")
+    assert not (tmp_path / "s.html").exists()
+    with pytest.raises(KeyError, match="bellB_0: not in the media shards"):  # and why
+        write_study(runs, [media], tmp_path / "s.html", tmp_path / "k.json")
+
+
+def test_study_refuses_a_clip_in_two_media_shards(tmp_path):
+    runs = [load_generation_run("a", make_run(tmp_path / "g"))]
+    media = [
+        make_media(tmp_path / "m0.parquet"),
+        make_media(tmp_path / "m1.parquet", {"dogA_0": CLIPS["dogA_0"]}),
+    ]
+    with pytest.raises(ValueError, match=r"m1\.parquet.*dogA_0.*twice"):
+        write_study(runs, media, tmp_path / "s.html", tmp_path / "k.json")
     assert not (tmp_path / "s.html").exists()
 
 

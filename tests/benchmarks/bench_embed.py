@@ -68,7 +68,7 @@ def build(model: str):
 
 
 def run_stage(model: str, media: str, out: str, queue) -> None:
-    from wavbrivl.embed.runner import EmbedSettings, embed_shard
+    from wavbrivl.embed.stage import EmbedSettings, embed_shard
 
     encoder = build(model)
     import pyarrow.parquet as pq

@@ -1,6 +1,6 @@
 """Snakemake adapter: embed one media shard's frames with the frozen image encoder."""
 
-from wavbrivl.embed.runner import EmbedSettings, embed_shard
+from wavbrivl.embed.stage import EmbedSettings, embed_shard
 from wavbrivl.encoders.from_config import encoder_from_config
 from wavbrivl.joblog import job_log
 

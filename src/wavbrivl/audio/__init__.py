@@ -11,7 +11,6 @@ g(audio) in the image space, L2-normalised.
 """
 
 from wavbrivl.audio.encoder import (
-    SAMPLE_RATE,
     AudioEncoder,
     AudioEncoderConfig,
     AudioHead,
@@ -22,7 +21,6 @@ from wavbrivl.audio.encoder import (
 from wavbrivl.audio.tiny import TINY_AUDIO, TINY_MOCO, save_tiny_wavlm
 
 __all__ = [
-    "SAMPLE_RATE",
     "TINY_AUDIO",
     "TINY_MOCO",
     "AudioEncoder",

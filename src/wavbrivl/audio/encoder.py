@@ -395,7 +395,6 @@ def frame_padding_mask(n_frames: torch.Tensor, n_max: int) -> torch.Tensor:
 
 
 __all__ = [
-    "SAMPLE_RATE",
     "WAVLM_OVERRIDES",
     "AudioEncoder",
     "AudioEncoderConfig",

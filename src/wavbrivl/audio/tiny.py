@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
 
-from wavbrivl.audio.encoder import SAMPLE_RATE
+from wavbrivl.extract.media import SAMPLE_RATE
 
 _TINY_COMMON: dict[str, Any] = {
     "hidden_size": 32,

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from wavbrivl.embed.store import read_header
+from wavbrivl.extract.media import iter_media_rows
 
 PathLike = str | os.PathLike
 
@@ -67,16 +68,13 @@ def iter_pairs(
     Each yielded frame has ``media_columns`` plus ``embeddings`` (one (V, D) float32 array
     per row). Only media rows with status ``ok`` that have an embedding are yielded.
     """
-    columns = list(dict.fromkeys(["clip_id", "status", *media_columns]))
     for embedding_path, media_path in shards:
         check_fingerprint(embedding_path, fingerprint)
         embeddings = load_embeddings(embedding_path)
-        media = pq.ParquetFile(media_path)
-        for batch in media.iter_batches(batch_size=batch_rows, columns=columns):
-            frame = batch.to_pandas()
-            frame = frame[(frame["status"] == "ok") & frame["clip_id"].isin(embeddings.keys())]
-            if frame.empty:
+        for rows in iter_media_rows(media_path, media_columns, ok_only=True, batch_rows=batch_rows):
+            rows = rows[rows["clip_id"].isin(embeddings.keys())]
+            if rows.empty:
                 continue
-            frame = frame[list(media_columns)].reset_index(drop=True)
-            frame["embeddings"] = [embeddings[c] for c in frame["clip_id"]]
-            yield frame
+            rows = rows[list(media_columns)].reset_index(drop=True)
+            rows["embeddings"] = [embeddings[c] for c in rows["clip_id"]]
+            yield rows

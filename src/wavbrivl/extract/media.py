@@ -74,6 +74,11 @@ def decode_audio(flac: bytes, expect_rate: int | None = SAMPLE_RATE) -> np.ndarr
     return np.ascontiguousarray(samples[:, 0])
 
 
+def count_media_rows(path: PathLike) -> int:
+    """How many clips (rows, whatever their status) a shard holds, from its footer alone."""
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 def iter_media_rows(
     path: PathLike,
     columns: Sequence[str] = (),

@@ -9,7 +9,8 @@ Every sheet starts from one or more generation folders (one per run), read here:
 ``label`` is the display name of the clip's class (shown under the grid, written to the answer
 key); ``labels`` (optional) are its class ids, used to decide that two clips are of *different*
 classes (disjoint label sets). Without ``labels`` the display label is the class. Labels from
-the manifest can replace both (:func:`manifest_labels`).
+the manifest (:func:`wavbrivl.manifest.labels.read_clip_labels`) can replace both
+(:meth:`GenerationRun.with_labels`).
 
 Modules: :mod:`.grid` (figure), :mod:`.study` (trials, HTML page, answer key),
 :mod:`.analysis` (Table 1 from answer CSVs), :mod:`.auto2afc` (the automatic two-choice score).
@@ -24,11 +25,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from wavbrivl.clip_ids import check_clip_id
-
-GENERATION_JSON = "generation.json"
+from wavbrivl.generate.png import generated_png_path
+from wavbrivl.generate.records import GENERATION_JSON
+from wavbrivl.manifest.labels import ClipLabels, display_label
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,9 @@ class GenerationRun:
     folder: Path
     clips: dict[str, GeneratedClip]
 
-    def with_labels(self, labels: Mapping[str, tuple[str, tuple[str, ...]]]) -> GenerationRun:
-        """A copy whose clips take (display label, classes) from ``labels`` (e.g. the manifest).
+    def with_labels(self, labels: Mapping[str, ClipLabels]) -> GenerationRun:
+        """A copy whose clips take their display label and class ids from ``labels``
+        (the manifest's, :func:`wavbrivl.manifest.labels.read_clip_labels`).
 
         A clip that ``labels`` does not know is an error: a wrong class would silently
         produce wrong distractors.
@@ -60,11 +61,11 @@ class GenerationRun:
         missing = [cid for cid in self.clips if cid not in labels]
         if missing:
             raise KeyError(f"run {self.name!r}: no label for clip(s) {missing[:10]}")
-        unlabelled = [cid for cid in self.clips if not labels[cid][0] or not labels[cid][1]]
+        unlabelled = [cid for cid in self.clips if not labels[cid].display or not labels[cid].ids]
         if unlabelled:
             raise ValueError(f"run {self.name!r}: empty label for clip(s) {unlabelled[:10]}")
         clips = {
-            cid: replace(clip, label=labels[cid][0], classes=tuple(labels[cid][1]))
+            cid: replace(clip, label=labels[cid].display, classes=labels[cid].ids)
             for cid, clip in self.clips.items()
         }
         return replace(self, clips=clips)
@@ -102,12 +103,12 @@ def _parse_entry(entry: Any, folder: Path, where: str) -> GeneratedClip:
     label = entry.get("label")
     classes = entry.get("labels")
     if label is None and classes:
-        label = "; ".join(str(c) for c in classes)
+        label = display_label(classes, None)
     if not isinstance(label, str) or not label:
         raise ValueError(f"{where} ({clip_id}): missing 'label'")
     if not classes:
         classes = [label]
-    image_path = folder / f"{clip_id}.png"
+    image_path = generated_png_path(folder, clip_id)
     if not image_path.is_file():
         raise FileNotFoundError(f"{where}: image {image_path} does not exist")
     similarity = entry.get("final_similarity", entry.get("similarity"))
@@ -125,19 +126,3 @@ def _parse_entry(entry: Any, folder: Path, where: str) -> GeneratedClip:
 def load_generation_runs(runs: Mapping[str, str | os.PathLike]) -> dict[str, GenerationRun]:
     """``{run name: folder}`` -> ``{run name: GenerationRun}`` (order kept)."""
     return {name: load_generation_run(name, folder) for name, folder in runs.items()}
-
-
-def manifest_labels(manifest: str | os.PathLike) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """``{clip_id: (display label, class ids)}`` from a manifest Parquet.
-
-    The display label joins ``label_names`` with "; " (as the generation stage does); the
-    class ids are ``labels``.
-    """
-    table = pq.read_table(manifest, columns=["clip_id", "labels", "label_names"]).to_pylist()
-    return {
-        row["clip_id"]: (
-            "; ".join(row["label_names"] or row["labels"] or []),
-            tuple(row["labels"] or []),
-        )
-        for row in table
-    }

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from wavbrivl.atomic import write_text_atomic
-from wavbrivl.sheets.study import CHOICES, read_key
+from wavbrivl.sheets.study import read_key
+from wavbrivl.sheets.trials import CHOICES
 
 CSV_COLUMNS: tuple[str, ...] = ("study_id", "trial_id", "choice", "session_id", "timestamp")
 OUTCOMES: tuple[str, ...] = ("positive", "negative", "neither")

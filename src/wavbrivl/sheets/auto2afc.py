@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
 from wavbrivl.atomic import write_text_atomic
-from wavbrivl.clip_ids import check_clip_id
+from wavbrivl.generate.png import generated_png_path
 from wavbrivl.sheets.analysis import N_BOOT, bootstrap_percent_ci
 
 
@@ -39,16 +38,6 @@ class AutoScore:
     encoder: str  # the image encoder's name
     encoder_fingerprint: str
     margins: dict[str, float]  # trial_id -> cos(target, match) - cos(target, other)
-
-
-def read_targets(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """``{clip_id: float32 (D,)}`` from a targets Parquet (columns clip_id, embedding)."""
-    table = pq.read_table(path, columns=["clip_id", "embedding"])
-    ids = table.column("clip_id").to_pylist()
-    vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)  # (N, D)
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: duplicate clip ids")
-    return dict(zip(ids, vectors, strict=True))
 
 
 def embed_images(
@@ -103,7 +92,7 @@ def auto_two_choice(
     for t in trials:
         expected_sha[t["clip_id"]] = t["match_image_sha256"]
         expected_sha[t["other_clip_id"]] = t["other_image_sha256"]
-    paths = {cid: folder / f"{check_clip_id(cid)}.png" for cid in expected_sha}
+    paths = {cid: generated_png_path(folder, cid) for cid in expected_sha}
     changed = [
         cid
         for cid, path in paths.items()

@@ -7,8 +7,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from wavbrivl.sheets import load_generation_runs, manifest_labels
-from wavbrivl.sheets.auto2afc import auto_two_choice_study, read_targets, write_auto_scores
+from wavbrivl.generate.records import GENERATION_JSON, TARGETS_PARQUET, read_targets
+from wavbrivl.manifest.labels import read_clip_labels
+from wavbrivl.sheets import load_generation_runs
+from wavbrivl.sheets.auto2afc import auto_two_choice_study, write_auto_scores
 from wavbrivl.sheets.grid import write_grid
 from wavbrivl.sheets.study import read_key, write_study
 
@@ -31,7 +33,7 @@ def assemble_sheets(
     automatic two-choice score, and Table 1 when answer CSVs are given."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labels = manifest_labels(manifest_path)
+    labels = read_clip_labels(manifest_path)
     runs = {
         name: run.with_labels(labels) for name, run in load_generation_runs(run_folders).items()
     }
@@ -54,9 +56,9 @@ def assemble_sheets(
     # encoder than the configured one are left out (and named), never scored by the wrong one.
     scored, skipped = {}, {}
     for name, folder in run_folders.items():
-        generation = json.loads((Path(folder) / "generation.json").read_text())
+        generation = json.loads((Path(folder) / GENERATION_JSON).read_text())
         if generation["fingerprints"]["image_encoder"] == encoder.fingerprint:
-            scored[name] = read_targets(Path(folder) / "targets.parquet")
+            scored[name] = read_targets(Path(folder) / TARGETS_PARQUET)
         else:
             skipped[name] = "generated with another image encoder than the configured one"
     key = read_key(kit.key_path)

@@ -163,19 +163,25 @@ class CrossModalMoCo(nn.Module):
         )
 
     @torch.no_grad()
-    def embed_audio(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def embed_audio(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, *, return_norm: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """THE downstream embedding: g(audio) in the image space, L2-normalised.
 
         (B, T) float at 16 kHz, (B,) valid samples -> (B, image_dim) float32 unit vectors.
+        ``return_norm=True`` also returns the (B,) norms of g(audio) before normalisation: a
+        near-zero norm (silence can give one) means the target has no direction.
         Runs in eval mode (no dropout) and restores the previous mode afterwards.
         """
         was_training = self.training
         self.train(False)
         try:
-            audio = _unit(self.audio_encoder.encode_audio(waveforms, lengths))
-            return _unit(self.g(audio))
+            audio = _unit(self.audio_encoder.encode_audio(waveforms, lengths))  # (B, Da)
+            raw = self.g(audio).float()  # (B, Di)
         finally:
             self.train(was_training)
+        unit = _unit(raw)
+        return (unit, raw.norm(dim=-1)) if return_norm else unit
 
     # -- state updates -------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ another batch size gives the same embeddings.
 from __future__ import annotations
 
 import contextlib
-import io
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
@@ -28,6 +26,7 @@ from tqdm import tqdm
 from wavbrivl.embed.store import EmbeddingWriter
 from wavbrivl.encoders.preprocess import view_seed
 from wavbrivl.encoders.registry import ImageEncoder
+from wavbrivl.extract.media import count_media_rows, decode_frame, iter_media_rows
 from wavbrivl.status import OK
 
 
@@ -54,21 +53,15 @@ class EmbedSummary:
 def decode_jpeg(data: bytes) -> Image.Image:
     """JPEG bytes -> RGB image; raises ValueError with the reason for a corrupt frame."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()  # decode now, so truncation shows here and not inside the encoder
-            return img.convert("RGB")
+        return decode_frame(data)  # decoded now, so truncation shows here, not in the encoder
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"corrupt JPEG frame: {exc}") from None
 
 
 def _frames(media_path: Path, batch_rows: int) -> Iterator[tuple[str, str, str, bytes | None]]:
-    """(clip_id, status, reason, frame bytes) for each media row, streamed."""
-    media = pq.ParquetFile(media_path)
-    columns = [c for c in ("clip_id", "status", "reason", "frame") if c in media.schema_arrow.names]
-    for batch in media.iter_batches(batch_size=batch_rows, columns=columns):
-        cols = batch.to_pydict()
-        reasons = cols.get("reason", [""] * batch.num_rows)
-        yield from zip(cols["clip_id"], cols["status"], reasons, cols["frame"], strict=True)
+    """(clip_id, status, reason, frame bytes or None) for each media row, streamed."""
+    for rows in iter_media_rows(media_path, ["frame"], batch_rows=batch_rows):
+        yield from rows[["clip_id", "status", "reason", "frame"]].itertuples(index=False)
 
 
 def _autocast(device: torch.device):
@@ -98,7 +91,7 @@ def embed_shard(
         encoder.model.to(memory_format=torch.channels_last)
 
     summary = EmbedSummary()
-    total = pq.ParquetFile(media_path).metadata.num_rows
+    total = count_media_rows(media_path)
     pending: list[tuple[str, int, Image.Image]] = []
 
     def flush(writer: EmbeddingWriter) -> None:

@@ -1,0 +1,164 @@
+"""A generation run's folder: what it holds, its writers, and the reader of its targets.
+
+::
+
+    <clip_id>.png          the image (wavbrivl.generate.png), text chunks: clip id, label,
+                           seed, steps, similarity, target norm, fingerprints of the models
+    progress/<clip_id>/    frames every ``save_every`` steps (when asked for)
+    trace.tsv              clip_id, step, similarity (mean cutout cosine before each update)
+    targets.parquet        clip_id, label, embedding (unit, fixed_size_list<float32>[D]),
+                           target_norm
+    generation.json        config, fingerprints, per-clip label / seed / similarity / norm,
+                           and the clips skipped with their reason
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wavbrivl.atomic import write_table_atomic, write_text_atomic
+from wavbrivl.generate.png import generated_png_name, generated_png_path, save_png
+
+if TYPE_CHECKING:  # readers of the folder (the sheets) need no torch
+    from wavbrivl.generate.loop import GenerateConfig, GenerationResult
+    from wavbrivl.generate.targets import AudioTargets
+
+GENERATION_FORMAT = "wavbrivl.generation/1"
+GENERATION_JSON = "generation.json"
+TARGETS_PARQUET = "targets.parquet"
+TRACE_TSV = "trace.tsv"
+PROGRESS_DIR = "progress"
+
+
+def write_generation_folder(
+    out_dir: Path,
+    results: Sequence[GenerationResult],
+    targets: AudioTargets,
+    labels: Mapping[str, str],
+    fingerprints: dict[str, str],
+    record: dict[str, Any],
+) -> None:
+    """Every file of the folder but the progress frames: PNGs, trace, targets, record."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for result in results:
+        save_png(
+            result.image,
+            generated_png_path(out_dir, result.clip_id),
+            metadata=png_metadata(result, fingerprints),
+        )
+    write_trace(out_dir / TRACE_TSV, results)
+    target_labels = [labels[c] for c in targets.clip_ids]
+    write_targets(out_dir / TARGETS_PARQUET, targets, target_labels, fingerprints=fingerprints)
+    write_text_atomic(
+        out_dir / GENERATION_JSON, json.dumps(record, indent=1, sort_keys=True) + "\n"
+    )
+
+
+def png_metadata(result: GenerationResult, fingerprints: dict[str, str]) -> dict[str, str]:
+    """The text chunks of a generated PNG."""
+    return {
+        "clip_id": result.clip_id,
+        "label": result.label,
+        "seed": str(result.seed),
+        "steps": str(result.steps),
+        "final_similarity": f"{result.final_similarity:.6f}",
+        "target_norm": f"{result.target_norm:.6g}",
+        **{f"{name}_fingerprint": value for name, value in fingerprints.items()},
+    }
+
+
+def write_trace(path: Path, results: Sequence[GenerationResult]) -> None:
+    """trace.tsv: one row per clip and step."""
+    lines = ["clip_id\tstep\tsimilarity"]
+    for result in results:
+        lines += [f"{result.clip_id}\t{step}\t{sim:.6f}" for step, sim in enumerate(result.trace)]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def write_targets(
+    path: Path,
+    targets: AudioTargets,
+    labels: Sequence[str],
+    *,
+    fingerprints: dict[str, str],
+) -> None:
+    """targets.parquet: the unit target per clip, for the sheets' automatic score."""
+    dim = targets.dim
+    flat = targets.vectors.float().numpy().reshape(-1)  # (N * D,); N may be 0
+    table = pa.table(
+        {
+            "clip_id": pa.array(list(targets.clip_ids), pa.string()),
+            "label": pa.array(list(labels), pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim),
+            "target_norm": pa.array(list(targets.norms), pa.float64()),
+        }
+    )
+    meta = {f"wavbrivl.{k}_fingerprint": v for k, v in fingerprints.items()} | {
+        "wavbrivl.dim": str(dim)
+    }
+    write_table_atomic(path, table.replace_schema_metadata(meta))
+
+
+def read_targets(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """``{clip_id: float32 (D,)}`` from a targets Parquet (columns clip_id, embedding)."""
+    table = pq.read_table(path, columns=["clip_id", "embedding"])
+    ids = table.column("clip_id").to_pylist()
+    vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)  # (N, D)
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: duplicate clip ids")
+    return dict(zip(ids, vectors, strict=True))
+
+
+def generation_record(
+    cfg: GenerateConfig,
+    fingerprints: dict[str, str],
+    vqgan: Any,
+    image_encoder: Any,
+    results: Sequence[GenerationResult],
+    skipped: dict[str, str],
+) -> dict[str, Any]:
+    """generation.json's content."""
+    return {
+        "format": GENERATION_FORMAT,
+        "config": cfg.to_dict(),
+        "fingerprints": fingerprints,
+        "vqgan": getattr(vqgan, "name", type(vqgan).__name__),
+        "image_encoder": image_encoder.name,
+        "clips": [
+            {
+                "clip_id": r.clip_id,
+                "label": r.label,
+                "seed": r.seed,
+                "png": generated_png_name(r.clip_id),
+                "final_similarity": r.final_similarity,
+                "initial_similarity": r.trace[0],
+                "target_norm": r.target_norm,
+                "notes": r.notes,
+            }
+            for r in results
+        ],
+        "skipped": [{"clip_id": c, "reason": skipped[c]} for c in sorted(skipped)],
+    }
+
+
+__all__ = [
+    "GENERATION_FORMAT",
+    "GENERATION_JSON",
+    "PROGRESS_DIR",
+    "TARGETS_PARQUET",
+    "TRACE_TSV",
+    "generation_record",
+    "png_metadata",
+    "read_targets",
+    "write_generation_folder",
+    "write_targets",
+    "write_trace",
+]
