@@ -3,11 +3,14 @@ RoI geometry, input checks, and the detector-free box layouts."""
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from wavbrivl.encoders.boxes import BOX_MODES, boxes_for_batch, grid_boxes, whole_image_boxes
@@ -42,6 +45,69 @@ def test_b5_state_dict_matches_public_brivl_image_encoder():
     ours = [[key, list(t.shape)] for key, t in model.state_dict().items()]
     assert len(ours) == len(public) == 908
     assert ours == public
+
+
+def _tf_same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "SAME" padding of one axis: output ceil(size / stride), the odd pixel of
+    padding at the end (bottom/right)."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def tf_backbone_problems(backbone: nn.Module, size: int = 16) -> list[str]:
+    """What differs from a TensorFlow-ported EfficientNet (timm ``tf_*``): BatchNorm eps 1e-3,
+    and every strided conv padding TF-"SAME" (checked numerically on random weights and a
+    ``size`` x ``size`` input; the modules may live on the meta device)."""
+    problems = []
+    eps = sorted({m.eps for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)})
+    if eps != [1e-3]:
+        problems.append(f"BatchNorm eps {eps}, TF's is 1e-3")
+    gen = torch.Generator().manual_seed(0)
+    for name, conv in backbone.named_modules():
+        if not isinstance(conv, nn.Conv2d) or conv.stride == (1, 1):
+            continue
+        conv = copy.deepcopy(conv).to_empty(device="cpu")  # the caller's module stays as is
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+            if conv.bias is not None:
+                conv.bias.zero_()
+            x = torch.randn(1, conv.in_channels, size, size, generator=gen)
+            (top, bottom), (left, right) = (
+                _tf_same_pad(size, k, s) for k, s in zip(conv.kernel_size, conv.stride, strict=True)
+            )
+            expected = F.conv2d(
+                F.pad(x, (left, right, top, bottom)),
+                conv.weight,
+                conv.bias,
+                conv.stride,
+                groups=conv.groups,
+            )
+            out = conv(x)
+        if out.shape != expected.shape or not torch.allclose(out, expected, atol=1e-5):
+            problems.append(f"{name} (k={conv.kernel_size}, s={conv.stride}): not TF-SAME padding")
+    return problems
+
+
+def test_paper_config_builds_tf_efficientnet_b5():
+    """BriVL-1.0's backbone is TF-ported (tf_efficientnet_b5_ns): "SAME" padding, asymmetric
+    for the strided convs, and BatchNorm eps 1e-3. The released weights assume both."""
+    with torch.device("meta"):
+        model = BriVLImageEncoder(BRIVL_1_0)
+    assert BRIVL_1_0.backbone == "tf_efficientnet_b5"
+    assert tf_backbone_problems(model.backbone) == []
+
+
+def test_plain_efficientnet_b5_has_the_same_keys_but_fails_the_pin():
+    """timm's PyTorch-style efficientnet_b5 has the very same state-dict keys and shapes (so
+    the checkpoint would load strictly into it) but symmetric padding and eps 1e-5."""
+    public = json.loads((FIXTURES / "brivl_b5_state_keys.json").read_text())["state_keys"]
+    with torch.device("meta"):
+        plain = BriVLImageEncoder(BriVLImageConfig(backbone="efficientnet_b5"))
+    assert [[key, list(t.shape)] for key, t in plain.state_dict().items()] == public
+    problems = tf_backbone_problems(plain.backbone)
+    assert problems[0] == "BatchNorm eps [1e-05], TF's is 1e-3"
+    assert len(problems) == 1 + 5  # eps, and the stem and four strided depthwise convs
+    assert problems[1].startswith("conv_stem (k=(3, 3), s=(2, 2)): not TF-SAME")
 
 
 def test_embeddings_are_unit_vectors_of_out_dim(tiny):
