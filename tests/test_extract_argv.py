@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from types import SimpleNamespace
+
 import pytest
 
 from wavbrivl.extract.argv import (
@@ -58,7 +61,11 @@ def test_no_seek_when_the_clip_starts_within_the_preroll():
 
 
 def test_crop_scale_and_sample_rate_follow_the_config():
-    argv = build(cfg=ExtractConfig(frame_size=96, sample_rate=22050))
+    # The schema pins the rate to 16 kHz; a duck-typed config shows the builder reads it.
+    cfg = SimpleNamespace(
+        **{**dataclasses.asdict(ExtractConfig(frame_size=96)), "sample_rate": 22050}
+    )
+    argv = build(cfg=cfg)
     frame, audio = graphs(argv)
     assert frame.startswith("[0:V:0]") and frame.endswith("[frame]")
     assert "crop=min(iw\\,ih):min(iw\\,ih)" in frame

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from transformers import Wav2Vec2FeatureExtractor, WavLMModel
 
-from wavbrivl.configs import from_mapping
+from wavbrivl.configs import check_block, default_field, from_mapping
 from wavbrivl.extract.media import SAMPLE_RATE
 from wavbrivl.nn_blocks import MLP
 
@@ -57,13 +57,17 @@ class AudioEncoderConfig:
     """Architecture of the audio encoder; defaults follow the paper's description."""
 
     wavlm: str  # local HF-format directory (config.json + weights) or a hub id
-    freeze_wavlm: bool = True  # frozen: eval mode pinned, no gradients, shared momentum copy
-    n_layers: int = 4  # transformer encoder layers on top of the weighted layer sum
-    n_heads: int = 8  # must divide WavLM's hidden size
-    ff_dim: int = 2048  # transformer feed-forward width
-    dropout: float = 0.1  # transformer dropout
-    mlp_hidden: int = 2048  # hidden width of the output Linear-ReLU-Linear
-    out_dim: int = 2048  # D_audio: size of the "audio space"
+    # The workflow's `audio` block; defaults and valid ranges come from the config schema.
+    freeze_wavlm: bool = default_field("audio", "freeze_wavlm")  # eval mode, no gradients
+    n_layers: int = default_field("audio", "n_layers")  # transformer layers on the layer sum
+    n_heads: int = default_field("audio", "n_heads")  # must divide WavLM's hidden size
+    ff_dim: int = default_field("audio", "ff_dim")  # transformer feed-forward width
+    dropout: float = default_field("audio", "dropout")  # transformer dropout
+    mlp_hidden: int = default_field("audio", "mlp_hidden")  # output MLP's hidden width
+    out_dim: int = default_field("audio", "out_dim")  # D_audio: size of the "audio space"
+
+    def __post_init__(self) -> None:
+        check_block(self, "audio")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, for JSON fingerprints and weights-only checkpoints."""

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from wavbrivl.configs import from_mapping
+from wavbrivl.configs import check_block, default_field, from_mapping
 from wavbrivl.generate.cutouts import CutoutRng, CutoutSettings, make_cutouts
 from wavbrivl.generate.png import progress_png_path, save_png
 
@@ -47,32 +47,25 @@ MIN_TARGET_NORM = 1e-8
 class GenerateConfig:
     """Settings of the guided generation (defaults: VQGAN-CLIP as Wav2CLIP ran it)."""
 
-    steps: int = 500
-    lr: float = 0.1  # Adam on the latent grid
-    cutouts: int = 32  # per clip per step
-    cut_pow: float = 1.0
-    min_cut_size: int | None = None  # None: min(encoder input size, image side)
-    cut_flip: bool = True
-    cut_noise: float = 0.1
-    seed: int = 0  # base seed; each clip's seed derives from it and its clip id
-    size: tuple[int, int] = (256, 256)  # (H, W) of the image; multiples of the VQGAN's f
-    batch_clips: int = 4  # clips optimised together (B clips x n cutouts per encoder call)
-    save_every: int = 0  # progress frame every k steps; 0 = none
-    init: str = "random_tokens"
+    # Keys of the workflow's `generate` block; defaults and ranges come from the config schema.
+    steps: int = default_field("generate", "steps")
+    lr: float = default_field("generate", "lr")  # Adam on the latent grid
+    cutouts: int = default_field("generate", "cutouts")  # per clip per step
+    cut_pow: float = default_field("generate", "cut_pow")
+    min_cut_size: int | None = default_field("generate", "min_cut_size")  # None: encoder size
+    cut_flip: bool = default_field("generate", "cut_flip")
+    cut_noise: float = default_field("generate", "cut_noise")
+    seed: int = default_field("generate", "seed")  # each clip's seed derives from it and its id
+    size: tuple[int, int] = default_field("generate", "size")  # (H, W); multiples of the f
+    batch_clips: int = default_field("generate", "batch_clips")  # clips optimised together
+    save_every: int = default_field("generate", "save_every")  # progress frame every k; 0 = none
+    init: str = default_field("generate", "init")
 
     def __post_init__(self) -> None:
+        check_block(self, "generate")
         # YAML and JSON give lists; keep the dataclass hashable and comparable.
         object.__setattr__(self, "size", tuple(int(v) for v in self.size))
-        if len(self.size) != 2 or min(self.size) < 1:
-            raise ValueError(f"size must be (H, W) with positive sides, got {self.size}")
-        if self.steps < 1 or self.batch_clips < 1 or self.save_every < 0:
-            raise ValueError(
-                "steps and batch_clips must be >= 1 and save_every >= 0, got "
-                f"{self.steps}, {self.batch_clips}, {self.save_every}"
-            )
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.init not in INITS:
+        if self.init not in INITS:  # the schema's enum and the implemented inits must agree
             raise ValueError(f"unknown init {self.init!r}; known: {sorted(INITS)}")
         self.cutout_settings()  # validates the cutout fields
 

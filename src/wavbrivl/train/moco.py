@@ -37,35 +37,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavbrivl.audio.encoder import MLP, AudioEncoder
-from wavbrivl.configs import from_mapping
+from wavbrivl.configs import check_block, default_field, from_mapping
 
 
 @dataclass(frozen=True)
 class MoCoConfig:
     """Contrastive training settings; defaults are BriVL's."""
 
-    image_dim: int = 2048  # D_image: size of the frozen image embeddings
-    momentum: float = 0.99  # m in key <- m * key + (1 - m) * query
-    queue_size: int = 9600  # K: past keys kept per queue
-    temperature: float = 0.07
-    topk: int = 1  # 1: plain InfoNCE; >1: BriVL's shared top-k queue entries as extra positives
-    head_hidden: int = 2048  # f and g are Linear-ReLU-Linear with this hidden width
+    image_dim: int = 2048  # D_image: size of the frozen image embeddings (not a config key)
+    # The workflow's `loss` block; defaults and valid ranges come from the config schema.
+    momentum: float = default_field("loss", "momentum")  # m in key <- m*key + (1-m)*query
+    queue_size: int = default_field("loss", "queue_size")  # K: past keys kept per queue
+    temperature: float = default_field("loss", "temperature")
+    topk: int = default_field("loss", "topk")  # 1: plain InfoNCE; >1: BriVL's top-k positives
+    head_hidden: int = default_field("loss", "head_hidden")  # width of f and g's hidden layer
     # True: the other keys of the batch are negatives too (the contract of this project);
     # False: only the queue, exactly as BriVL's released code.
-    batch_negatives: bool = True
+    batch_negatives: bool = default_field("loss", "batch_negatives")
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.queue_size < 1 or self.image_dim < 1 or self.head_hidden < 1:
-            raise ValueError(
-                "queue_size, image_dim and head_hidden must be positive, got "
-                f"{self.queue_size}, {self.image_dim}, {self.head_hidden}"
-            )
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.topk < 1:
-            raise ValueError(f"topk must be >= 1, got {self.topk}")
+        check_block(self, "loss")
+        if self.image_dim < 1:
+            raise ValueError(f"image_dim must be positive, got {self.image_dim}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
