@@ -21,7 +21,7 @@ from test_train_data import FINGERPRINT, simple_shards, write_dataset
 from wavbrivl.audio.tiny import TINY_AUDIO, TINY_MOCO, save_tiny_wavlm
 from wavbrivl.train.checkpoint import list_checkpoints, read_audio_encoder
 from wavbrivl.train.data import DataConfig, TrainData
-from wavbrivl.train.pipeline import launch_training, torchrun_command, write_job
+from wavbrivl.train.stage import launch_training, torchrun_command, write_job
 
 STEPS = 4
 

@@ -28,7 +28,7 @@ from test_train_data import FINGERPRINT, simple_shards, write_dataset  # noqa: E
 from wavbrivl.audio.tiny import TINY_AUDIO, TINY_MOCO, save_tiny_wavlm  # noqa: E402
 from wavbrivl.train.loop import TrainConfig, make_optimizer, train  # noqa: E402
 from wavbrivl.train.loss import cx_loss  # noqa: E402
-from wavbrivl.train.pipeline import build_model  # noqa: E402
+from wavbrivl.train.stage import build_model  # noqa: E402
 
 BATCH, WINDOW_S, STEPS, DIM = 16, 3.0, 30, TINY_MOCO["image_dim"]
 

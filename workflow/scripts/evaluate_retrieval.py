@@ -4,8 +4,8 @@ import shutil
 from pathlib import Path
 
 from wavbrivl.embed.build import encoder_fingerprint_and_dim
+from wavbrivl.evaluate.stage import run_evaluation
 from wavbrivl.joblog import job_log
-from wavbrivl.train.pipeline import run_evaluation
 
 with job_log(snakemake.log[0]) as log:
     fingerprint, _ = encoder_fingerprint_and_dim(snakemake.config["embed"])

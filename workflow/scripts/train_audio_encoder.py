@@ -4,8 +4,8 @@ from pathlib import Path
 
 from wavbrivl.embed.build import encoder_fingerprint_and_dim
 from wavbrivl.joblog import job_log
-from wavbrivl.train.pipeline import launch_training
 from wavbrivl.train.recipe import prepare_run_dir
+from wavbrivl.train.stage import launch_training
 
 with job_log(snakemake.log[0], mode="a") as log:  # appended: a resumed run keeps the earlier log
     prepare_run_dir(

@@ -2,9 +2,9 @@
 
 ``torchrun --standalone --nproc_per_node N -m wavbrivl.train.ddp JOB.json`` starts N ranks;
 each reads the job spec (the keyword arguments of
-:func:`wavbrivl.train.pipeline.run_training`, without ``log``), joins the process group (nccl
+:func:`wavbrivl.train.stage.run_training`, without ``log``), joins the process group (nccl
 on CUDA, gloo on CPU) and runs the ordinary training loop with a :class:`TorchCollective`.
-:func:`wavbrivl.train.pipeline.launch_training` writes the spec and starts torchrun.
+:func:`wavbrivl.train.stage.launch_training` writes the spec and starts torchrun.
 
 How one step stays the single-process step on the same global batch:
 
@@ -133,7 +133,7 @@ def rank_log(rank: int):
 
 
 def read_job(path: str | os.PathLike) -> dict[str, Any]:
-    """The job spec written by :func:`wavbrivl.train.pipeline.write_job`."""
+    """The job spec written by :func:`wavbrivl.train.stage.write_job`."""
     try:
         job = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -159,7 +159,7 @@ def init_process_group(device_name: str) -> torch.device:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of one rank: ``python -m wavbrivl.train.ddp JOB.json`` under torchrun."""
-    from wavbrivl.train.pipeline import run_training
+    from wavbrivl.train.stage import run_training
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:

@@ -1,7 +1,4 @@
-"""The training and evaluation stages as the workflow runs them: config blocks in, artefacts out.
-
-Both stages read the same data (a dataset's manifest plus its media and embedding shards)
-and check every embedding file against the configured image encoder's fingerprint.
+"""The training stage as the workflow runs it: config blocks in, ``audio_encoder.pt`` out.
 
 :func:`launch_training` is what the workflow calls: with ``train.gpus`` > 1 it starts a
 data-parallel ``torchrun`` job (:mod:`wavbrivl.train.ddp`) on this node, else it trains in
@@ -33,7 +30,6 @@ from wavbrivl.train.loop import (
     Collective,
     TrainConfig,
     TrainingInterrupted,
-    embed_batches,
     train,
 )
 from wavbrivl.train.moco import CrossModalMoCo, MoCoConfig
@@ -179,42 +175,3 @@ def launch_training(*, log: Log, log_stream: IO[str] | None = None, **training_k
         f"data-parallel training ({' '.join(argv)}) exited with code {returncode} "
         f"without writing {artefact}; see the ranks' messages above"
     )
-
-
-def run_evaluation(
-    *,
-    model_path: str | Path,
-    manifest: str | Path,
-    shards: Sequence[tuple[str | Path, str | Path]],
-    out_dir: str | Path,
-    train_block: dict[str, Any],
-    wavlm: str,
-    fingerprint: str,
-    log: Log,
-) -> dict:
-    """Retrieval on the test split with g(audio) (the downstream embedding) against the
-    clean frames' image embeddings; writes metrics.json, metrics.tsv and retrieval.png."""
-    from wavbrivl.evaluate.retrieval import retrieval_metrics, write_retrieval_report
-    from wavbrivl.train.checkpoint import load_trained_model
-
-    cfg = train_config(train_block)
-    device = pick_device(train_block.get("device", "auto"))
-    model = load_trained_model(model_path, device=device, wavlm=wavlm)
-    image_dim = model.cfg.image_dim
-    data = TrainData(
-        manifest,
-        shards,
-        cfg.data_config(),
-        fingerprint=fingerprint,
-        image_dim=image_dim,
-        check_train=False,  # evaluation needs test clips, not a full training batch
-    )
-    audio_emb, image_emb, clip_ids, labels = embed_batches(
-        model, data.eval_batches("test"), device=device
-    )
-    metrics = retrieval_metrics(audio_emb, image_emb, labels)
-    metrics["split"] = cfg.test_split
-    metrics["model"] = str(model_path)
-    write_retrieval_report(metrics, out_dir)
-    log(json.dumps({k: metrics[k] for k in ("n_clips", "n_classes")}))
-    return metrics
