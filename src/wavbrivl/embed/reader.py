@@ -18,13 +18,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from wavbrivl.embed.store import read_header
+from wavbrivl.embed.store import FingerprintMismatch, read_header
 
 PathLike = str | os.PathLike
-
-
-class FingerprintMismatch(ValueError):
-    """An embedding file was made by another encoder than the one configured."""
 
 
 def check_fingerprint(path: PathLike, expected: str | None) -> None:

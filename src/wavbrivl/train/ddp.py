@@ -1,5 +1,9 @@
 """Data-parallel training: one rank of a ``torchrun`` job, and the collective operations it needs.
 
+:class:`Collective` is what the training loop asks of a process group; :class:`SingleProcess`
+(one process: every operation the identity) and :class:`TorchCollective` (a ``torch.distributed``
+group) provide it.
+
 ``torchrun --standalone --nproc_per_node N -m wavbrivl.train.ddp JOB.json`` starts N ranks;
 each reads the job spec (the keyword arguments of
 :func:`wavbrivl.train.stage.run_training`, without ``log``), joins the process group (nccl
@@ -32,7 +36,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -41,8 +45,65 @@ import torch.distributed as dist
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(minutes=60)
 
 
+class Collective(Protocol):
+    """What :func:`train` needs to run as one rank of a data-parallel job."""
+
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool: ...
+
+    def gather_outputs(self, out: Any) -> Any:
+        """The global batch's outputs; this rank's rows keep their gradient."""
+
+    def all_true(self, flag: bool) -> bool: ...
+
+    def any_true(self, flag: bool) -> bool: ...
+
+    def sum_gradients(self, params: list[torch.nn.Parameter]) -> None: ...
+
+    def sum_counts(self, counts: list[int]) -> list[int]: ...
+
+    def broadcast_model(self, model: torch.nn.Module) -> None: ...
+
+    def barrier(self) -> None: ...
+
+    def gather_objects(self, obj: Any) -> list[Any]: ...
+
+
+class SingleProcess:
+    """The :class:`Collective` of a run with one process: every operation is the identity."""
+
+    rank, world_size, is_main = 0, 1, True
+
+    def gather_outputs(self, out: Any) -> Any:
+        return out
+
+    def all_true(self, flag: bool) -> bool:
+        return flag
+
+    def any_true(self, flag: bool) -> bool:
+        return flag
+
+    def sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        pass
+
+    def sum_counts(self, counts: list[int]) -> list[int]:
+        return counts
+
+    def broadcast_model(self, model: torch.nn.Module) -> None:
+        pass
+
+    def barrier(self) -> None:
+        pass
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        return [obj]
+
+
 class TorchCollective:
-    """:class:`wavbrivl.train.loop.Collective` over an initialised ``torch.distributed`` group."""
+    """:class:`Collective` over an initialised ``torch.distributed`` group."""
 
     def __init__(self, device: torch.device):
         self.rank = dist.get_rank()

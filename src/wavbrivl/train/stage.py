@@ -22,17 +22,14 @@ from wavbrivl.atomic import write_text_atomic
 from wavbrivl.audio.encoder import AudioEncoderConfig, build_audio_encoder
 from wavbrivl.configs import from_mapping
 from wavbrivl.devices import pick_device
+from wavbrivl.embed.store import read_common_header
 from wavbrivl.train.checkpoint import list_checkpoints
+from wavbrivl.train.config import TrainConfig
 from wavbrivl.train.data import TrainData
-from wavbrivl.train.loop import (
-    ARTEFACT_NAME,
-    CHECKPOINT_DIR,
-    Collective,
-    TrainConfig,
-    TrainingInterrupted,
-    train,
-)
+from wavbrivl.train.ddp import Collective
+from wavbrivl.train.loop import ARTEFACT_NAME, CHECKPOINT_DIR, train
 from wavbrivl.train.moco import CrossModalMoCo, MoCoConfig
+from wavbrivl.train.signals import TrainingInterrupted
 
 #: Keys of the workflow's ``train`` block that are not TrainConfig fields.
 WORKFLOW_ONLY_KEYS = ("run", "dataset", "device", "gpus")
@@ -41,8 +38,8 @@ Log = Callable[[str], None]
 
 
 def train_config(block: dict[str, Any]) -> TrainConfig:
-    values = {k: v for k, v in block.items() if k not in WORKFLOW_ONLY_KEYS}
-    return from_mapping(TrainConfig, values, "train config")
+    """The workflow's flat ``train:`` block as a :class:`TrainConfig`."""
+    return TrainConfig.from_dict({k: v for k, v in block.items() if k not in WORKFLOW_ONLY_KEYS})
 
 
 def build_model(audio: dict[str, Any], loss: dict[str, Any], *, wavlm: str, image_dim: int):
@@ -61,27 +58,28 @@ def run_training(
     loss: dict[str, Any],
     train_block: dict[str, Any],
     wavlm: str,
-    image_dim: int,
-    fingerprint: str,
     log: Log,
     collective: Collective | None = None,
     device: torch.device | None = None,
 ) -> Path:
     """Train the audio encoder; returns ``<out_dir>/audio_encoder.pt``.
 
+    The image encoder's fingerprint and embedding size come from the embedding files'
+    headers (all shards must agree); the fingerprint is recorded in the artefact.
     ``collective`` / ``device``: set by :mod:`wavbrivl.train.ddp` for one rank of a
     data-parallel job (``train_block["batch_size"]`` is then the global batch)."""
     cfg = train_config(train_block)
     device = device or pick_device(train_block.get("device", "auto"))
     rank, world = (collective.rank, collective.world_size) if collective else (0, 1)
-    torch.manual_seed(cfg.seed)  # the same initial weights and queues on every rank
-    model = build_model(audio, loss, wavlm=wavlm, image_dim=image_dim)
+    header = read_common_header([embedding for embedding, _ in shards])
+    torch.manual_seed(cfg.data.seed)  # the same initial weights and queues on every rank
+    model = build_model(audio, loss, wavlm=wavlm, image_dim=header.dim)
     data = TrainData(
         manifest,
         shards,
-        cfg.data_config(),
-        fingerprint=fingerprint,
-        image_dim=image_dim,
+        cfg.data,
+        fingerprint=header.fingerprint,
+        image_dim=header.dim,
         pin_memory=device.type == "cuda",
         rank=rank,
         world_size=world,
