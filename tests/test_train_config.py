@@ -18,7 +18,7 @@ from wavbrivl.train.stage import WORKFLOW_ONLY_KEYS
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 TRAIN = SCHEMA["properties"]["train"]["properties"]
 # DataConfig fields that are constants of the pipeline, not workflow config keys.
-NOT_CONFIG_KEYS = {"sample_rate", "min_samples", "prefetch_factor"}
+NOT_CONFIG_KEYS = {"min_samples", "prefetch_factor"}
 # Cross-field rules (warmup_steps <= steps, min_lr <= lr) hold for these, so one key at a time
 # can be taken to its bound.
 BASE = {"warmup_steps": 0, "min_lr": 0.0}

@@ -117,6 +117,7 @@ def write_dataset(
             {
                 "clip_id": pa.array([r["clip_id"] for r in rows], pa.string()),
                 "status": pa.array([r["status"] for r in rows], pa.string()),
+                "reason": pa.array(["" if r["status"] == "ok" else "gone" for r in rows]),
                 "audio": pa.array([r["audio"] for r in rows], pa.binary()),
                 "n_samples": pa.array([r["n_samples"] for r in rows], pa.int64()),
             }

@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 
 from wavbrivl.embed.reader import check_fingerprint
 from wavbrivl.embed.store import read_common_header
-from wavbrivl.status import OK
-from wavbrivl.train.streams import hash64
+from wavbrivl.extract.media import iter_media_rows
+from wavbrivl.hashing import seeded_int
+from wavbrivl.manifest.labels import class_label
 
 if TYPE_CHECKING:
     from wavbrivl.train.data import DataConfig
@@ -41,7 +42,7 @@ class EmbeddingDimMismatch(ValueError):
 
 def held_out_for_val(clip_id: str, *, seed: int, fraction: float) -> bool:
     """Whether a train-split clip is held out for validation (seeded, order-free)."""
-    return hash64("val", seed, clip_id) < fraction * 2**64
+    return seeded_int("val", seed, clip_id) < fraction * 2**64
 
 
 def assign_split(clip_id: str, manifest_split: str, cfg: DataConfig) -> str | None:
@@ -55,17 +56,6 @@ def assign_split(clip_id: str, manifest_split: str, cfg: DataConfig) -> str | No
     if manifest_split == cfg.test_split:
         return "test"
     return None
-
-
-def clip_label(labels: Sequence[str] | None, label_names: Sequence[str] | None) -> str:
-    """One label per clip for class-level retrieval: the first display name, else the first id.
-
-    VGGSound clips have exactly one label; for multi-label sets this is the first listed.
-    """
-    for values in (label_names, labels):
-        if values is not None and len(values) > 0 and values[0]:
-            return str(values[0])
-    return ""
 
 
 @dataclass(frozen=True)
@@ -102,7 +92,7 @@ def _read_manifest(path: Path) -> list[tuple[str, str, str]]:
         raise ValueError(f"{path}: manifest lacks column(s) {missing}")
     table = pq.read_table(path, columns=list(MANIFEST_COLUMNS))
     return [
-        (clip_id, split, clip_label(labels, names))
+        (clip_id, split, class_label(labels, names))
         for clip_id, split, labels, names in zip(
             table.column("clip_id").to_pylist(),
             table.column("split").to_pylist(),
@@ -115,14 +105,7 @@ def _read_manifest(path: Path) -> list[tuple[str, str, str]]:
 
 def _usable_ids(pair: ShardPair) -> set[str]:
     """Clips of a shard with ``ok`` media and an embedding (ids only: no audio is read)."""
-    media = pq.read_table(pair.media, columns=["clip_id", "status"])
-    ok = {
-        c
-        for c, s in zip(
-            media.column("clip_id").to_pylist(), media.column("status").to_pylist(), strict=True
-        )
-        if s == OK
-    }
+    ok = {c for frame in iter_media_rows(pair.media, ok_only=True) for c in frame["clip_id"]}
     embedded = set(pq.read_table(pair.embedding, columns=["clip_id"]).column("clip_id").to_pylist())
     return ok & embedded
 

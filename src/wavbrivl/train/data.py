@@ -38,8 +38,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from wavbrivl.extract.media import SAMPLE_RATE
+from wavbrivl.hashing import seeded_int
 from wavbrivl.train.catalogue import SPLITS, EmptySplit, ShardPair, build_catalogue
-from wavbrivl.train.streams import SplitStream, hash64
+from wavbrivl.train.streams import SplitStream
 
 PathLike = str | os.PathLike
 VIEW_MODES = ("random", "clean")
@@ -59,7 +61,6 @@ class DataConfig:
     views: str = "random"  # "random": a random cached view per step; "clean": view 0 only
     train_split: str = "train"  # manifest split names
     test_split: str = "test"
-    sample_rate: int = 16000
     min_samples: int = 400  # shorter audio cannot give one WavLM frame (25 ms): counted as bad
     prefetch_factor: int = 2
 
@@ -73,7 +74,6 @@ class DataConfig:
             "val_fraction": 0.0 <= self.val_fraction < 1.0,
             "seed": self.seed >= 0,
             "views": self.views in VIEW_MODES,
-            "sample_rate": self.sample_rate > 0,
             "min_samples": self.min_samples >= 1,
             "prefetch_factor": self.prefetch_factor >= 1,
         }
@@ -85,7 +85,7 @@ class DataConfig:
 
     @property
     def window_samples(self) -> int:
-        return round(self.window_s * self.sample_rate)
+        return round(self.window_s * SAMPLE_RATE)
 
 
 @dataclass
@@ -265,7 +265,7 @@ class TrainData:
                     f"over {n} stream(s) of batch_size {self.cfg.batch_size}); lower batch_size or data_streams"
                 )
             for batch in self._loader(
-                stream, seed=hash64("loader", self.cfg.seed, pos.epoch) % 2**63
+                stream, seed=seeded_int("loader", self.cfg.seed, pos.epoch, bits=63)
             ):
                 s = batch.pop("stream")
                 batch.pop("index")
@@ -288,7 +288,7 @@ class TrainData:
             )
         clips = self.catalogue.labels[split]
         if max_clips is not None and len(clips) > max_clips:
-            keep = sorted(clips, key=lambda c: hash64("subset", self.cfg.seed, c))[:max_clips]
+            keep = sorted(clips, key=lambda c: seeded_int("subset", self.cfg.seed, c))[:max_clips]
             clips = {c: clips[c] for c in keep}
         stream = SplitStream(
             self.catalogue, split, self.cfg, fingerprint=self.fingerprint, train=False, clips=clips

@@ -19,7 +19,6 @@ logical stream, next stream) resumes them exactly under another ``num_workers``.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,22 +28,18 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from wavbrivl.embed.reader import iter_pairs
-from wavbrivl.extract.media import decode_audio
+from wavbrivl.embed.reader import check_fingerprint, load_embeddings
+from wavbrivl.extract.media import SAMPLE_RATE, decode_audio, iter_media_rows
+from wavbrivl.hashing import seeded_int
 
 if TYPE_CHECKING:
     from wavbrivl.train.catalogue import Catalogue, ShardPair
     from wavbrivl.train.data import DataConfig
 
 
-def hash64(*parts: object) -> int:
-    text = "\x1f".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
-
-
 def sample_rng(seed: int, epoch: int, clip_id: str) -> np.random.Generator:
     """The generator of one clip's random window and view in one epoch (order-independent)."""
-    return np.random.default_rng([seed, epoch, hash64("sample", clip_id)])
+    return np.random.default_rng([seed, epoch, seeded_int("sample", clip_id)])
 
 
 def crop_window(audio: np.ndarray, window: int, start: int) -> tuple[np.ndarray, int]:
@@ -145,7 +140,7 @@ class SplitStream(IterableDataset):
         shards = self.catalogue.shards[self.split]
         if self.train:
             order = np.random.default_rng(
-                [self.cfg.seed, self.epoch, hash64("shards")]
+                [self.cfg.seed, self.epoch, seeded_int("shards")]
             ).permutation(len(shards))
             shards = [shards[i] for i in order]
         return shards[stream :: self.cfg.data_streams]
@@ -166,27 +161,23 @@ class SplitStream(IterableDataset):
     def _rows(self, shards: Sequence[ShardPair]) -> Iterator[_Row]:
         """The catalogue's clips of ``shards``, each once (so the counts above hold)."""
         for pair in shards:
+            check_fingerprint(pair.embedding, self.fingerprint)
+            embeddings = load_embeddings(pair.embedding)  # clip_id -> (V, D)
             seen: set[str] = set()
-            for frame in iter_pairs(
-                [(pair.embedding, pair.media)],
-                fingerprint=self.fingerprint,
-                media_columns=("clip_id", "audio"),
-            ):
-                for clip_id, audio, embeddings in zip(
-                    frame["clip_id"], frame["audio"], frame["embeddings"], strict=True
-                ):
+            for frame in iter_media_rows(pair.media, ["audio"], ok_only=True):
+                for clip_id, audio in zip(frame["clip_id"], frame["audio"], strict=True):
                     if (
                         clip_id in self.clips
                         and self.catalogue.shard_of[clip_id] == pair
                         and clip_id not in seen
                     ):
                         seen.add(clip_id)
-                        yield _Row(clip_id, audio, embeddings)
+                        yield _Row(clip_id, audio, embeddings[clip_id])
 
     def _stream_batches(self, stream: int) -> Iterator[dict[str, Any]]:
         rows: Iterable[_Row] = self._rows(self.stream_shards(stream))
         if self.train:
-            rng = np.random.default_rng([self.cfg.seed, self.epoch, stream, hash64("buffer")])
+            rng = np.random.default_rng([self.cfg.seed, self.epoch, stream, seeded_int("buffer")])
             rows = shuffled(rows, self.cfg.shuffle_buffer, rng)
         for index, group in enumerate(chunked(rows, self.cfg.batch_size, drop_last=self.train)):
             if index < self.skip[stream]:
@@ -221,7 +212,7 @@ class SplitStream(IterableDataset):
         waves, lengths, embs, views, ids, bad = [], [], [], [], [], []
         for row in group:
             try:
-                audio = decode_audio(row.audio, expect_rate=cfg.sample_rate)  # (n,)
+                audio = decode_audio(row.audio, expect_rate=SAMPLE_RATE)  # (n,)
             except Exception as exc:  # one corrupt clip must not end the run: it is reported
                 bad.append(f"{row.clip_id}: {type(exc).__name__}: {exc}")
                 continue
