@@ -12,8 +12,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from wavbrivl.train.config import TrainConfig
-from wavbrivl.train.stage import WORKFLOW_ONLY_KEYS
+from wavbrivl.train.config import WORKFLOW_ONLY_KEYS, TrainConfig
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 TRAIN = SCHEMA["properties"]["train"]["properties"]

@@ -16,8 +16,8 @@ from wavbrivl.devices import pick_device
 from wavbrivl.embed.store import FingerprintMismatch, read_common_header
 from wavbrivl.evaluate.retrieval import retrieval_metrics, write_retrieval_report
 from wavbrivl.train.checkpoint import build_trained_model, read_audio_encoder
+from wavbrivl.train.config import TrainConfig
 from wavbrivl.train.data import TrainData
-from wavbrivl.train.stage import train_config
 from wavbrivl.train.validation import embed_batches
 
 
@@ -33,7 +33,7 @@ def run_evaluation(
 ) -> dict:
     """Retrieval on the test split with g(audio) (the downstream embedding) against the
     clean frames' image embeddings; writes metrics.json, metrics.tsv and retrieval.png."""
-    cfg = train_config(train_block)
+    cfg = TrainConfig.from_block(train_block)
     device = pick_device(train_block.get("device", "auto"))
     state = read_audio_encoder(model_path)
     fingerprint = trained_fingerprint(state, model_path, [e for e, _ in shards], log)

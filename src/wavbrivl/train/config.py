@@ -21,6 +21,8 @@ from typing import Any
 from wavbrivl.train.data import DataConfig
 
 DATA_KEYS = tuple(f.name for f in fields(DataConfig))
+#: Keys of the workflow's ``train`` block that are not TrainConfig fields (the stage reads them).
+WORKFLOW_ONLY_KEYS = ("run", "dataset", "device", "gpus")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,11 @@ class TrainConfig:
         """The flat form (the ``train:`` block's keys)."""
         own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "data"}
         return own | {k: getattr(self.data, k) for k in DATA_KEYS}
+
+    @classmethod
+    def from_block(cls, block: Mapping[str, Any]) -> TrainConfig:
+        """From the workflow's ``train:`` block (its workflow-only keys left aside)."""
+        return cls.from_dict({k: v for k, v in block.items() if k not in WORKFLOW_ONLY_KEYS})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> TrainConfig:

@@ -31,15 +31,7 @@ from wavbrivl.train.loop import ARTEFACT_NAME, CHECKPOINT_DIR, train
 from wavbrivl.train.moco import CrossModalMoCo, MoCoConfig
 from wavbrivl.train.signals import TrainingInterrupted
 
-#: Keys of the workflow's ``train`` block that are not TrainConfig fields.
-WORKFLOW_ONLY_KEYS = ("run", "dataset", "device", "gpus")
-
 Log = Callable[[str], None]
-
-
-def train_config(block: dict[str, Any]) -> TrainConfig:
-    """The workflow's flat ``train:`` block as a :class:`TrainConfig`."""
-    return TrainConfig.from_dict({k: v for k, v in block.items() if k not in WORKFLOW_ONLY_KEYS})
 
 
 def build_model(audio: dict[str, Any], loss: dict[str, Any], *, wavlm: str, image_dim: int):
@@ -68,7 +60,7 @@ def run_training(
     headers (all shards must agree); the fingerprint is recorded in the artefact.
     ``collective`` / ``device``: set by :mod:`wavbrivl.train.ddp` for one rank of a
     data-parallel job (``train_block["batch_size"]`` is then the global batch)."""
-    cfg = train_config(train_block)
+    cfg = TrainConfig.from_block(train_block)
     device = device or pick_device(train_block.get("device", "auto"))
     rank, world = (collective.rank, collective.world_size) if collective else (0, 1)
     header = read_common_header([embedding for embedding, _ in shards])
@@ -138,7 +130,9 @@ def launch_training(*, log: Log, log_stream: IO[str] | None = None, **training_k
     gpus = int(training_kwargs["train_block"].get("gpus", 1) or 1)
     if gpus <= 1:
         return run_training(log=log, **training_kwargs)
-    train_config(training_kwargs["train_block"])  # a bad config fails here, not in N ranks
+    TrainConfig.from_block(
+        training_kwargs["train_block"]
+    )  # a bad config fails here, not in N ranks
     out_dir = Path(training_kwargs["out_dir"])
     job = write_job(out_dir / JOB_NAME, **training_kwargs)
     argv = torchrun_command(job, gpus)
