@@ -197,3 +197,35 @@ def test_report_files(tmp_path):
     assert float(first[3]) == pytest.approx(m["audio_to_image"]["instance"]["R@1"]["value"])
     png = (out / "retrieval.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+# -- the evaluation stage ----------------------------------------------------------------------
+
+
+def test_evaluation_refuses_embeddings_of_another_encoder_than_the_models(tmp_path):
+    import torch
+    from test_train_data import simple_shards, write_dataset
+
+    from wavbrivl.embed.store import FingerprintMismatch
+    from wavbrivl.evaluate.stage import run_evaluation
+    from wavbrivl.train.checkpoint import ARTEFACT_FORMAT
+
+    manifest, pairs, _ = write_dataset(
+        tmp_path, simple_shards(2, 4, test_per_shard=2), fingerprint="fp-re-embedded"
+    )
+    model = tmp_path / "audio_encoder.pt"
+    torch.save({"format": ARTEFACT_FORMAT, "image_encoder_fingerprint": "fp-trained-on"}, model)
+    with pytest.raises(FingerprintMismatch) as info:
+        run_evaluation(
+            model_path=model,
+            manifest=manifest,
+            shards=pairs,
+            out_dir=tmp_path / "eval",
+            train_block={"batch_size": 4},
+            wavlm="unused",
+            log=print,
+        )
+    message = str(info.value)
+    assert str(model) in message and str(pairs[0][0]) in message
+    assert "fp-trained-on" in message and "fp-re-embedded" in message
+    assert not (tmp_path / "eval").exists()

@@ -19,21 +19,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+import torch
 
 from wavbrivl.embed.reader import FingerprintMismatch
-from wavbrivl.embed.store import EmbeddingWriter
+from wavbrivl.embed.store import EmbeddingWriter, read_common_header
 from wavbrivl.extract.media import decode_audio
-from wavbrivl.train.data import (
-    DataConfig,
-    DataPosition,
+from wavbrivl.train.catalogue import (
     EmbeddingDimMismatch,
     EmptySplit,
-    SplitStream,
-    TrainData,
     assign_split,
     held_out_for_val,
-    shuffled,
 )
+from wavbrivl.train.data import DataConfig, DataPosition, TrainData
+from wavbrivl.train.streams import SplitStream, shuffled
 
 SR = 16000
 FINGERPRINT = "fp-test-encoder"
@@ -119,6 +117,7 @@ def write_dataset(
             {
                 "clip_id": pa.array([r["clip_id"] for r in rows], pa.string()),
                 "status": pa.array([r["status"] for r in rows], pa.string()),
+                "reason": pa.array(["" if r["status"] == "ok" else "gone" for r in rows]),
                 "audio": pa.array([r["audio"] for r in rows], pa.binary()),
                 "n_samples": pa.array([r["n_samples"] for r in rows], pa.int64()),
             }
@@ -295,8 +294,42 @@ def test_epochs_differ_and_a_resumed_stream_continues_exactly(tmp_path):
             (b["waveforms"] == f["waveforms"]).all() and (b["image_emb"] == f["image_emb"]).all()
             for (b, _), (f, _) in zip(resumed, full[cut:], strict=True)
         )
-    with pytest.raises(ValueError, match="has 3 streams.*resume with num_workers=3"):
+    with pytest.raises(ValueError, match="has 3 streams.*resume with data_streams=3"):
         next(data.train_batches(DataPosition(0, [1, 1, 1], 0)))
+
+
+def test_the_batches_do_not_depend_on_the_worker_count(tmp_path):
+    # 5 shards of uneven size over 3 logical streams: the streams run out at different
+    # times, and 2 workers serve them unevenly (streams 0 and 2, and stream 1).
+    shards = {f"{s:03d}": [Clip(f"s{s}c{c}", 1.2) for c in range(4 + 3 * s)] for s in range(5)}
+    manifest, pairs, _ = write_dataset(tmp_path, shards)
+
+    def batches(workers, position=None, n=18):
+        cfg = DataConfig(
+            window_s=1.0,
+            batch_size=3,
+            num_workers=workers,
+            data_streams=3,
+            shuffle_buffer=5,
+            val_fraction=0.0,
+        )
+        data = TrainData(manifest, pairs, cfg, fingerprint=FINGERPRINT, image_dim=8)
+        stream = data.train_batches(position)
+        try:
+            return [(b["clip_id"], b["waveforms"], p) for b, p in take(stream, n)]
+        finally:
+            stream.close()
+
+    reference = batches(0)  # an epoch is 7 + 5 + 3 batches here: this crosses into the next
+    assert [p.epoch for _, _, p in reference] == [0] * 15 + [1] * 3
+    for workers in (1, 2, 3, 4):
+        got = batches(workers)
+        assert [ids for ids, _, _ in got] == [ids for ids, _, _ in reference], workers
+        assert all(torch.equal(a[1], b[1]) for a, b in zip(got, reference, strict=True))
+        assert [p for _, _, p in got] == [p for _, _, p in reference]
+    # A position saved under one worker count resumes under another.
+    resumed = batches(2, position=reference[4][2], n=13)
+    assert [ids for ids, _, _ in resumed] == [ids for ids, _, _ in reference[5:]]
 
 
 # -- splits ------------------------------------------------------------------------------------
@@ -375,6 +408,22 @@ def test_shards_of_two_encoders_are_not_mixed_even_unchecked(tmp_path):
         FingerprintMismatch, match="001.parquet and .*000.parquet were made by different"
     ):
         TrainData(manifest, pairs + other, DataConfig(batch_size=4), fingerprint=None, image_dim=8)
+
+
+def test_the_encoder_is_read_from_the_headers_and_a_mix_is_refused_naming_both(tmp_path):
+    manifest, pairs, _ = write_dataset(tmp_path / "a", simple_shards(2, 4), dim=8)
+    data = TrainData(manifest, pairs, DataConfig(batch_size=4))  # no fingerprint, no dim given
+    assert (data.fingerprint, data.image_dim) == (FINGERPRINT, 8)
+    header = read_common_header([e for e, _ in pairs])
+    assert (header.fingerprint, header.dim, header.path) == (FINGERPRINT, 8, pairs[0][0])
+    _, other, _ = write_dataset(
+        tmp_path / "b", {"009": [Clip("b0")]}, fingerprint="fp-another-encoder"
+    )
+    with pytest.raises(FingerprintMismatch) as info:
+        read_common_header([pairs[0][0], other[0][0]])
+    message = str(info.value)
+    assert str(other[0][0]) in message and str(pairs[0][0]) in message
+    assert "fp-another-encod" in message and FINGERPRINT[:16] in message
 
 
 def test_a_corrupt_clip_is_dropped_and_named_not_fatal(tmp_path):

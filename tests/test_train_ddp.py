@@ -21,7 +21,7 @@ from test_train_data import FINGERPRINT, simple_shards, write_dataset
 from wavbrivl.audio.tiny import TINY_AUDIO, TINY_MOCO, save_tiny_wavlm
 from wavbrivl.train.checkpoint import list_checkpoints, read_audio_encoder
 from wavbrivl.train.data import DataConfig, TrainData
-from wavbrivl.train.pipeline import launch_training, torchrun_command, write_job
+from wavbrivl.train.stage import launch_training, torchrun_command, write_job
 
 STEPS = 4
 
@@ -61,8 +61,6 @@ def job(tmp_path_factory):
         loss={"head_hidden": 64, "queue_size": 16},  # the queue wraps within 4 steps
         train_block=train_block,
         wavlm=str(wavlm),
-        image_dim=dim,
-        fingerprint=FINGERPRINT,
         root=root,
     )
 
@@ -181,8 +179,6 @@ def test_job_spec_and_torchrun_command(tmp_path):
         loss={},
         train_block={"gpus": 4},
         wavlm=tmp_path / "wavlm",
-        image_dim=8,
-        fingerprint="fp",
     )
     from wavbrivl.train.ddp import read_job
 

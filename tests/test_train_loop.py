@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavbrivl.train.checkpoint import ARTEFACT_FORMAT, list_checkpoints, read_audio_encoder
+from wavbrivl.train.config import TrainConfig
 from wavbrivl.train.data import DataPosition
-from wavbrivl.train.loop import NonFiniteLoss, TrainConfig, train
+from wavbrivl.train.loop import NonFiniteLoss, train
 
 CPU = torch.device("cpu")
 
@@ -172,6 +173,8 @@ class FakeData:
     def describe(self) -> str:
         return "fake toy data"
 
+    fingerprint = "fp-fake-image-encoder"
+
 
 def toy_config(**kw) -> TrainConfig:
     base = dict(
@@ -186,7 +189,7 @@ def toy_config(**kw) -> TrainConfig:
         log_every=5,
         num_workers=0,
     )
-    return TrainConfig(**(base | kw))
+    return TrainConfig.from_dict(base | kw)
 
 
 def read_log(path: Path) -> list[dict[str, str]]:
@@ -396,9 +399,11 @@ def test_train_config_from_dict_names_unknown_keys_and_checks_values():
     with pytest.raises(ValueError, match="warmup_steps=10"):
         TrainConfig(steps=5, warmup_steps=10)
     with pytest.raises(ValueError, match="views='noisy'"):
-        TrainConfig(views="noisy")
-    data = cfg.data_config()
-    assert (data.batch_size, data.seed, data.window_s) == (cfg.batch_size, cfg.seed, cfg.window_s)
+        TrainConfig.from_dict({"views": "noisy"})
+    # The flat form (the workflow's train block) maps onto the nested data config.
+    cfg = TrainConfig.from_dict({"batch_size": 8, "seed": 3, "steps": 7, "warmup_steps": 0})
+    assert (cfg.data.batch_size, cfg.data.seed, cfg.steps) == (8, 3, 7)
+    assert cfg.to_dict()["batch_size"] == 8 and "data" not in cfg.to_dict()
 
 
 # -- integration: the real tiny CrossModalMoCo, cx_loss and the real data pipeline ---------------
@@ -418,23 +423,23 @@ def test_the_real_tiny_model_trains_resumes_and_reloads(tmp_path):
     manifest, pairs, _ = write_dataset(
         tmp_path / "data", simple_shards(3, 10, seconds=1.2), dim=image_dim, views=2
     )
-    cfg = TrainConfig(
-        steps=6,
-        batch_size=4,
-        lr=1e-3,
-        warmup_steps=2,
-        window_s=1.0,
-        num_workers=2,
-        shuffle_buffer=8,
-        val_fraction=0.3,
-        eval_every=3,
-        eval_max_clips=8,
-        ckpt_every=3,
-        log_every=1,
+    cfg = TrainConfig.from_dict(
+        dict(
+            steps=6,
+            batch_size=4,
+            lr=1e-3,
+            warmup_steps=2,
+            window_s=1.0,
+            num_workers=2,
+            shuffle_buffer=8,
+            val_fraction=0.3,
+            eval_every=3,
+            eval_max_clips=8,
+            ckpt_every=3,
+            log_every=1,
+        )
     )
-    data = TrainData(
-        manifest, pairs, cfg.data_config(), fingerprint=FINGERPRINT, image_dim=image_dim
-    )
+    data = TrainData(manifest, pairs, cfg.data, fingerprint=FINGERPRINT, image_dim=image_dim)
 
     def build() -> CrossModalMoCo:
         torch.manual_seed(0)
@@ -477,7 +482,9 @@ def test_the_real_tiny_model_trains_resumes_and_reloads(tmp_path):
     assert any(k.startswith("loss_") for k in train_rows[0])  # cx_loss's terms are logged
     assert [int(r["step"]) for r in rows if r["kind"] == "val"] == [3, 6]
 
-    # audio_encoder.pt rebuilds the model; its embed_audio is the trained one's.
+    # audio_encoder.pt records the embeddings' encoder, and rebuilds the model: its
+    # embed_audio is the trained one's.
+    assert read_audio_encoder(artefact)["image_encoder_fingerprint"] == FINGERPRINT
     reloaded = load_trained_model(artefact)
     batch = next(data.eval_batches("val"))
     expected = model.embed_audio(batch["waveforms"], batch["lengths"])

@@ -28,8 +28,10 @@ from wavbrivl.train.checkpoint import (
     read_audio_encoder,
     save_checkpoint,
 )
+from wavbrivl.train.config import TrainConfig
 from wavbrivl.train.data import TrainData
-from wavbrivl.train.loop import TrainConfig, TrainingInterrupted, train
+from wavbrivl.train.loop import train
+from wavbrivl.train.signals import TrainingInterrupted
 
 TESTS = Path(__file__).resolve().parent
 MODEL_CFG = FakeCfg(image_dim=8, feat=16, dropout=0.2)
@@ -50,7 +52,7 @@ def resume_config(**kw) -> TrainConfig:
         window_s=0.5,
         val_fraction=0.0,
     )
-    return TrainConfig(**(base | kw))
+    return TrainConfig.from_dict(base | kw)
 
 
 def run(
@@ -58,7 +60,7 @@ def run(
 ) -> FakeMoCo:
     cfg = cfg or resume_config()
     manifest, pairs = data_files
-    data = TrainData(manifest, pairs, cfg.data_config(), fingerprint=FINGERPRINT, image_dim=8)
+    data = TrainData(manifest, pairs, cfg.data, fingerprint=FINGERPRINT, image_dim=8)
     model = FakeMoCo(MODEL_CFG, seed=0)
     train(
         model,
@@ -124,6 +126,23 @@ def test_a_crashed_run_resumes_to_the_same_weights(data_files, reference, tmp_pa
     assert "at step 6 (epoch 0)" in log.text()
     assert_same_weights(model.state_dict(), reference[0])
     # The log is cut back to the checkpoint, then continued: every step once, same values.
+    assert comparable(read_log(tmp_path / "train_log.tsv")) == comparable(reference[1])
+
+
+@pytest.mark.parametrize(("before", "after"), [(2, 0), (0, 2), (2, 1)])
+def test_a_run_resumed_with_another_num_workers_ends_with_the_same_weights(
+    data_files, reference, tmp_path, before, after
+):
+    # num_workers is run-time only: the batches, hence the weights, do not depend on it.
+    # The same batches pass through the same operations on the same CPU, so the weights are
+    # equal to the bit, not just close.
+    with pytest.raises(Crash):
+        run(data_files, tmp_path, resume_config(num_workers=before), on_step=crash_at(8))
+    log = Recorder()
+    model = run(data_files, tmp_path, resume_config(num_workers=after), log=log)
+    assert "resumed from" in log.text() and "at step 6 " in log.text()
+    for k, v in reference[0].items():
+        assert torch.equal(model.state_dict()[k], v), k
     assert comparable(read_log(tmp_path / "train_log.tsv")) == comparable(reference[1])
 
 
@@ -208,7 +227,7 @@ from wavbrivl.train.loop import train
 args = json.loads(sys.argv[1])
 out = Path(args["out"])
 cfg = resume_config(steps=60, ckpt_every=1000)
-data = TrainData(args["manifest"], args["pairs"], cfg.data_config(), fingerprint=args["fingerprint"], image_dim=8)
+data = TrainData(args["manifest"], args["pairs"], cfg.data, fingerprint=args["fingerprint"], image_dim=8)
 
 def on_step(step):
     (out / "progress.txt").write_text(str(step))

@@ -183,15 +183,50 @@ def dry_run(workdir, cfg=None):
     return planned_jobs(run_snakemake(workdir, "-n", *TARGETS, "--configfile", name))
 
 
+# A new value for every run-time key of wavbrivl.config_keys.
+RUNTIME_CHANGES = {
+    "download": dict(
+        max_attempts=5,
+        backoff_s=1.0,
+        pace_s=0.5,
+        socket_timeout_s=10.0,
+        cookies_file="cookies.txt",
+        js_runtime="node",
+        retry_permanent=True,
+        rate_limit="1M",
+        sleep_requests_s=0.1,
+    ),
+    "embed": dict(batch_size=3, device="cpu"),
+    "train": dict(
+        num_workers=2,
+        ckpt_every=2,
+        keep_checkpoints=3,
+        log_every=5,
+        max_nonfinite_in_row=3,
+        device="cpu",
+        gpus=1,
+    ),
+    "generate": dict(device="cpu"),
+}
+
+
 def test_only_what_changed_reruns(demo_run):
+    from wavbrivl.config_keys import RESUME_SAFE, RUNTIME, keys_of
+
     # nothing changed: nothing runs
     assert dry_run(demo_run) == {}
-    # run-time settings only: nothing runs
+    # run-time settings only (all of them at once): nothing runs
     cfg = small_demo_config()
-    cfg["embed"].update(batch_size=3, device="cpu")
-    cfg["download"].update(pace_s=0.5, max_attempts=5, socket_timeout_s=10)
-    cfg["train"].update(num_workers=0, log_every=5)
+    for block, changes in RUNTIME_CHANGES.items():
+        assert set(changes) == set(keys_of(block, RUNTIME)), block
+        assert all(cfg.get(block, {}).get(k) != v for k, v in changes.items()), block
+        cfg.setdefault(block, {}).update(changes)
     assert dry_run(demo_run, cfg) == {}
+    # safe to change on resume, but part of the results (validation rows): training reruns
+    for key in keys_of("train", RESUME_SAFE):
+        cfg = small_demo_config()
+        cfg["train"][key] = cfg["train"].get(key, 1) + 1
+        assert dry_run(demo_run, cfg) == TRAIN_AND_AFTER, key
     # preprocessing changes: the embedding jobs rerun, nothing upstream
     cfg = small_demo_config()
     cfg["embed"]["box_mode"] = "grid"

@@ -26,9 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shar
 from test_train_data import FINGERPRINT, simple_shards, write_dataset  # noqa: E402
 
 from wavbrivl.audio.tiny import TINY_AUDIO, TINY_MOCO, save_tiny_wavlm  # noqa: E402
-from wavbrivl.train.loop import TrainConfig, make_optimizer, train  # noqa: E402
+from wavbrivl.train.config import TrainConfig  # noqa: E402
+from wavbrivl.train.loop import train  # noqa: E402
 from wavbrivl.train.loss import cx_loss  # noqa: E402
-from wavbrivl.train.pipeline import build_model  # noqa: E402
+from wavbrivl.train.schedule import make_optimizer  # noqa: E402
+from wavbrivl.train.stage import build_model  # noqa: E402
 
 BATCH, WINDOW_S, STEPS, DIM = 16, 3.0, 30, TINY_MOCO["image_dim"]
 
@@ -39,17 +41,19 @@ def main() -> None:
         root = Path(tmp)
         manifest, pairs, _ = write_dataset(root, simple_shards(4, 24, seconds=10.0), dim=DIM)
         wavlm = save_tiny_wavlm(root / "wavlm", seed=0)
-        cfg = TrainConfig(
-            steps=STEPS,
-            batch_size=BATCH,
-            warmup_steps=3,
-            ckpt_every=STEPS,
-            eval_every=0,
-            log_every=10,
-            window_s=WINDOW_S,
-            num_workers=1,
-            shuffle_buffer=32,
-            val_fraction=0.0,
+        cfg = TrainConfig.from_dict(
+            dict(
+                steps=STEPS,
+                batch_size=BATCH,
+                warmup_steps=3,
+                ckpt_every=STEPS,
+                eval_every=0,
+                log_every=10,
+                window_s=WINDOW_S,
+                num_workers=1,
+                shuffle_buffer=32,
+                val_fraction=0.0,
+            )
         )
 
         def model():
@@ -63,7 +67,7 @@ def main() -> None:
 
         from wavbrivl.train.data import TrainData
 
-        data = TrainData(manifest, pairs, cfg.data_config(), fingerprint=FINGERPRINT, image_dim=DIM)
+        data = TrainData(manifest, pairs, cfg.data, fingerprint=FINGERPRINT, image_dim=DIM)
         batches = data.train_batches()
         next(batches)  # worker start-up
         start = time.perf_counter()

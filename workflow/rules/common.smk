@@ -16,6 +16,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in [str(SRC_DIR), os.environ.get("PYTHONPATH", "")] if p)
 )
 
+from wavbrivl.config_keys import rerun_params  # noqa: E402
 from wavbrivl.sharding import shard_names  # noqa: E402
 
 
@@ -123,14 +124,13 @@ def get_training_digest(wildcards):
     return "TBD" if digests is None else digests[1]
 
 
-# Download settings that decide which file a clip gets; pacing, retries, time-outs, cookies
-# and the JS runtime are run-time only (read from the config in the job): changing them
-# must not re-extract and re-embed every shard.
-DOWNLOAD_IDENTITY_KEYS = ("format", "sections", "section_padding_s", "allow_file_urls", "require_video")
+# Which config keys are in a rule's params (a change reruns it) and which are run-time only
+# (read from the config inside the job) is decided in one table: wavbrivl.config_keys.
 
 
 def get_download_identity(wildcards):
-    return {key: config["download"][key] for key in DOWNLOAD_IDENTITY_KEYS}
+    """The download settings that decide which file a clip gets (not pacing, retries, ...)."""
+    return rerun_params("download", config["download"])
 
 
 def get_download_dir(wildcards):
@@ -160,8 +160,9 @@ def get_encoder_identity(wildcards):
     """Everything that decides the embeddings; the weights enter by content, not by path."""
     cfg = config["embed"]
     identity = {
-        key: cfg[key]
-        for key in ("encoder", "architecture", "image_size", "box_mode", "n_views", "view_seed")
+        key: value
+        for key, value in rerun_params("embed", cfg).items()
+        if key not in ("weights", "seed")
     }
     if cfg["encoder"] == "brivl":
         identity["weights_sha256"] = file_sha256(cfg["weights"])
@@ -181,16 +182,13 @@ def file_sha256(path):
 
 # --- training ----------------------------------------------------------------------------
 
-RUNTIME_TRAIN_KEYS = ("device", "num_workers", "log_every", "keep_checkpoints", "gpus")
-
-
 def run_name():
     return config["train"]["run"]
 
 
 def get_train_params(wildcards):
     """The train block without run-time settings (those must not trigger a retrain)."""
-    return {k: v for k, v in config["train"].items() if k not in RUNTIME_TRAIN_KEYS}
+    return rerun_params("train", config["train"])
 
 
 def wavlm_source():
@@ -272,7 +270,7 @@ def get_generation_inputs(wildcards):
 
 def get_generate_params(wildcards):
     """The generate block without its run-time device; the VQGAN checkpoint enters by content."""
-    params = {k: v for k, v in config["generate"].items() if k != "device"}
+    params = rerun_params("generate", config["generate"])
     if config["generate"]["vqgan"] == "taming":
         params["vqgan_sha256"] = file_sha256(config["generate"]["vqgan_ckpt"])
     return params

@@ -9,8 +9,9 @@ rule prepare_tiny_wavlm:
         "../scripts/prepare_tiny_wavlm.py"
 
 
-# params hold everything that decides the trained weights; device, workers and logging
-# cadence are read from the config inside the job and rerun nothing.
+# params hold everything that decides the trained weights and metrics; the run-time keys of
+# wavbrivl.config_keys (device, workers, logging and checkpoint cadence) are read from the
+# config inside the job and rerun nothing.
 rule train_audio_encoder:
     input:
         unpack(get_training_inputs),

@@ -3,12 +3,10 @@
 import shutil
 from pathlib import Path
 
-from wavbrivl.embed.build import encoder_fingerprint_and_dim
+from wavbrivl.evaluate.stage import run_evaluation
 from wavbrivl.joblog import job_log
-from wavbrivl.train.pipeline import run_evaluation
 
 with job_log(snakemake.log[0]) as log:
-    fingerprint, _ = encoder_fingerprint_and_dim(snakemake.config["embed"])
     run_evaluation(
         model_path=snakemake.input.model,
         manifest=snakemake.input.manifest,
@@ -16,7 +14,6 @@ with job_log(snakemake.log[0]) as log:
         out_dir=Path(snakemake.output.metrics).parent,
         train_block=snakemake.config["train"],
         wavlm=snakemake.input.get("wavlm", snakemake.config["audio"]["wavlm"]),
-        fingerprint=fingerprint,
         log=lambda msg: print(msg, file=log, flush=True),
     )
     # The training curves, as a declared output here for the report (the training job keeps

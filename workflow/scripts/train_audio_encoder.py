@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-from wavbrivl.embed.build import encoder_fingerprint_and_dim
 from wavbrivl.joblog import job_log
-from wavbrivl.train.pipeline import launch_training
 from wavbrivl.train.recipe import prepare_run_dir
+from wavbrivl.train.stage import launch_training
 
 with job_log(snakemake.log[0], mode="a") as log:  # appended: a resumed run keeps the earlier log
     prepare_run_dir(
@@ -14,7 +13,6 @@ with job_log(snakemake.log[0], mode="a") as log:  # appended: a resumed run keep
         inputs=list(snakemake.input),
         log=lambda msg: print(msg, file=log, flush=True),
     )
-    fingerprint, image_dim = encoder_fingerprint_and_dim(snakemake.config["embed"])
     # In-process with train.gpus <= 1; torchrun with one rank per GPU otherwise.
     launch_training(
         manifest=snakemake.input.manifest,
@@ -24,8 +22,6 @@ with job_log(snakemake.log[0], mode="a") as log:  # appended: a resumed run keep
         loss=snakemake.config["loss"],
         train_block=snakemake.config["train"],
         wavlm=snakemake.input.get("wavlm", snakemake.config["audio"]["wavlm"]),
-        image_dim=image_dim,
-        fingerprint=fingerprint,
         log=lambda msg: print(msg, file=log, flush=True),
         log_stream=log,
     )

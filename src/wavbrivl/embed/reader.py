@@ -1,7 +1,6 @@
-"""Reading embeddings joined to their media rows, shard by shard, in bounded memory.
+"""Reading an embedding shard back: its vectors by clip, after checking who made them.
 
-Training needs, per clip, the audio (from the media shard) and the frozen image embedding
-of its frame views (from the embedding shard). Both are keyed by clip_id. One shard's
+Training joins them to the media rows by clip_id (wavbrivl.train.streams). One shard's
 embeddings are small (clips x views x D float32: ~800 x 4 x 2048 x 4 B = 26 MB at paper
 scale) and are held while the media shard streams past in row batches.
 
@@ -12,20 +11,13 @@ another encoder, other weights or other preprocessing is refused, never mixed in
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 
-from wavbrivl.embed.store import read_header
-from wavbrivl.extract.media import iter_media_rows
+from wavbrivl.embed.store import FingerprintMismatch, read_header
 
 PathLike = str | os.PathLike
-
-
-class FingerprintMismatch(ValueError):
-    """An embedding file was made by another encoder than the one configured."""
 
 
 def check_fingerprint(path: PathLike, expected: str | None) -> None:
@@ -54,27 +46,3 @@ def load_embeddings(path: PathLike) -> dict[str, np.ndarray]:
     for i in order:
         out.setdefault(clip_ids[i], []).append(matrix[i])
     return {clip_id: np.stack(rows) for clip_id, rows in out.items()}
-
-
-def iter_pairs(
-    shards: Sequence[tuple[PathLike, PathLike]],
-    *,
-    fingerprint: str | None,
-    media_columns: Sequence[str] = ("clip_id", "audio", "n_samples"),
-    batch_rows: int = 256,
-) -> Iterator[pd.DataFrame]:
-    """Stream (embedding shard, media shard) pairs as DataFrames of joined rows.
-
-    Each yielded frame has ``media_columns`` plus ``embeddings`` (one (V, D) float32 array
-    per row). Only media rows with status ``ok`` that have an embedding are yielded.
-    """
-    for embedding_path, media_path in shards:
-        check_fingerprint(embedding_path, fingerprint)
-        embeddings = load_embeddings(embedding_path)
-        for rows in iter_media_rows(media_path, media_columns, ok_only=True, batch_rows=batch_rows):
-            rows = rows[rows["clip_id"].isin(embeddings.keys())]
-            if rows.empty:
-                continue
-            rows = rows[list(media_columns)].reset_index(drop=True)
-            rows["embeddings"] = [embeddings[c] for c in rows["clip_id"]]
-            yield rows

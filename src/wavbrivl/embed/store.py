@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,32 @@ def read_header(path: str | os.PathLike) -> EmbeddingHeader:
         if k.decode().startswith(META_PREFIX)
     }
     return EmbeddingHeader(Path(path), pf.metadata.num_rows, emb_type.list_size, meta)
+
+
+class FingerprintMismatch(ValueError):
+    """Embedding files made by another encoder than the one expected, or by two encoders."""
+
+
+def read_common_header(paths: Sequence[str | os.PathLike]) -> EmbeddingHeader:
+    """The header the embedding files share: the first file's, once every other file is
+    checked to come from the same encoder (fingerprint) with the same size.
+
+    This is how later stages learn the image encoder's fingerprint and dimension: from the
+    files, not by rebuilding the encoder. Files of two encoders are refused, naming both.
+    """
+    if not paths:
+        raise ValueError("no embedding files to read a header from")
+    first = read_header(paths[0])
+    for path in paths[1:]:
+        header = read_header(path)
+        if header.fingerprint != first.fingerprint or header.dim != first.dim:
+            raise FingerprintMismatch(
+                f"{path} and {first.path} were made by different image encoders "
+                f"(fingerprints {header.fingerprint[:16] or '(none)'}... and "
+                f"{first.fingerprint[:16] or '(none)'}..., {header.dim} and {first.dim} "
+                "dimensions); rerun the embedding stage so that every shard has the same encoder"
+            )
+    return first
 
 
 class EmbeddingWriter:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from wavbrivl.atomic import atomic_path, write_text_atomic
+from wavbrivl.config_keys import resume_checked
 
 CHECKPOINT_FORMAT = "wavbrivl.train_checkpoint/1"
 ARTEFACT_FORMAT = "wavbrivl.audio_encoder/1"
@@ -119,6 +120,49 @@ def prune_checkpoints(directory: PathLike, keep: int) -> None:
         _sidecar(path).unlink(missing_ok=True)
 
 
+# -- resuming ------------------------------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def check_resumable(
+    saved: dict[str, Any], ours: dict[str, Any], saved_models: dict, models: dict, path: Path
+) -> None:
+    """Refuse a checkpoint made with another recipe: resuming it would not give this run.
+
+    ``saved`` / ``ours``: the flat train configs (:meth:`TrainConfig.to_dict`); keys that are
+    safe to change on resume (:mod:`wavbrivl.config_keys`) may differ.
+    """
+    changed = [
+        f"{k}: {saved.get(k)!r} -> {ours[k]!r}"
+        for k in ours
+        if resume_checked("train", k) and saved.get(k) != ours[k]
+    ]
+    for side in ("audio", "moco"):
+        a, b = saved_models.get(side, {}), models.get(side, {})
+        changed += [
+            f"{side}.{k}: {a.get(k)!r} -> {b.get(k)!r}"
+            for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)
+        ]
+    if changed:
+        raise ValueError(
+            f"{path} was made with another configuration ({'; '.join(changed)}); "
+            f"restore it, or delete {path.parent} to start over"
+        )
+
+
 # -- the final artefact ---------------------------------------------------------------------------
 
 
@@ -134,11 +178,13 @@ def save_audio_encoder(
     step: int,
     train_config: dict[str, Any],
     metrics: dict | None = None,
+    image_encoder_fingerprint: str | None = None,
 ) -> Path:
     """``audio_encoder.pt``: the whole CrossModalMoCo's weights with both configs inside.
 
     Downstream rebuilds the model with :func:`load_trained_model` and embeds audio with
-    ``embed_audio`` (g(audio), L2-normalised, in the image space).
+    ``embed_audio`` (g(audio), L2-normalised, in the image space). The image encoder's
+    fingerprint says which image space that is (the embeddings it was trained on).
     """
     state = {
         "format": ARTEFACT_FORMAT,
@@ -147,6 +193,7 @@ def save_audio_encoder(
         "step": step,
         "train_config": train_config,
         "metrics": metrics or {},
+        "image_encoder_fingerprint": image_encoder_fingerprint,
     }
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -170,10 +217,16 @@ def load_trained_model(
     ``wavlm`` replaces the WavLM directory recorded at training time (another machine); its
     config must match, since every weight is then overwritten from the artefact.
     """
+    return build_trained_model(read_audio_encoder(path), device=device, wavlm=wavlm)
+
+
+def build_trained_model(
+    state: dict[str, Any], *, device: torch.device | str = "cpu", wavlm: str | None = None
+):
+    """The trained CrossModalMoCo from :func:`read_audio_encoder`'s contents, in eval mode."""
     from wavbrivl.audio.encoder import AudioEncoderConfig, build_audio_encoder
     from wavbrivl.train.moco import CrossModalMoCo, MoCoConfig
 
-    state = read_audio_encoder(path)
     audio = dict(state["audio_config"])
     if wavlm is not None:
         audio["wavlm"] = wavlm

@@ -1,10 +1,14 @@
 """Data-parallel training: one rank of a ``torchrun`` job, and the collective operations it needs.
 
+:class:`Collective` is what the training loop asks of a process group; :class:`SingleProcess`
+(one process: every operation the identity) and :class:`TorchCollective` (a ``torch.distributed``
+group) provide it.
+
 ``torchrun --standalone --nproc_per_node N -m wavbrivl.train.ddp JOB.json`` starts N ranks;
 each reads the job spec (the keyword arguments of
-:func:`wavbrivl.train.pipeline.run_training`, without ``log``), joins the process group (nccl
+:func:`wavbrivl.train.stage.run_training`, without ``log``), joins the process group (nccl
 on CUDA, gloo on CPU) and runs the ordinary training loop with a :class:`TorchCollective`.
-:func:`wavbrivl.train.pipeline.launch_training` writes the spec and starts torchrun.
+:func:`wavbrivl.train.stage.launch_training` writes the spec and starts torchrun.
 
 How one step stays the single-process step on the same global batch:
 
@@ -32,7 +36,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -41,8 +45,65 @@ import torch.distributed as dist
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(minutes=60)
 
 
+class Collective(Protocol):
+    """What :func:`train` needs to run as one rank of a data-parallel job."""
+
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool: ...
+
+    def gather_outputs(self, out: Any) -> Any:
+        """The global batch's outputs; this rank's rows keep their gradient."""
+
+    def all_true(self, flag: bool) -> bool: ...
+
+    def any_true(self, flag: bool) -> bool: ...
+
+    def sum_gradients(self, params: list[torch.nn.Parameter]) -> None: ...
+
+    def sum_counts(self, counts: list[int]) -> list[int]: ...
+
+    def broadcast_model(self, model: torch.nn.Module) -> None: ...
+
+    def barrier(self) -> None: ...
+
+    def gather_objects(self, obj: Any) -> list[Any]: ...
+
+
+class SingleProcess:
+    """The :class:`Collective` of a run with one process: every operation is the identity."""
+
+    rank, world_size, is_main = 0, 1, True
+
+    def gather_outputs(self, out: Any) -> Any:
+        return out
+
+    def all_true(self, flag: bool) -> bool:
+        return flag
+
+    def any_true(self, flag: bool) -> bool:
+        return flag
+
+    def sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        pass
+
+    def sum_counts(self, counts: list[int]) -> list[int]:
+        return counts
+
+    def broadcast_model(self, model: torch.nn.Module) -> None:
+        pass
+
+    def barrier(self) -> None:
+        pass
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        return [obj]
+
+
 class TorchCollective:
-    """:class:`wavbrivl.train.loop.Collective` over an initialised ``torch.distributed`` group."""
+    """:class:`Collective` over an initialised ``torch.distributed`` group."""
 
     def __init__(self, device: torch.device):
         self.rank = dist.get_rank()
@@ -133,7 +194,7 @@ def rank_log(rank: int):
 
 
 def read_job(path: str | os.PathLike) -> dict[str, Any]:
-    """The job spec written by :func:`wavbrivl.train.pipeline.write_job`."""
+    """The job spec written by :func:`wavbrivl.train.stage.write_job`."""
     try:
         job = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -159,7 +220,7 @@ def init_process_group(device_name: str) -> torch.device:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of one rank: ``python -m wavbrivl.train.ddp JOB.json`` under torchrun."""
-    from wavbrivl.train.pipeline import run_training
+    from wavbrivl.train.stage import run_training
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:

@@ -1,12 +1,16 @@
-"""The learning-rate schedule: linear warmup, then cosine decay to ``min_lr``.
+"""The optimizer (AdamW) and its learning-rate schedule: linear warmup, then cosine decay to
+``min_lr``.
 
-A pure function of the step, so a resumed run gets exactly the learning rate the
+The schedule is a pure function of the step, so a resumed run gets exactly the learning rate the
 uninterrupted run would have had (nothing about the schedule lives in a checkpoint).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import torch
 
 
 def lr_at(
@@ -34,3 +38,18 @@ def lr_at(
     decay_steps = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on vectors (biases, norms).
+    ``cfg``: a :class:`~wavbrivl.train.config.TrainConfig` (``lr``, ``weight_decay``)."""
+    params = list(model.trainable_parameters())
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)

@@ -1,7 +1,4 @@
-"""The training and evaluation stages as the workflow runs them: config blocks in, artefacts out.
-
-Both stages read the same data (a dataset's manifest plus its media and embedding shards)
-and check every embedding file against the configured image encoder's fingerprint.
+"""The training stage as the workflow runs it: config blocks in, ``audio_encoder.pt`` out.
 
 :func:`launch_training` is what the workflow calls: with ``train.gpus`` > 1 it starts a
 data-parallel ``torchrun`` job (:mod:`wavbrivl.train.ddp`) on this node, else it trains in
@@ -25,28 +22,16 @@ from wavbrivl.atomic import write_text_atomic
 from wavbrivl.audio.encoder import AudioEncoderConfig, build_audio_encoder
 from wavbrivl.configs import from_mapping
 from wavbrivl.devices import pick_device
+from wavbrivl.embed.store import read_common_header
 from wavbrivl.train.checkpoint import list_checkpoints
+from wavbrivl.train.config import TrainConfig
 from wavbrivl.train.data import TrainData
-from wavbrivl.train.loop import (
-    ARTEFACT_NAME,
-    CHECKPOINT_DIR,
-    Collective,
-    TrainConfig,
-    TrainingInterrupted,
-    embed_batches,
-    train,
-)
+from wavbrivl.train.ddp import Collective
+from wavbrivl.train.loop import ARTEFACT_NAME, CHECKPOINT_DIR, train
 from wavbrivl.train.moco import CrossModalMoCo, MoCoConfig
-
-#: Keys of the workflow's ``train`` block that are not TrainConfig fields.
-WORKFLOW_ONLY_KEYS = ("run", "dataset", "device", "gpus")
+from wavbrivl.train.signals import TrainingInterrupted
 
 Log = Callable[[str], None]
-
-
-def train_config(block: dict[str, Any]) -> TrainConfig:
-    values = {k: v for k, v in block.items() if k not in WORKFLOW_ONLY_KEYS}
-    return from_mapping(TrainConfig, values, "train config")
 
 
 def build_model(audio: dict[str, Any], loss: dict[str, Any], *, wavlm: str, image_dim: int):
@@ -65,27 +50,28 @@ def run_training(
     loss: dict[str, Any],
     train_block: dict[str, Any],
     wavlm: str,
-    image_dim: int,
-    fingerprint: str,
     log: Log,
     collective: Collective | None = None,
     device: torch.device | None = None,
 ) -> Path:
     """Train the audio encoder; returns ``<out_dir>/audio_encoder.pt``.
 
+    The image encoder's fingerprint and embedding size come from the embedding files'
+    headers (all shards must agree); the fingerprint is recorded in the artefact.
     ``collective`` / ``device``: set by :mod:`wavbrivl.train.ddp` for one rank of a
     data-parallel job (``train_block["batch_size"]`` is then the global batch)."""
-    cfg = train_config(train_block)
+    cfg = TrainConfig.from_block(train_block)
     device = device or pick_device(train_block.get("device", "auto"))
     rank, world = (collective.rank, collective.world_size) if collective else (0, 1)
-    torch.manual_seed(cfg.seed)  # the same initial weights and queues on every rank
-    model = build_model(audio, loss, wavlm=wavlm, image_dim=image_dim)
+    header = read_common_header([embedding for embedding, _ in shards])
+    torch.manual_seed(cfg.data.seed)  # the same initial weights and queues on every rank
+    model = build_model(audio, loss, wavlm=wavlm, image_dim=header.dim)
     data = TrainData(
         manifest,
         shards,
-        cfg.data_config(),
-        fingerprint=fingerprint,
-        image_dim=image_dim,
+        cfg.data,
+        fingerprint=header.fingerprint,
+        image_dim=header.dim,
         pin_memory=device.type == "cuda",
         rank=rank,
         world_size=world,
@@ -144,7 +130,9 @@ def launch_training(*, log: Log, log_stream: IO[str] | None = None, **training_k
     gpus = int(training_kwargs["train_block"].get("gpus", 1) or 1)
     if gpus <= 1:
         return run_training(log=log, **training_kwargs)
-    train_config(training_kwargs["train_block"])  # a bad config fails here, not in N ranks
+    TrainConfig.from_block(
+        training_kwargs["train_block"]
+    )  # a bad config fails here, not in N ranks
     out_dir = Path(training_kwargs["out_dir"])
     job = write_job(out_dir / JOB_NAME, **training_kwargs)
     argv = torchrun_command(job, gpus)
@@ -179,42 +167,3 @@ def launch_training(*, log: Log, log_stream: IO[str] | None = None, **training_k
         f"data-parallel training ({' '.join(argv)}) exited with code {returncode} "
         f"without writing {artefact}; see the ranks' messages above"
     )
-
-
-def run_evaluation(
-    *,
-    model_path: str | Path,
-    manifest: str | Path,
-    shards: Sequence[tuple[str | Path, str | Path]],
-    out_dir: str | Path,
-    train_block: dict[str, Any],
-    wavlm: str,
-    fingerprint: str,
-    log: Log,
-) -> dict:
-    """Retrieval on the test split with g(audio) (the downstream embedding) against the
-    clean frames' image embeddings; writes metrics.json, metrics.tsv and retrieval.png."""
-    from wavbrivl.evaluate.retrieval import retrieval_metrics, write_retrieval_report
-    from wavbrivl.train.checkpoint import load_trained_model
-
-    cfg = train_config(train_block)
-    device = pick_device(train_block.get("device", "auto"))
-    model = load_trained_model(model_path, device=device, wavlm=wavlm)
-    image_dim = model.cfg.image_dim
-    data = TrainData(
-        manifest,
-        shards,
-        cfg.data_config(),
-        fingerprint=fingerprint,
-        image_dim=image_dim,
-        check_train=False,  # evaluation needs test clips, not a full training batch
-    )
-    audio_emb, image_emb, clip_ids, labels = embed_batches(
-        model, data.eval_batches("test"), device=device
-    )
-    metrics = retrieval_metrics(audio_emb, image_emb, labels)
-    metrics["split"] = cfg.test_split
-    metrics["model"] = str(model_path)
-    write_retrieval_report(metrics, out_dir)
-    log(json.dumps({k: metrics[k] for k in ("n_clips", "n_classes")}))
-    return metrics
