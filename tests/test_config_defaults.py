@@ -11,6 +11,8 @@ from wavbrivl.audio.encoder import AudioEncoderConfig
 from wavbrivl.configs import block_properties, check_block, schema_default
 from wavbrivl.extract import ExtractConfig
 from wavbrivl.generate.loop import GenerateConfig
+from wavbrivl.train.config import TrainConfig
+from wavbrivl.train.data import DataConfig
 from wavbrivl.train.moco import MoCoConfig
 
 # (dataclass, the schema block it mirrors, values for its required fields)
@@ -19,8 +21,10 @@ MIRRORS = [
     (AudioEncoderConfig, "audio", {"wavlm": "/some/wavlm"}),
     (GenerateConfig, "generate", {}),
     (ExtractConfig, "extract", {}),
+    (TrainConfig, "train", {}),
+    (DataConfig, "train", {}),
 ]
-IDS = [block for _, block, _ in MIRRORS]
+IDS = [cls.__name__ for cls, _, _ in MIRRORS]
 
 
 def mirrored_fields(cls, block):

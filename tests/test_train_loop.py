@@ -398,7 +398,7 @@ def test_train_config_from_dict_names_unknown_keys_and_checks_values():
         TrainConfig.from_dict({"stepz": 5})
     with pytest.raises(ValueError, match="warmup_steps=10"):
         TrainConfig(steps=5, warmup_steps=10)
-    with pytest.raises(ValueError, match="views='noisy'"):
+    with pytest.raises(ValueError, match=r"'train\.views': 'noisy' is not one of"):
         TrainConfig.from_dict({"views": "noisy"})
     # The flat form (the workflow's train block) maps onto the nested data config.
     cfg = TrainConfig.from_dict({"batch_size": 8, "seed": 3, "steps": 7, "warmup_steps": 0})

@@ -6,10 +6,10 @@ The workflow's ``train:`` block is flat, as users write it; :meth:`TrainConfig.f
 in checkpoints and in ``audio_encoder.pt``) and the nested dataclasses: a key that names a
 :class:`DataConfig` field goes there, every other one to :class:`TrainConfig`.
 
-One default and one rule per key: the defaults written here are those of
-``workflow/schemas/config.schema.yaml`` (the workflow fills a config from the schema), and
-each key's bounds are checked by the dataclass that owns it; ``tests/test_train_config.py``
-checks that the schema's defaults and bounds say the same.
+One default and one rule per key: both come from ``workflow/schemas/config.schema.yaml``
+(:mod:`wavbrivl.configs`), the schema the workflow validates a config with; the dataclasses
+add only the rules that tie two keys together (warmup_steps <= steps, min_lr <= lr).
+``tests/test_train_config.py`` checks the two agree key by key.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from wavbrivl.configs import check_block, default_field
 from wavbrivl.train.data import DataConfig
 
 DATA_KEYS = tuple(f.name for f in fields(DataConfig))
@@ -29,38 +30,26 @@ WORKFLOW_ONLY_KEYS = ("run", "dataset", "device", "gpus")
 class TrainConfig:
     """Everything that decides a training run's result (plus checkpoint/eval/log cadence)."""
 
-    steps: int = 20000  # optimizer steps
-    grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 1e-4
-    min_lr: float = 0.0
-    weight_decay: float = 0.01  # not applied to biases and norm weights
-    warmup_steps: int = 500
-    grad_clip: float = 1.0  # max gradient norm; 0 = no clipping
-    ckpt_every: int = 500
-    keep_checkpoints: int = 2
-    eval_every: int = 1000  # 0 = only at the end
-    eval_max_clips: int = 2000  # validation subset (seeded), bounds eval time
-    log_every: int = 10
-    max_nonfinite_in_row: int = 10
+    steps: int = default_field("train", "steps")  # optimizer steps
+    grad_accum: int = default_field("train", "grad_accum")  # micro-batches per optimizer step
+    lr: float = default_field("train", "lr")
+    min_lr: float = default_field("train", "min_lr")
+    weight_decay: float = default_field("train", "weight_decay")  # not on biases and norms
+    warmup_steps: int = default_field("train", "warmup_steps")
+    grad_clip: float = default_field("train", "grad_clip")  # max gradient norm; 0 = none
+    ckpt_every: int = default_field("train", "ckpt_every")
+    keep_checkpoints: int = default_field("train", "keep_checkpoints")
+    eval_every: int = default_field("train", "eval_every")  # 0 = only at the end
+    eval_max_clips: int = default_field("train", "eval_max_clips")  # seeded validation subset
+    log_every: int = default_field("train", "log_every")
+    max_nonfinite_in_row: int = default_field("train", "max_nonfinite_in_row")
     data: DataConfig = field(default_factory=DataConfig)  # clips -> batches; seed, batch_size
 
     def __post_init__(self) -> None:
-        positive = [
-            "steps",
-            "grad_accum",
-            "ckpt_every",
-            "keep_checkpoints",
-            "log_every",
-            "max_nonfinite_in_row",
-            "eval_max_clips",
-        ]
-        bad = [n for n in positive if getattr(self, n) < 1]
-        bad += [n for n in ("lr",) if not self.lr > 0]
-        bad += [
-            n
-            for n in ("min_lr", "weight_decay", "grad_clip", "eval_every", "warmup_steps")
-            if getattr(self, n) < 0
-        ]
+        check_block(
+            {f.name: getattr(self, f.name) for f in fields(self) if f.name != "data"}, "train"
+        )
+        bad = []
         if self.warmup_steps > self.steps:
             bad.append("warmup_steps")
         if self.min_lr > self.lr:

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from wavbrivl.configs import check_block, default_field
 from wavbrivl.extract.media import SAMPLE_RATE
 from wavbrivl.hashing import seeded_int
 from wavbrivl.train.catalogue import SPLITS, EmptySplit, ShardPair, build_catalogue
@@ -51,29 +52,25 @@ VIEW_MODES = ("random", "clean")
 class DataConfig:
     """How clips become batches (the training loop's :class:`TrainConfig` fills it)."""
 
-    window_s: float = 5.0  # audio window per clip and step, seconds
-    batch_size: int = 64
-    num_workers: int = 2  # DataLoader worker processes (0 = in the main process); run-time only
-    data_streams: int = 2  # logical streams (shard groups, shuffle buffers), fixed for a run
-    shuffle_buffer: int = 512  # clips held per stream to shuffle across shard boundaries
-    val_fraction: float = 0.05  # of the train split, held out by a seeded hash of clip_id
-    seed: int = 0
-    views: str = "random"  # "random": a random cached view per step; "clean": view 0 only
-    train_split: str = "train"  # manifest split names
-    test_split: str = "test"
+    # Keys of the workflow's `train` block: defaults and rules from the config schema.
+    window_s: float = default_field("train", "window_s")  # audio window per clip and step
+    batch_size: int = default_field("train", "batch_size")
+    num_workers: int = default_field("train", "num_workers")  # 0 = main process; run-time only
+    data_streams: int = default_field("train", "data_streams")  # fixed for a run
+    shuffle_buffer: int = default_field("train", "shuffle_buffer")  # clips held per stream
+    val_fraction: float = default_field("train", "val_fraction")  # held out by clip_id hash
+    seed: int = default_field("train", "seed")
+    views: str = default_field("train", "views")  # random cached view per step, or view 0
+    train_split: str = default_field("train", "train_split")  # manifest split names
+    test_split: str = default_field("train", "test_split")
+    # Constants of the pipeline, not config keys.
     min_samples: int = 400  # shorter audio cannot give one WavLM frame (25 ms): counted as bad
     prefetch_factor: int = 2
 
     def __post_init__(self) -> None:
+        check_block(self, "train")
         checks = {
-            "window_s": self.window_s > 0,
-            "batch_size": self.batch_size >= 1,
-            "num_workers": self.num_workers >= 0,
-            "data_streams": self.data_streams >= 1,
-            "shuffle_buffer": self.shuffle_buffer >= 1,
-            "val_fraction": 0.0 <= self.val_fraction < 1.0,
-            "seed": self.seed >= 0,
-            "views": self.views in VIEW_MODES,
+            "views": self.views in VIEW_MODES,  # the schema's enum and the code must agree
             "min_samples": self.min_samples >= 1,
             "prefetch_factor": self.prefetch_factor >= 1,
         }
