@@ -25,9 +25,9 @@ include: "workflow/rules/generate.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs(),
-    default_target: True
 
 
 # Named partial targets: `snakemake --cores all manifests` and so on.

@@ -1,4 +1,4 @@
-"""ruff (lint and format, settings in pyproject.toml) is clean on the whole repository."""
+"""ruff (lint and format, settings in pyproject.toml) and snakefmt are clean on the repository."""
 
 from __future__ import annotations
 
@@ -21,3 +21,15 @@ def test_ruff_format_is_clean():
         [RUFF, "format", "--check", "."], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_snakefmt_is_clean():
+    """The Snakefile and rules keep the Snakemake catalog's format (snakefmt, pinned)."""
+    snakefmt = Path(sys.executable).parent / "snakefmt"
+    result = subprocess.run(
+        [snakefmt, "--check", "Snakefile", "workflow/rules"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

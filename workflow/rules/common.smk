@@ -37,15 +37,14 @@ def _validate_config(cfg):
 
 _validate_config(config)
 
+
 wildcard_constraints:
     dataset="[A-Za-z][A-Za-z0-9_]*",
     shard="[0-9]+",
 
 
 def dataset_names(role=None):
-    return [
-        name for name, ds in config["datasets"].items() if role is None or ds["role"] == role
-    ]
+    return [name for name, ds in config["datasets"].items() if role is None or ds["role"] == role]
 
 
 def get_shards(dataset):
@@ -182,6 +181,7 @@ def file_sha256(path):
 
 # --- training ----------------------------------------------------------------------------
 
+
 def run_name():
     return config["train"]["run"]
 
@@ -244,7 +244,10 @@ def get_training_inputs(wildcards):
 
 
 def get_model_outputs():
-    return [f"results/models/{run_name()}/audio_encoder.pt", f"results/eval/{run_name()}/metrics.json"]
+    return [
+        f"results/models/{run_name()}/audio_encoder.pt",
+        f"results/eval/{run_name()}/metrics.json",
+    ]
 
 
 # --- generation and sheets ---------------------------------------------------------------

@@ -6,14 +6,14 @@ rule synthesise_demo:
         audioset_labels="results/demo/audioset/class_labels_indices.csv",
         info="results/demo/demo_info.json",
         videos=directory("results/demo/videos"),
-    params:
-        demo=config["demo"],
-    threads: 2
     log:
         "logs/synthesise_demo/demo.log",
     benchmark:
         "benchmarks/synthesise_demo/demo.tsv"
     conda:
         "../../envs/media.yaml"
+    threads: 2
+    params:
+        demo=config["demo"],
     script:
         "../scripts/synthesise_demo.py"

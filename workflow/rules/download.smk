@@ -5,19 +5,19 @@ rule download_clips:
         manifest=get_manifest_for_shard,
     output:
         status="results/download/{dataset}/{shard}.status.parquet",
-    params:
-        clips=get_shard_digest,
-        media_dir=get_download_dir,
-        download=get_download_identity,
-    threads: 4
-    # `--resources download_jobs=N` caps shards downloading at once (be polite to YouTube).
-    resources:
-        download_jobs=1,
     log:
         "logs/download_clips/{dataset}/{shard}.log",
     benchmark:
         "benchmarks/download_clips/{dataset}/{shard}.tsv"
     conda:
         "../../envs/media.yaml"
+    threads: 4
+    # `--resources download_jobs=N` caps shards downloading at once (be polite to YouTube).
+    resources:
+        download_jobs=1,
+    params:
+        clips=get_shard_digest,
+        media_dir=get_download_dir,
+        download=get_download_identity,
     script:
         "../scripts/download_clips.py"

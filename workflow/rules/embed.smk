@@ -7,16 +7,16 @@ rule embed_images:
         weights=get_encoder_weights,
     output:
         "results/embeddings/{encoder}/{dataset}/{shard}.parquet",
-    params:
-        identity=get_encoder_identity,
-    threads: 2
-    resources:
-        gpu=0,
     log:
         "logs/embed_images/{encoder}/{dataset}/{shard}.log",
     benchmark:
         "benchmarks/embed_images/{encoder}/{dataset}/{shard}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=0,
+    params:
+        identity=get_encoder_identity,
     script:
         "../scripts/embed_images.py"

@@ -4,16 +4,16 @@ rule extract_media:
         status="results/download/{dataset}/{shard}.status.parquet",
     output:
         "results/media/{dataset}/{shard}.parquet",
-    params:
-        clips=get_shard_digest,
-        media_dir=get_download_dir,
-        extract=config["extract"],
-    threads: 2
     log:
         "logs/extract_media/{dataset}/{shard}.log",
     benchmark:
         "benchmarks/extract_media/{dataset}/{shard}.tsv"
     conda:
         "../../envs/media.yaml"
+    threads: 2
+    params:
+        clips=get_shard_digest,
+        media_dir=get_download_dir,
+        extract=config["extract"],
     script:
         "../scripts/extract_media.py"

@@ -4,18 +4,18 @@ rule generate_images:
         model="results/models/{run}/audio_encoder.pt",
     output:
         directory("results/generation/{run}/{dataset}"),
-    params:
-        generate=get_generate_params,
-        encoder=get_encoder_identity,
-    threads: 4
-    resources:
-        gpu=config["train"]["gpus"],
     log:
         "logs/generate_images/{run}/{dataset}.log",
     benchmark:
         "benchmarks/generate_images/{run}/{dataset}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=config["train"]["gpus"],
+    params:
+        generate=get_generate_params,
+        encoder=get_encoder_identity,
     script:
         "../scripts/generate_images.py"
 
@@ -41,12 +41,12 @@ rule assemble_sheets:
             caption="../report/auto2afc.rst",
             category="Two-choice study",
         ),
-    params:
-        sheets=config["sheets"],
-        encoder=get_encoder_identity,
     log:
         "logs/assemble_sheets/{sheet}.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        sheets=config["sheets"],
+        encoder=get_encoder_identity,
     script:
         "../scripts/assemble_sheets.py"

@@ -5,12 +5,12 @@ checkpoint build_manifest:
         get_manifest_inputs,
     output:
         "results/manifest/{dataset}.parquet",
-    params:
-        dataset=get_dataset_config,
-        cache_dir="results/manifest/_downloads",
     log:
         "logs/build_manifest/{dataset}.log",
     conda:
         "../../envs/media.yaml"
+    params:
+        dataset=get_dataset_config,
+        cache_dir="results/manifest/_downloads",
     script:
         "../scripts/build_manifest.py"

@@ -20,21 +20,21 @@ rule train_audio_encoder:
     # (recipe.json in the folder decides whether a rerun resumes or starts afresh.)
     output:
         model="results/models/{run}/audio_encoder.pt",
-    params:
-        audio=config["audio"],
-        loss=config["loss"],
-        train=get_train_params,
-        encoder=get_encoder_identity,
-        manifest=get_training_digest,
-    threads: 4
-    resources:
-        gpu=config["train"]["gpus"],
     log:
         "logs/train_audio_encoder/{run}.log",
     benchmark:
         "benchmarks/train_audio_encoder/{run}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=config["train"]["gpus"],
+    params:
+        audio=config["audio"],
+        loss=config["loss"],
+        train=get_train_params,
+        encoder=get_encoder_identity,
+        manifest=get_training_digest,
     script:
         "../scripts/train_audio_encoder.py"
 
@@ -46,20 +46,24 @@ rule evaluate_retrieval:
     output:
         metrics="results/eval/{run}/metrics.json",
         table=report(
-            "results/eval/{run}/metrics.tsv", caption="../report/retrieval.rst", category="Retrieval"
+            "results/eval/{run}/metrics.tsv",
+            caption="../report/retrieval.rst",
+            category="Retrieval",
         ),
         plot=report(
-            "results/eval/{run}/retrieval.png", caption="../report/retrieval.rst", category="Retrieval"
+            "results/eval/{run}/retrieval.png",
+            caption="../report/retrieval.rst",
+            category="Retrieval",
         ),
         curves=report(
             "results/eval/{run}/curves.png", caption="../report/curves.rst", category="Training"
         ),
-    params:
-        train=get_train_params,
-    threads: 2
     log:
         "logs/evaluate_retrieval/{run}.log",
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    params:
+        train=get_train_params,
     script:
         "../scripts/evaluate_retrieval.py"
