@@ -9,6 +9,7 @@ import pytest
 
 from wavbrivl.audio.encoder import AudioEncoderConfig
 from wavbrivl.configs import block_properties, check_block, schema_default
+from wavbrivl.download import DownloadConfig
 from wavbrivl.extract import ExtractConfig
 from wavbrivl.generate.loop import GenerateConfig
 from wavbrivl.train.config import TrainConfig
@@ -21,6 +22,7 @@ MIRRORS = [
     (AudioEncoderConfig, "audio", {"wavlm": "/some/wavlm"}),
     (GenerateConfig, "generate", {}),
     (ExtractConfig, "extract", {}),
+    (DownloadConfig, "download", {}),
     (TrainConfig, "train", {}),
     (DataConfig, "train", {}),
 ]

@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 
 from yt_dlp.utils import download_range_func, parse_bytes
 
-from wavbrivl.configs import from_mapping
+from wavbrivl.configs import check_block, default_field, from_mapping, schema_default
 
 # Best video up to 360p plus best audio, else the best single file up to 360p, else anything.
 # Every alternative keeps an audio track: WavBriVL needs the sound more than the picture.
-DEFAULT_FORMAT = "bv*[height<=360]+ba/b[height<=360]/b"
+DEFAULT_FORMAT = schema_default("download", "format")  # <= 360p video + audio
 
 SECTION_MODES = ("auto", "always", "never")
 
@@ -36,36 +36,37 @@ TMP_STEM = "clip"
 class DownloadConfig:
     """The ``download:`` block of the workflow config (see config/README.md)."""
 
-    format: str = DEFAULT_FORMAT
-    max_attempts: int = 3  # per clip per run
-    backoff_s: float = 2.0  # first retry waits ~backoff_s, then doubles (plus jitter)
-    pace_s: float = 0.0  # minimum gap between request starts across a shard's threads
-    socket_timeout_s: float = 30.0
-    sections: str = "auto"  # auto | always | never: cut [start, end) out of the source?
-    section_padding_s: float = 0.0  # extra seconds kept on both sides of a cut
-    cookies_file: str | None = None  # Netscape cookies.txt
-    js_runtime: str | None = None  # "deno", "node", or "name:/path/to/executable"
-    allow_file_urls: bool = False  # file:// URLs (the demo); keep off for real data
-    retry_permanent: bool = False  # retry unavailable / private / bad_media too
-    rate_limit: str | None = None  # download speed limit, e.g. "2M" (bytes/s)
-    sleep_requests_s: float = 0.0  # yt-dlp's sleep between requests during extraction
-    require_video: bool = True  # a file without a video stream is bad_media
+    # The workflow's `download` block: defaults and rules from the config schema.
+    format: str = default_field("download", "format")
+    max_attempts: int = default_field("download", "max_attempts")  # per clip per run
+    # The first retry waits ~backoff_s, then doubles (plus jitter).
+    backoff_s: float = default_field("download", "backoff_s")
+    # Minimum gap between request starts across a shard's threads.
+    pace_s: float = default_field("download", "pace_s")
+    socket_timeout_s: float = default_field("download", "socket_timeout_s")
+    # auto | always | never: cut [start, end) out of the source?
+    sections: str = default_field("download", "sections")
+    section_padding_s: float = default_field("download", "section_padding_s")  # both sides
+    cookies_file: str | None = default_field("download", "cookies_file")  # Netscape cookies.txt
+    # "deno", "node", or "name:/path/to/executable".
+    js_runtime: str | None = default_field("download", "js_runtime")
+    allow_file_urls: bool = default_field("download", "allow_file_urls")  # the demo's file://
+    # Retry unavailable / private / bad_media too.
+    retry_permanent: bool = default_field("download", "retry_permanent")
+    rate_limit: str | None = default_field("download", "rate_limit")  # e.g. "2M" (bytes/s)
+    # yt-dlp's sleep between requests during extraction.
+    sleep_requests_s: float = default_field("download", "sleep_requests_s")
+    # A file without a video stream is bad_media.
+    require_video: bool = default_field("download", "require_video")
 
     def __post_init__(self) -> None:
-        problems = []
-        if not isinstance(self.format, str) or not self.format.strip():
+        check_block(self, "download")
+        problems = []  # what the schema cannot say
+        if not self.format.strip():
             problems.append(
                 f"format must be a non-empty yt-dlp format selector, got {self.format!r}"
             )
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            problems.append(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
-        for name in ("backoff_s", "pace_s", "section_padding_s", "sleep_requests_s"):
-            value = getattr(self, name)
-            if not _is_number(value) or value < 0:
-                problems.append(f"{name} must be a number >= 0, got {value!r}")
-        if not _is_number(self.socket_timeout_s) or self.socket_timeout_s <= 0:
-            problems.append(f"socket_timeout_s must be a number > 0, got {self.socket_timeout_s!r}")
-        if self.sections not in SECTION_MODES:
+        if self.sections not in SECTION_MODES:  # the schema's enum and the code must agree
             problems.append(f"sections must be one of {SECTION_MODES}, got {self.sections!r}")
         if self.rate_limit is not None and _parse_rate(self.rate_limit) is None:
             problems.append(
