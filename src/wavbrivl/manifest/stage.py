@@ -9,13 +9,13 @@ here are the same values, for callers outside the workflow, and a test keeps the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from wavbrivl.configs import from_mapping
+from wavbrivl.configs import check_block, default_field, from_mapping, schema_default
 from wavbrivl.manifest.audioset import default_split_name, read_audioset_segments, read_class_labels
 from wavbrivl.manifest.build import (
     FORMATS,
@@ -29,12 +29,8 @@ from wavbrivl.manifest.parsing import ParseReport
 from wavbrivl.manifest.select import select_clips
 from wavbrivl.manifest.vggsound import read_vggsound_csv
 
-YOUTUBE_URL_TEMPLATE = "https://www.youtube.com/watch?v={id}"
+YOUTUBE_URL_TEMPLATE = schema_default("dataset", "source")["url_template"]
 SOURCE_KEYS = ("url_template", "mapping_csv")
-
-
-def _youtube_source() -> dict[str, str]:
-    return {"url_template": YOUTUBE_URL_TEMPLATE}
 
 
 @dataclass(frozen=True)
@@ -45,19 +41,22 @@ class DatasetConfig:
     format: str  # "vggsound" | "audioset"
     csv: str | Path  # local path or http(s) URL of the dataset CSV
     n_shards: int
-    labels_csv: str | Path | None = None  # AudioSet class_labels_indices.csv (display names)
-    split_name: str | None = None  # the split an AudioSet CSV stands for; None: from its name
-    clip_seconds: float = 10.0  # VGGSound clips are [start, start + clip_seconds)
+    # Defaults and rules of the optional keys come from the config schema (`$defs.dataset`).
+    labels_csv: str | Path | None = default_field("dataset", "labels_csv")  # AudioSet names
+    # The split an AudioSet CSV stands for; None: from its name.
+    split_name: str | None = default_field("dataset", "split_name")
+    # VGGSound clips are [start, start + clip_seconds).
+    clip_seconds: float = default_field("dataset", "clip_seconds")
     # How a source id becomes a URL: {"url_template": "...{id}..."} or {"mapping_csv": path}.
-    source: Mapping[str, str] = field(default_factory=_youtube_source)
+    source: Mapping[str, str] = default_field("dataset", "source")
     # What to keep (wavbrivl.manifest.select.select_clips).
-    splits: Sequence[str] | None = None
-    classes: Sequence[str] | None = None
-    ytids: Sequence[str] | None = None
-    max_clips_per_class: int | None = None
-    seed: int = 0
+    splits: Sequence[str] | None = default_field("dataset", "splits")
+    classes: Sequence[str] | None = default_field("dataset", "classes")
+    ytids: Sequence[str] | None = default_field("dataset", "ytids")
+    max_clips_per_class: int | None = default_field("dataset", "max_clips_per_class")
+    seed: int = default_field("dataset", "seed")
     # What the workflow does with the manifest (train or generation); not read here.
-    role: str = "train"
+    role: str = default_field("dataset", "role")
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -66,6 +65,7 @@ class DatasetConfig:
             raise ValueError(
                 f"source must have exactly one key, url_template or mapping_csv: {self.source}"
             )
+        check_block(self, "dataset")  # after the checks above: their messages are clearer
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DatasetConfig:
