@@ -23,6 +23,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from wavbrivl.configs import check_block, default_field
 from wavbrivl.embed.store import EmbeddingWriter
 from wavbrivl.encoders.preprocess import view_seed
 from wavbrivl.encoders.registry import ImageEncoder
@@ -34,12 +35,12 @@ from wavbrivl.status import OK
 class EmbedSettings:
     """What changes the embeddings besides the encoder itself (goes into the file metadata)."""
 
-    n_views: int = 1
-    seed: int = 0
+    # The `embed` block's n_views and view_seed: defaults and rules from the config schema.
+    n_views: int = default_field("embed", "n_views")
+    seed: int = default_field("embed", "view_seed")
 
     def __post_init__(self) -> None:
-        if self.n_views < 1:
-            raise ValueError(f"n_views must be >= 1, got {self.n_views}")
+        check_block({"n_views": self.n_views, "view_seed": self.seed}, "embed")
 
 
 @dataclass
