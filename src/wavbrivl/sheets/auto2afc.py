@@ -9,7 +9,6 @@ other), half correct on an exact tie (so a collapsed encoder scores chance, 50 %
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from PIL import Image
 
 from wavbrivl.atomic import write_text_atomic
 from wavbrivl.generate.png import generated_png_path
+from wavbrivl.hashing import sha256_of
 from wavbrivl.sheets.analysis import N_BOOT, bootstrap_percent_ci
 
 
@@ -93,11 +93,7 @@ def auto_two_choice(
         expected_sha[t["clip_id"]] = t["match_image_sha256"]
         expected_sha[t["other_clip_id"]] = t["other_image_sha256"]
     paths = {cid: generated_png_path(folder, cid) for cid in expected_sha}
-    changed = [
-        cid
-        for cid, path in paths.items()
-        if hashlib.sha256(path.read_bytes()).hexdigest() != expected_sha[cid]
-    ]
+    changed = [cid for cid, path in paths.items() if sha256_of(path) != expected_sha[cid]]
     if changed:
         raise ValueError(
             f"run {run!r}: image(s) in {folder} differ from the ones in the study: {changed[:10]}"

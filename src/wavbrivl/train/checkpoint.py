@@ -12,7 +12,6 @@ with ``weights_only=True``: no pickled code runs on load.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import torch
 
 from wavbrivl.atomic import atomic_path, write_text_atomic
 from wavbrivl.config_keys import resume_checked
+from wavbrivl.hashing import sha256_of
 
 CHECKPOINT_FORMAT = "wavbrivl.train_checkpoint/1"
 ARTEFACT_FORMAT = "wavbrivl.audio_encoder/1"
@@ -53,20 +53,12 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_checkpoint(path: PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically, then its digest sidecar (the mark of a finished file)."""
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-    write_text_atomic(_sidecar(path), _sha256(path) + "\n")
+    write_text_atomic(_sidecar(path), sha256_of(path) + "\n")
     return path
 
 
@@ -77,7 +69,7 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     if not sidecar.exists():
         raise CorruptCheckpoint(f"{path}: no {sidecar.name} (the save did not finish)")
     expected = sidecar.read_text().strip()
-    actual = _sha256(path)
+    actual = sha256_of(path)
     if actual != expected:
         raise CorruptCheckpoint(
             f"{path}: sha256 {actual[:12]}... differs from {sidecar.name} {expected[:12]}..."
