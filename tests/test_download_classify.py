@@ -229,3 +229,19 @@ def test_cover_art_is_not_video():
         "  Stream #0:1: Video: mjpeg (Baseline), yuvj420p, 300x300, 90k tbn (attached pic)\n"
     )
     assert stream_kinds(stderr) == {"audio"}
+
+
+MISSING_FILE = (
+    "ERROR: [generic] nope: Unable to download webpage: [Errno 2] No such file or directory: "
+    "'/data/nope.mp4' (caused by TransportError(\"[Errno 2] No such file or directory: "
+    "'/data/nope.mp4'\"))"
+)
+
+
+def test_a_missing_source_file_is_unavailable_not_retriable():
+    result = classify_message(MISSING_FILE)
+    assert result.status == st.UNAVAILABLE
+    assert result.reason.startswith("source file /data/nope.mp4 does not exist (yt-dlp: [generic]")
+    # Our own I/O error with the same errno is not the source's fault.
+    own = classify_message("[Errno 2] No such file or directory: '/out/.tmp-x.part'")
+    assert own.status == st.ERROR

@@ -121,6 +121,15 @@ def test_file_urls_refused_unless_allowed(tmp_path, source_mp4):
     assert not list((tmp_path / "m").glob("*.mp4"))
 
 
+def test_missing_file_source_is_unavailable_with_a_clear_reason(tmp_path):
+    missing = tmp_path / "sources" / "nothing.mp4"
+    rows = rows_of(("c1_0", missing.as_uri(), 0.0, 2.0))
+    cfg = DownloadConfig(allow_file_urls=True, **FAST)
+    row = by_id(download_shard(rows, tmp_path / "m", tmp_path / "s.parquet", cfg))["c1_0"]
+    assert row["status"] == st.UNAVAILABLE  # not retried on every rerun
+    assert row["reason"].startswith(f"source file {missing} does not exist (yt-dlp: ")
+
+
 def test_forced_cut_of_a_file_url_fails_with_ytdlp_reason(tmp_path, source_mp4):
     rows = rows_of(("c1_0", source_mp4.as_uri(), 0.0, 2.0))
     cfg = DownloadConfig(allow_file_urls=True, sections="always", **FAST)

@@ -53,6 +53,13 @@ _HTTP_STATUS = {404: st.UNAVAILABLE, 410: st.UNAVAILABLE, 429: st.RATE_LIMITED}
 # yt-dlp's refusal to cut a source it can only fetch whole (file://, some protocols).
 _PARTIAL_REFUSAL = re.compile(r"cannot be partially downloaded", re.IGNORECASE)
 _FFMPEG_EXIT = re.compile(r"ffmpeg exited with code -?\d+", re.IGNORECASE)
+# yt-dlp reading a file:// source that is not there ("Unable to download webpage: [Errno 2]
+# No such file or directory: '/data/x.mp4'"). Only yt-dlp's download wording counts: our own
+# I/O errors with the same errno are not the source's fault.
+_MISSING_SOURCE = re.compile(
+    r"unable to download (?:webpage|video data)\b.*?no such file or directory(?:: '([^']*)')?",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,13 @@ def classify_message(
         )
     if timed_out:
         return Classification(st.TIMEOUT, reason)
+    missing = _MISSING_SOURCE.search(reason)
+    if missing:
+        path = f" {missing.group(1)}" if missing.group(1) else ""
+        return Classification(
+            st.UNAVAILABLE,
+            clean_message(f"source file{path} does not exist (yt-dlp: {reason})"),
+        )
     if http_status in _HTTP_STATUS:
         return Classification(_HTTP_STATUS[http_status], reason)
     lowered = reason.lower()
