@@ -8,6 +8,7 @@ space after each comma. ``class_labels_indices.csv`` maps MIDs to display names.
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -37,11 +38,48 @@ def parse_audioset_fields(fields: list[str]) -> tuple[str, float, float, list[st
     end_s = parse_seconds(fields[2], "end")
     if end_s <= start_s:
         raise MalformedRow(f"end {fields[2].strip()!r} is not after start {fields[1].strip()!r}")
-    mids = [mid.strip() for field in fields[3:] for mid in field.split(",")]
+    # Stray quotes a spreadsheet left around a MID ('"/m/068hy', '/m/0jbk"') are removed.
+    mids = [clean_mid(mid) for field in fields[3:] for mid in field.split(",")]
     mids = [mid for mid in mids if mid]
     if not mids:
         raise MalformedRow("empty label")
     return source_id, start_s, end_s, mids
+
+
+def clean_mid(text: str) -> str:
+    """A label id without surrounding whitespace and stray quotes (no MID contains a quote)."""
+    return text.strip().strip("\"'").strip()
+
+
+MANGLED_FRACTION = 0.5  # more unknown labels than this: the file is refused
+MAX_UNKNOWN_SHOWN = 5
+
+
+def check_known_labels(
+    df: pd.DataFrame, label_names: Mapping[str, str], *, source: str, labels_source: str
+) -> list[str]:
+    """Log lines about the labels of ``df`` that ``label_names`` does not know (none: ``[]``).
+
+    Raises ``ValueError`` ("<source> looks mangled: N of M labels unknown to <labels file>;
+    first: ...") when more than half of all labels are unknown: such a file parses, yet its
+    labels would match nothing.
+    """
+    n_labels = n_unknown = 0
+    first: list[str] = []
+    for line, labels in zip(df["line"], df["labels"], strict=True):
+        for label in labels:
+            n_labels += 1
+            if label not in label_names:
+                n_unknown += 1
+                if len(first) < MAX_UNKNOWN_SHOWN:
+                    first.append(f"line {int(line)}: {label!r}")
+    if not n_unknown:
+        return []
+    counted = f"{n_unknown} of {n_labels} labels unknown to {labels_source}"
+    if n_unknown > MANGLED_FRACTION * n_labels:
+        raise ValueError(f"{source} looks mangled: {counted}; first: {', '.join(first)}")
+    lines = [f"{source}: {counted} (kept as they are); first:"]
+    return lines + [f"  {example}" for example in first]
 
 
 def read_audioset_segments(path: str | Path, *, split: str) -> tuple[pd.DataFrame, ParseReport]:

@@ -14,13 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from wavbrivl.atomic import write_table_atomic
-from wavbrivl.manifest.parsing import ParseReport
+from wavbrivl.manifest.parsing import MAX_EXAMPLES, ParseReport
 from wavbrivl.sharding import shard_name, shard_of, shard_width
 
 MANIFEST_SCHEMA = pa.schema(
@@ -103,14 +104,19 @@ def build_manifest(
     """
     report = replace(report or ParseReport(n_rows=len(df), n_ok=len(df)))
     report.examples = list(report.examples)
+    report.no_url_examples = list(report.no_url_examples)
     urls = source_urls(df["source_id"].to_list(), url_template=url_template, mapping=mapping)
     has_url = [url is not None for url in urls]
     if not all(has_url):
         for line, source_id, ok in zip(df["line"], df["source_id"], has_url, strict=True):
             if not ok:
+                reason = f"{NO_SOURCE_URL} for id {source_id!r}"
                 report.n_ok -= 1
-                report.add_malformed(int(line), f"{NO_SOURCE_URL} for id {source_id!r}")
-    df = df.assign(url=urls)[has_url]
+                report.add_malformed(int(line), reason)
+                if len(report.no_url_examples) < MAX_EXAMPLES:
+                    report.no_url_examples.append(f"line {int(line)}: {reason}")
+    # A boolean array, not a list: indexing with an empty list would select no columns.
+    df = df.assign(url=urls).loc[np.asarray(has_url, dtype=bool)]
 
     clip_ids = df["clip_id"].to_list()
     labels = [list(labs) for labs in df["labels"]]

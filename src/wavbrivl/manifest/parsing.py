@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,10 @@ import pandas as pd
 from wavbrivl.clip_ids import is_safe_clip_id, make_clip_id
 
 MAX_EXAMPLES = 5  # malformed / duplicate rows kept verbatim for the log
+
+# A cell a spreadsheet replaced with an error value (an id starting with "-" or "=" becomes
+# "#NAME?"). Such a line is data, never a comment, even at the top of the file.
+SPREADSHEET_ERROR = re.compile(r"#(?:NAME\?|VALUE!|REF!|N/A|DIV/0!|NUM!|NULL!|ERROR!)")
 
 # Columns of a parsed dataset table (before URLs, display names and shards are added).
 # ``line`` is the CSV line a row came from, so later checks can still name it.
@@ -40,6 +45,11 @@ class ParseReport:
     examples: list[str] = field(default_factory=list)
     duplicate_examples: list[str] = field(default_factory=list)
     source: str = ""  # file name, for log lines
+    # Labels read across unquoted commas (VGGSound's rescue rule), counted and shown.
+    n_rescued_labels: int = 0
+    rescued_examples: list[str] = field(default_factory=list)
+    # Selected rows dropped for want of a source URL (also counted in n_malformed).
+    no_url_examples: list[str] = field(default_factory=list)
 
     def add_malformed(self, line: int, reason: str) -> None:
         self.n_malformed += 1
@@ -52,6 +62,11 @@ class ParseReport:
             self.duplicate_examples.append(
                 f"line {line}: duplicate clip id {clip_id!r} (first on line {first_line})"
             )
+
+    def add_rescued(self, line: int, label: str) -> None:
+        self.n_rescued_labels += 1
+        if len(self.rescued_examples) < MAX_EXAMPLES:
+            self.rescued_examples.append(f"line {line}: read as one label {label!r}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -70,6 +85,15 @@ class ParseReport:
         if self.n_malformed > len(self.examples):
             lines.append(f"  ... and {self.n_malformed - len(self.examples)} more malformed rows")
         lines += [f"  {example}" for example in self.duplicate_examples]
+        if self.n_rescued_labels:
+            lines.append(
+                f"  {self.n_rescued_labels} labels had unquoted commas and were read as one label:"
+            )
+            lines += [f"    {example}" for example in self.rescued_examples]
+            if self.n_rescued_labels > len(self.rescued_examples):
+                lines.append(
+                    f"    ... and {self.n_rescued_labels - len(self.rescued_examples)} more"
+                )
         return lines
 
 
@@ -119,6 +143,13 @@ class RowCollector:
         if not source_id:
             self.reject(line, "empty id")
             return
+        if SPREADSHEET_ERROR.match(source_id):
+            self.reject(
+                line,
+                f"id {source_id!r} is a spreadsheet error value (was the file saved by a "
+                "spreadsheet?)",
+            )
+            return
         clip_id = make_clip_id(source_id, start_s)
         # The source id names the downloaded file and the clip id every later artefact.
         if not is_safe_clip_id(source_id) or not is_safe_clip_id(clip_id):
@@ -149,9 +180,12 @@ def iter_csv_records(
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(first line number, fields)`` per CSV record, streaming.
 
-    Blank lines and ``#`` comment lines are skipped (AudioSet's header is three comment
-    lines). Comment lines are replaced by blank ones rather than dropped so that the csv
-    module's line counter stays equal to the file's line numbers.
+    Blank lines are skipped, and so are the ``#`` header comment lines at the top of the file
+    (AudioSet's header is three of them). A ``#`` line after the first data line, or one that
+    starts with a spreadsheet error value such as ``#NAME?``, is data: it parses or is
+    counted and shown as malformed, never dropped silently. Comment lines are replaced by
+    blank ones rather than dropped so that the csv module's line counter stays equal to the
+    file's line numbers.
     """
     with open(path, "rb") as fh:
         reader = csv.reader(_text_lines(path, fh), skipinitialspace=skipinitialspace)
@@ -167,7 +201,9 @@ def iter_csv_records(
 
 
 def _text_lines(path: str | Path, fh: BinaryIO) -> Iterator[str]:
-    """Decode line by line, so a byte that is not UTF-8 is reported with its line number."""
+    """Decode line by line, so a byte that is not UTF-8 is reported with its line number;
+    header comment lines (``#`` lines before the first data line) become blank lines."""
+    in_header = True
     for number, raw in enumerate(fh, start=1):
         try:
             line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
@@ -175,7 +211,12 @@ def _text_lines(path: str | Path, fh: BinaryIO) -> Iterator[str]:
             raise ValueError(
                 f"{path} line {number}: unreadable CSV: not UTF-8 ({err.reason})"
             ) from None
-        yield "\n" if line.startswith("#") else line
+        if in_header and line.startswith("#") and not SPREADSHEET_ERROR.match(line):
+            yield "\n"
+            continue
+        if line.strip():
+            in_header = False
+        yield line
 
 
 # Lazy re-exports: name -> submodule that defines it.

@@ -16,7 +16,12 @@ from typing import Any
 import pandas as pd
 
 from wavbrivl.configs import check_block, default_field, from_mapping, schema_default
-from wavbrivl.manifest.audioset import default_split_name, read_audioset_segments, read_class_labels
+from wavbrivl.manifest.audioset import (
+    check_known_labels,
+    default_split_name,
+    read_audioset_segments,
+    read_class_labels,
+)
 from wavbrivl.manifest.build import (
     FORMATS,
     NO_SOURCE_URL,
@@ -102,9 +107,16 @@ def make_manifest(
     dataset = dataset or out_path.stem
 
     log(f"{dataset}: reading {cfg.format} CSV {cfg.csv}")
-    df, report, label_names = _read_dataset(cfg, cache_dir)
+    df, report, label_names, csv_path = _read_dataset(cfg, cache_dir)
     for line in report.summary_lines():
         log(line)
+    if df.empty:
+        raise _no_clips_left(dataset, out_path, f"{cfg.csv} has no usable rows", report, csv_path)
+    if label_names is not None:
+        for line in check_known_labels(
+            df, label_names, source=str(cfg.csv), labels_source=str(cfg.labels_csv)
+        ):
+            log(line)
 
     selection = cfg.selection()
     selected = select_clips(
@@ -131,11 +143,13 @@ def make_manifest(
     n_no_url = full_report.n_malformed - report.n_malformed
     if n_no_url:
         log(f"{mapping_csv}: {n_no_url} selected clips have {NO_SOURCE_URL}, dropped")
-        for example in full_report.examples[len(report.examples) :]:
+        for example in full_report.no_url_examples:
             log(f"  {example}")
+        if n_no_url > len(full_report.no_url_examples):
+            log(f"  ... and {n_no_url - len(full_report.no_url_examples)} more")
     if table.num_rows == 0:
-        raise ValueError(
-            f"{dataset}: no clips left to write to {out_path} ({_describe(selection)})"
+        raise _no_clips_left(
+            dataset, out_path, f"{cfg.csv}, selection {_describe(selection)}", full_report
         )
 
     selection["n_selected"] = table.num_rows
@@ -159,8 +173,9 @@ def make_manifest(
 
 def _read_dataset(
     cfg: DatasetConfig, cache_dir: Path
-) -> tuple[pd.DataFrame, ParseReport, dict[str, str] | None]:
-    """The parsed rows, their parse report and the display names (AudioSet labels CSV)."""
+) -> tuple[pd.DataFrame, ParseReport, dict[str, str] | None, Path]:
+    """The parsed rows, their parse report, the display names (AudioSet labels CSV) and the
+    local path of the CSV."""
     csv_path = local_copy(cfg.csv, cache_dir)
     labels_csv = cfg.labels_csv
     label_names = read_class_labels(local_copy(labels_csv, cache_dir)) if labels_csv else None
@@ -170,7 +185,44 @@ def _read_dataset(
         split = cfg.split_name or default_split_name(cfg.csv)
         df, report = read_audioset_segments(csv_path, split=split)
     report.source = Path(str(cfg.csv)).name
-    return df, report, label_names
+    return df, report, label_names, Path(csv_path)
+
+
+MAX_FIRST_LINES = 3  # lines of a file without usable rows shown in the error
+FIRST_LINE_CHARS = 120
+
+
+def _no_clips_left(
+    dataset: str,
+    out_path: Path,
+    where: str,
+    report: ParseReport,
+    csv_path: Path | None = None,
+) -> ValueError:
+    """The "no clips left" error: the file, its parse summary and, when it had no usable
+    rows at all, its first lines (an HTML page saved as .csv shows itself)."""
+    lines = [f"{dataset}: no clips left to write to {out_path} ({where})"]
+    lines += report.summary_lines()
+    if csv_path is not None:
+        first = _first_lines(csv_path)
+        lines.append("  first lines of the file:" if first else "  the file is empty")
+        lines += [f"    {text}" for text in first]
+    return ValueError("\n".join(lines))
+
+
+def _first_lines(path: Path) -> list[str]:
+    """The first non-blank lines of ``path``, shortened, as ``repr``s (bytes made visible)."""
+    first: list[str] = []
+    with open(path, "rb") as fh:
+        for raw in fh:
+            text = raw.decode("utf-8", errors="replace").strip()
+            if text:
+                if len(text) > FIRST_LINE_CHARS:
+                    text = text[: FIRST_LINE_CHARS - 1] + "…"
+                first.append(repr(text))
+            if len(first) == MAX_FIRST_LINES:
+                break
+    return first
 
 
 def _describe(selection: Mapping[str, Any]) -> str:

@@ -64,5 +64,7 @@ def read_vggsound_csv(
         except MalformedRow as err:
             rows.reject(line, str(err))
             continue
+        if len(fields) > 4:  # unquoted commas in the label: counted and shown
+            report.add_rescued(line, label)
         rows.add(line, source_id, start_s, start_s + clip_seconds, [label], split)
     return rows.frame(), report
