@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from wavbrivl.atomic import atomic_path, write_text_atomic
+from wavbrivl.checkpoints import CheckpointError, read_checkpoint
 from wavbrivl.config_keys import resume_checked
 from wavbrivl.hashing import sha256_of
 
@@ -75,9 +76,9 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
             f"{path}: sha256 {actual[:12]}... differs from {sidecar.name} {expected[:12]}..."
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling failure means the same: not usable
-        raise CorruptCheckpoint(f"{path}: does not load ({type(exc).__name__}: {exc})") from exc
+        state = read_checkpoint(path)  # weights-only; refuses pickled code by name
+    except CheckpointError as exc:  # any unpickling failure means the same: not usable
+        raise CorruptCheckpoint(f"does not load: {exc}") from exc
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing or state.get("format") != CHECKPOINT_FORMAT:
         raise CorruptCheckpoint(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (missing {missing})")
@@ -194,8 +195,11 @@ def save_audio_encoder(
 
 
 def read_audio_encoder(path: PathLike) -> dict[str, Any]:
-    """The artefact's contents (weights_only load), checked for its format."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """The artefact's contents (weights_only load), checked for its format.
+
+    A file that needs pickled code raises :class:`~wavbrivl.checkpoints.UntrustedCheckpointError`,
+    an unreadable one :class:`~wavbrivl.checkpoints.CheckpointError`; both name the file."""
+    state = read_checkpoint(path)
     if state.get("format") != ARTEFACT_FORMAT:
         raise ValueError(f"{path}: not a {ARTEFACT_FORMAT} file (format {state.get('format')!r})")
     return state
