@@ -4,6 +4,7 @@ strict key checks with readable errors, refusal of untrusted pickles, streamed h
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,22 @@ def test_pickle_needing_code_is_refused_as_untrusted(tmp_path):
     with pytest.raises(UntrustedCheckpointError, match="refused as untrusted") as err:
         load_brivl_image_state(path)
     assert str(path) in str(err.value) and "NotAllowlisted" in str(err.value)
+
+
+class RunsACommand:
+    """Unpickling this calls ``os.system("true")`` (harmless, and never reached here)."""
+
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_a_pickle_that_would_run_a_command_is_refused_by_name_without_unsafe_advice(tmp_path):
+    path = _save_learnable(tmp_path / "command.pth", {}, extra=RunsACommand())
+    with pytest.raises(UntrustedCheckpointError, match="refused as untrusted") as err:
+        load_brivl_image_state(path)
+    message = str(err.value)
+    assert str(path) in message and f"{os.system.__module__}.system" in message
+    assert "weights_only" not in message and "trusted source" not in message
 
 
 def test_file_without_learnable_names_its_keys(tmp_path):

@@ -492,3 +492,50 @@ def test_the_real_tiny_model_trains_resumes_and_reloads(tmp_path):
     assert got.shape == (len(batch["clip_id"]), image_dim)
     assert torch.allclose(got, expected, atol=1e-5)
     assert torch.allclose(got.norm(dim=-1), torch.ones(len(got)), atol=1e-4)
+
+
+def test_two_trainings_from_the_same_inputs_give_the_same_bytes_and_fingerprint(tmp_path):
+    """Same inputs, same bytes: the model file and the checkpoints are byte-identical, so the
+    fingerprint that generated PNGs carry is too (issue 10, point 7)."""
+    from test_train_data import FINGERPRINT, simple_shards, write_dataset
+
+    from wavbrivl.audio.encoder import AudioEncoderConfig, build_audio_encoder
+    from wavbrivl.audio.tiny import TINY_AUDIO, TINY_MOCO, save_tiny_wavlm
+    from wavbrivl.generate.stage import _load_audio_model
+    from wavbrivl.train.data import TrainData
+    from wavbrivl.train.moco import CrossModalMoCo, MoCoConfig
+
+    wavlm_dir = save_tiny_wavlm(tmp_path / "wavlm", seed=0)
+    image_dim = TINY_MOCO["image_dim"]
+    manifest, pairs, _ = write_dataset(
+        tmp_path / "data", simple_shards(2, 6, seconds=1.2), dim=image_dim, views=1
+    )
+    cfg = TrainConfig.from_dict(
+        dict(steps=2, batch_size=4, warmup_steps=1, window_s=1.0, num_workers=0, shuffle_buffer=4)
+        | dict(val_fraction=0.0, eval_every=0, ckpt_every=1, log_every=1)
+    )
+    data = TrainData(manifest, pairs, cfg.data, fingerprint=FINGERPRINT, image_dim=image_dim)
+
+    def trained(run: str) -> Path:
+        torch.manual_seed(0)
+        audio = AudioEncoderConfig(wavlm=str(wavlm_dir), **TINY_AUDIO)
+        model = CrossModalMoCo(
+            build_audio_encoder(audio), MoCoConfig(**(TINY_MOCO | {"queue_size": 8}))
+        )
+        return train(model, data, cfg, tmp_path / run, device=CPU, log=Recorder())
+
+    a, b = trained("a"), trained("b")
+    assert a.read_bytes() == b.read_bytes()
+    steps_a, steps_b = (
+        list_checkpoints(a.parent / "checkpoints"),
+        list_checkpoints(b.parent / "checkpoints"),
+    )
+    assert steps_a and [p.read_bytes() for p in steps_a] == [p.read_bytes() for p in steps_b]
+
+    class ImageSpace:  # what the generate stage checks the model against
+        dim, name = image_dim, "image encoder"
+
+    (_, fingerprint_a), (_, fingerprint_b) = (
+        _load_audio_model(p, ImageSpace, CPU, None) for p in (a, b)
+    )
+    assert len(fingerprint_a) == 64 and fingerprint_a == fingerprint_b

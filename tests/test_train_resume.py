@@ -20,6 +20,7 @@ import torch
 from test_train_data import FINGERPRINT, simple_shards, write_dataset
 from test_train_loop import CPU, FakeCfg, FakeMoCo, Recorder, cosine_loss, read_log
 
+from wavbrivl.checkpoints import UntrustedCheckpointError
 from wavbrivl.train.checkpoint import (
     CorruptCheckpoint,
     checkpoint_path,
@@ -203,6 +204,25 @@ def test_a_checkpoint_of_another_recipe_is_refused_by_name(data_files, tmp_path)
         run(data_files, tmp_path, resume_config(lr=1e-3))
     # Cadence fields may change: resuming with another ckpt_every is fine.
     run(data_files, tmp_path, resume_config(ckpt_every=4))
+
+
+class RunsACommand:
+    """Unpickling this calls ``os.system("true")`` (harmless, and never reached here)."""
+
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_checkpoints_needing_code_are_refused_by_name_without_unsafe_advice(tmp_path):
+    path = save_checkpoint(tmp_path / "step_000000001.pt", {"format": RunsACommand()})
+    with pytest.raises(CorruptCheckpoint, match="refused as untrusted") as err:
+        load_checkpoint(path)
+    artefact = tmp_path / "audio_encoder.pt"
+    torch.save({"format": RunsACommand()}, artefact)
+    with pytest.raises(UntrustedCheckpointError, match="refused as untrusted") as err2:
+        read_audio_encoder(artefact)
+    for message in (str(err.value), str(err2.value)):
+        assert f"{os.system.__module__}.system" in message and "weights_only" not in message
 
 
 def test_checkpoint_files_are_checked_before_use(tmp_path):

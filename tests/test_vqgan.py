@@ -242,6 +242,28 @@ def test_lightning_bookkeeping_loads_without_lightning(tmp_path, tiny_state, par
     torch.testing.assert_close(decoded, parity["expected_decode"], atol=DECODE_ATOL, rtol=0)
 
 
+def test_lightning_names_outside_the_known_list_are_refused_by_name(
+    tmp_path, tiny_state, monkeypatch
+):
+    """Only the Lightning classes taming's checkpoints contain become placeholders; an
+    invented name under ``pytorch_lightning`` is refused like any other global."""
+    names = ["pytorch_lightning", "pytorch_lightning.invented"]
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+
+    class Runner:
+        pass
+
+    Runner.__module__ = names[-1]
+    Runner.__qualname__ = "Runner"
+    sys.modules[names[-1]].Runner = Runner
+    path = _save_ckpt(tmp_path / "last.ckpt", tiny_state, callbacks={Runner: {}})
+    for name in names:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(UntrustedCheckpointError, match=r"pytorch_lightning\.invented\.Runner"):
+        load_vqgan(path, TINY_VQGAN)
+
+
 def test_loaded_model_is_frozen_and_fingerprinted_by_file(tmp_path, tiny_state):
     a = load_vqgan(_save_ckpt(tmp_path / "a.ckpt", tiny_state), TINY_VQGAN)
     tiny_state["post_quant_conv.bias"] = tiny_state["post_quant_conv.bias"] + 1

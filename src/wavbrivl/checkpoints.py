@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -37,14 +38,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err):
-            raise UntrustedCheckpointError(
-                f"{path}: refused as untrusted: unpickling it would run code outside "
-                f"torch's weights-only allowlist ({_first_line_with(str(err), 'Unsupported global')})"
-            ) from err
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+        names = _refused_globals(str(err))
+        if names:
+            raise untrusted_error(path, names + _unsafe_globals(path)) from err
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_safe(err)})") from err
     except (EOFError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_safe(err)})") from err
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dict at top level, got {type(payload).__name__}")
     return payload
@@ -103,9 +102,37 @@ def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _first_line_with(text: str, needle: str) -> str:
-    for line in text.splitlines():
-        if needle in line:
-            # "...Unsupported global: GLOBAL pkg.Cls was not an allowed global..." -> "...pkg.Cls"
-            return line.strip().split(" was not")[0]
-    return text.splitlines()[0] if text else ""
+def untrusted_error(path: str | os.PathLike, names: list[str]) -> UntrustedCheckpointError:
+    """The refusal of a checkpoint whose pickle needs ``names`` (globals outside the
+    weights-only allowlist). It never suggests loading with ``weights_only=False``."""
+    shown = sorted(set(names))
+    return UntrustedCheckpointError(
+        f"{path}: refused as untrusted: unpickling it would run code outside torch's "
+        f"weights-only allowlist (globals {shown[:SHOW] or ['(unnamed)']}); "
+        "only plain weights are loaded from checkpoints"
+    )
+
+
+# torch names the refused global as "Unsupported global: GLOBAL pkg.Cls was not ...",
+# "unsupported GLOBAL posix.system whose module posix is blocked" or "Unsupported class pkg.Cls".
+_GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class)\s+([\w.]+)")
+# torch's advice to retry with weights_only=False (arbitrary code execution): never passed on.
+_UNSAFE_ADVICE = re.compile(r"weights_only|trusted source|two options|allowlist this global", re.I)
+
+
+def _refused_globals(text: str) -> list[str]:
+    return [name.rstrip(".") for name in _GLOBAL.findall(text)]
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip archive, or a damaged one: the caller still refuses it
+        return []
+
+
+def _safe(err: BaseException) -> str:
+    """``err``'s text without any line that advises turning weights-only loading off."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    kept = [line for line in lines if line and not _UNSAFE_ADVICE.search(line)]
+    return " ".join(kept) or type(err).__name__

@@ -23,7 +23,7 @@ from wavbrivl.extract.media import collect_clip_audio
 from wavbrivl.generate.loop import GenerateConfig, GenerationResult, generate
 from wavbrivl.generate.records import PROGRESS_DIR, generation_record, write_generation_folder
 from wavbrivl.generate.targets import AudioTargets, targets_for_clips
-from wavbrivl.hashing import seeded_int, sha256_of
+from wavbrivl.hashing import seeded_int
 from wavbrivl.manifest.labels import read_clip_labels
 
 PathLike = str | os.PathLike
@@ -114,11 +114,11 @@ def generate_for_clips(
     device = torch.device(device)
     out_dir = Path(out_dir)
     vqgan_fingerprint = _vqgan_fingerprint(vqgan, vqgan_fingerprint)
-    model = _load_audio_model(model_path, image_encoder, device, wavlm)
+    model, audio_fingerprint = _load_audio_model(model_path, image_encoder, device, wavlm)
     fingerprints = {
         "vqgan": vqgan_fingerprint,
         "image_encoder": image_encoder.fingerprint,
-        "audio_model": sha256_of(model_path),
+        "audio_model": audio_fingerprint,  # of configs and weights, not of the file's bytes
     }
 
     audio, skipped = collect_clip_audio(_as_list(media_paths), clip_ids)
@@ -146,18 +146,24 @@ def _vqgan_fingerprint(vqgan: torch.nn.Module, given: str | None) -> str:
 
 def _load_audio_model(
     model_path: PathLike, image_encoder: Any, device: torch.device, wavlm: str | None
-) -> torch.nn.Module:
-    """The trained model, refused unless it embeds into the image encoder's space."""
-    from wavbrivl.train.checkpoint import load_trained_model
+) -> tuple[torch.nn.Module, str]:
+    """The trained model and its fingerprint (:func:`audio_model_fingerprint`), refused
+    unless it embeds into the image encoder's space."""
+    from wavbrivl.train.checkpoint import (
+        audio_model_fingerprint,
+        build_trained_model,
+        read_audio_encoder,
+    )
 
-    model = load_trained_model(model_path, device=device, wavlm=wavlm)
+    state = read_audio_encoder(model_path)
+    model = build_trained_model(state, device=device, wavlm=wavlm)
     if model.cfg.image_dim != image_encoder.dim:
         raise ValueError(
             f"{model_path}: the audio model embeds into {model.cfg.image_dim} dimensions, the "
             f"image encoder {image_encoder.name!r} into {image_encoder.dim}; generate with the "
             "image encoder the model was trained against"
         )
-    return model
+    return model, audio_model_fingerprint(state)
 
 
 def _as_list(paths: PathLike | Sequence[PathLike]) -> list[PathLike]:

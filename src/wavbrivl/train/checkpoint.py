@@ -3,7 +3,7 @@
 Resume checkpoints live in ``<run>/checkpoints/step_<step>.pt``, each with a
 ``.sha256`` sidecar written *after* it: a checkpoint counts as good only when its digest
 matches and it loads with ``torch.load(weights_only=True)``. Writes are atomic (temp name,
-then rename), and the newest ``keep`` good ones are kept, so a checkpoint spoiled after the
+then rename) and byte-reproducible (same contents, same bytes), and the newest ``keep`` good ones are kept, so a checkpoint spoiled after the
 fact (disk, copy, a kill between the two writes) costs one interval, not the run.
 
 Everything saved is plain data (tensors, dicts, lists, numbers, strings), so both files load
@@ -12,6 +12,8 @@ with ``weights_only=True``: no pickled code runs on load.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 
 from wavbrivl.atomic import atomic_path, write_text_atomic
+from wavbrivl.checkpoints import CheckpointError, read_checkpoint, state_dict_sha256
 from wavbrivl.config_keys import resume_checked
 from wavbrivl.hashing import sha256_of
 
@@ -56,10 +59,20 @@ def _sidecar(path: Path) -> Path:
 def save_checkpoint(path: PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically, then its digest sidecar (the mark of a finished file)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch_atomic(state, path)
     write_text_atomic(_sidecar(path), sha256_of(path) + "\n")
     return path
+
+
+def save_torch_atomic(state: Any, path: PathLike) -> None:
+    """``torch.save`` to ``path`` atomically and byte-reproducibly.
+
+    Given a path, ``torch.save`` names the records inside its zip archive after the file,
+    here the random temporary name, so equal contents gave different bytes on every run.
+    Saved through an open file object, the archive is always called ``archive``.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: PathLike) -> dict[str, Any]:
@@ -75,9 +88,9 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
             f"{path}: sha256 {actual[:12]}... differs from {sidecar.name} {expected[:12]}..."
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling failure means the same: not usable
-        raise CorruptCheckpoint(f"{path}: does not load ({type(exc).__name__}: {exc})") from exc
+        state = read_checkpoint(path)  # weights-only; refuses pickled code by name
+    except CheckpointError as exc:  # any unpickling failure means the same: not usable
+        raise CorruptCheckpoint(f"does not load: {exc}") from exc
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing or state.get("format") != CHECKPOINT_FORMAT:
         raise CorruptCheckpoint(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (missing {missing})")
@@ -188,17 +201,34 @@ def save_audio_encoder(
         "image_encoder_fingerprint": image_encoder_fingerprint,
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch_atomic(state, path)
     return path
 
 
 def read_audio_encoder(path: PathLike) -> dict[str, Any]:
-    """The artefact's contents (weights_only load), checked for its format."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """The artefact's contents (weights_only load), checked for its format.
+
+    A file that needs pickled code raises :class:`~wavbrivl.checkpoints.UntrustedCheckpointError`,
+    an unreadable one :class:`~wavbrivl.checkpoints.CheckpointError`; both name the file."""
+    state = read_checkpoint(path)
     if state.get("format") != ARTEFACT_FORMAT:
         raise ValueError(f"{path}: not a {ARTEFACT_FORMAT} file (format {state.get('format')!r})")
     return state
+
+
+def audio_model_fingerprint(state: dict[str, Any]) -> str:
+    """Hex SHA-256 of what a trained model computes: both configs and the weights.
+
+    ``state`` is :func:`read_audio_encoder`'s contents. The step, metrics and training
+    recipe stored beside the weights, and the file's serialisation, do not change the model,
+    so they do not change its fingerprint.
+    """
+    identity = {
+        "audio_config": state["audio_config"],
+        "moco_config": state["moco_config"],
+        "weights_sha256": state_dict_sha256(state["state_dict"]),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def load_trained_model(
