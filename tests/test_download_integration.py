@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import random
 import subprocess
@@ -168,7 +169,8 @@ def test_http_shard_cuts_classifies_and_reruns(tmp_path, server):
     out, status_path = tmp_path / "media", tmp_path / "007.status.parquet"
     cfg = DownloadConfig(**FAST)
 
-    first = by_id(download_shard(rows, out, status_path, cfg, threads=4))
+    log = io.StringIO()
+    first = by_id(download_shard(rows, out, status_path, cfg, threads=4, log=log))
 
     expected = {
         "ok_a": st.OK,
@@ -182,6 +184,9 @@ def test_http_shard_cuts_classifies_and_reruns(tmp_path, server):
         "../escape": st.ERROR,
     }
     assert {cid: row["status"] for cid, row in first.items()} == expected
+    # The log's last line counts them (by hand from `expected`, in vocabulary order).
+    summary = "ok=2 unavailable=2 rate_limited=1 timeout=1 bad_media=1 error=2"
+    assert log.getvalue().rstrip().splitlines()[-1] == f"download: {out.resolve()}: {summary}"
     # A real cut: the file holds [start, end) and says so.
     for cid, (start, end) in {"ok_a": (1.0, 3.5), "ok_b": (2.0, 4.0)}.items():
         row = first[cid]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -218,10 +219,12 @@ def test_killed_shard_leaves_only_finished_files_and_resumes(tmp_path, clip_byte
         counts_before = server.counts()
 
         # Rerun to completion (in this process this time).
-        table = download_shard(rows, out, status_path, DownloadConfig(**FAST), threads=2)
+        log = io.StringIO()
+        table = download_shard(rows, out, status_path, DownloadConfig(**FAST), threads=2, log=log)
         counts_after = server.counts()
 
     assert set(table["status"]) == {st.OK}
+    assert log.getvalue().rstrip().splitlines()[-1] == f"download: {out.resolve()}: ok=12"
     for clip_id in ok_before:
         path = f"/media/{clip_id}.mp4"
         assert counts_after[path] == counts_before[path], f"{clip_id} was fetched again"

@@ -102,10 +102,17 @@ def test_generation_inputs_use_the_audioset_path(demo_run):
 
 
 def test_logs_carry_progress_and_status_summary(demo_run):
-    log = (demo_run / "logs/download_clips/vggsound/000.log").read_text()
-    assert "ok=" in log
-    log = (demo_run / "logs/extract_media/vggsound/000.log").read_text()
-    assert "ok=" in log
+    manifest = pd.read_parquet(demo_run / "results/manifest/vggsound.parquet")
+    n_clips = {shard: int((manifest["shard"] == shard).sum()) for shard in ("000", "001")}
+    assert sum(n_clips.values()) == 12  # every demo clip downloads and extracts fine
+    for shard, n in n_clips.items():
+        log = (demo_run / f"logs/download_clips/vggsound/{shard}.log").read_text()
+        folder = (demo_run / f"results/download/vggsound/{shard}").resolve()
+        assert f"download {shard}: 100%" in log  # tqdm's progress bar
+        assert log.rstrip().splitlines()[-1] == f"download: {folder}: ok={n}"
+        log = (demo_run / f"logs/extract_media/vggsound/{shard}.log").read_text()
+        assert "extract: 100%" in log
+        assert log.rstrip().splitlines()[-1] == f"extract: ok={n}"
 
 
 def test_training_and_evaluation_write_their_artefacts(demo_run):
