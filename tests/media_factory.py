@@ -154,6 +154,30 @@ def portrait_clip(directory: Path, name: str = "portrait.mp4") -> Path:
     return make_av(directory / name, AvSpec(width=120, height=200))
 
 
+# An anamorphic picture: stored 80x120 with 2:1 pixels, so it is shown 160x120. Its left and
+# right 8 stored columns are white, its top and bottom 20 rows black, the rest mid grey: a
+# square-pixel centre crop (stored columns 10..69, all rows) shows the black bands and no
+# white; a crop of the stored pixels (all columns, rows 20..99) shows white and no black.
+ANAMORPHIC_STORED = (80, 120)
+ANAMORPHIC_SAR = 2
+ANAMORPHIC_BAND_ROWS = 20
+
+
+def anamorphic_clip(directory: Path, name: str = "anamorphic.mp4") -> Path:
+    path = directory / name
+    width, height = ANAMORPHIC_STORED
+    side = f"lt(X,8)+gte(X,{width - 8})"
+    band = f"lt(Y,{ANAMORPHIC_BAND_ROWS})+gte(Y,{height - ANAMORPHIC_BAND_ROWS})"
+    lum = f"if({side},235,if({band},16,128))".replace(",", "\\,")  # commas inside a filter
+    argv = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+    argv += ["-f", "lavfi", "-i", f"color=c=gray:s={width}x{height}:r=25:d=3"]
+    argv += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=3"]
+    argv += ["-vf", f"format=yuv420p,geq=lum='{lum}':cb=128:cr=128,setsar={ANAMORPHIC_SAR}"]
+    argv += ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "mp4", str(path)]
+    subprocess.run(argv, check=True, capture_output=True)
+    return path
+
+
 def surround_clip(directory: Path, name: str = "surround.mp4") -> Path:
     """5.1 AAC audio at 48 kHz."""
     return make_av(directory / name, AvSpec(channel_layout="5.1", sample_rate=48000))

@@ -13,7 +13,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from media_factory import (
+    ANAMORPHIC_BAND_ROWS,
+    ANAMORPHIC_STORED,
     AvSpec,
+    anamorphic_clip,
     audio_only_clip,
     damaged_clip,
     dominant_hz,
@@ -234,6 +237,27 @@ def test_source_facts_are_recorded(shard):
     assert ok_row(frame, "low_rate_0").source_sample_rate == 8000
     no_audio = frame[frame.clip_id == "no_audio_0"].iloc[0]
     assert no_audio.source_width == 160 and pd.isna(no_audio.source_sample_rate)
+
+
+def test_anamorphic_frame_is_cropped_in_square_pixels(tmp_path):
+    # 80x120 stored at SAR 2:1 is a 160x120 picture: its centre square keeps every row (the
+    # black bands at the top and bottom) and drops the white side columns.
+    anamorphic_clip(tmp_path)
+    manifest, downloads = shard_inputs(
+        [("wide_0", 0.0, 3.0, download_row("wide_0", "anamorphic.mp4"))]
+    )
+    frame = extract_shard(
+        manifest, downloads, tmp_path, tmp_path / "a.parquet", CFG, log=io.StringIO()
+    )
+    row = ok_row(frame, "wide_0")
+    assert (row.source_width, row.source_height) == (160, 120)  # as displayed
+    pixels = np.asarray(decode_frame(row.frame).convert("L"), dtype=float)
+    assert pixels.shape == (FRAME_SIZE, FRAME_SIZE)
+    band = FRAME_SIZE * ANAMORPHIC_BAND_ROWS // ANAMORPHIC_STORED[1]  # 16 of 96 rows
+    middle = pixels[band + 4 : -band - 4]
+    assert pixels[: band - 4].mean() < 20 and pixels[-band + 4 :].mean() < 20  # black bands
+    assert 110 < middle.mean() < 150  # mid grey (luma 128 is 130 in full range)...
+    assert middle[:, :8].max() < 170 and middle[:, -8:].max() < 170  # ...with no white edge
 
 
 @pytest.mark.parametrize(
