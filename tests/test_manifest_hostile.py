@@ -76,6 +76,36 @@ def test_spreadsheet_error_ids_are_malformed_rows_not_comments(tmp_path, fmt):
     assert f"  line {first + 2}: {reason}" in lines
 
 
+@pytest.mark.parametrize("fmt", ["vggsound", "audioset"])
+def test_byte_order_marks_and_blank_looking_lines(tmp_path, fmt):
+    # What Windows tools write, and `cat` of two such files: a BOM at the file start and at
+    # a later line's start, CRLF endings, lines of spaces or tabs, spreadsheet rows of only
+    # commas. Whitespace lines are not rows; comma-only rows are counted and named.
+    if fmt == "vggsound":
+        rows = ["aaa,0,dog,train", "bbb,5,dog,test", "ccc,3,dog,train"]
+        header = []
+    else:
+        rows = [f'{i}, {s}.000, {s + 10}.000, "/m/068hy"' for i, s in (("aaa", 0), ("bbb", 5))]
+        rows.append('ccc, 3.000, 13.000, "/m/068hy"')
+        header = AUDIOSET_HEADER.splitlines()
+        header.insert(1, "  \t")
+    lines = header + [rows[0], "   ", "\t", ",,,", rows[1], " , , , ", "\ufeff" + rows[2], ""]
+    path = tmp_path / "data.csv"
+    path.write_bytes(("\ufeff" + "\r\n".join(lines)).encode("utf-8"))
+    first = len(header) + 1  # file line of the first row
+
+    log: list[str] = []
+    out = tmp_path / "m.parquet"
+    report = make_manifest(config(fmt, path), out_path=out, log=log.append)
+
+    assert (report.n_rows, report.n_ok, report.n_malformed, report.n_duplicates) == (5, 3, 2, 0)
+    assert "data.csv: 5 rows, 3 ok, 2 malformed, 0 duplicate ids" in log
+    assert f"  line {first + 3}: empty row: only commas and whitespace" in log
+    assert f"  line {first + 5}: empty row: only commas and whitespace" in log
+    manifest = pd.read_parquet(out).sort_values("source_id")
+    assert manifest["clip_id"].tolist() == ["aaa_0", "bbb_5000", "ccc_3000"]
+
+
 def test_comment_like_lines_after_the_header_are_data(tmp_path):
     path = tmp_path / "v.csv"
     path.write_text("# my header\naaa,0,dog,train\n# a late note\n")

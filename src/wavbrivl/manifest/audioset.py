@@ -19,6 +19,7 @@ from wavbrivl.manifest.parsing import (
     RowCollector,
     iter_csv_records,
     parse_seconds,
+    require_content,
 )
 
 CLASS_LABEL_COLUMNS = ("index", "mid", "display_name")
@@ -29,6 +30,7 @@ def parse_audioset_fields(fields: list[str]) -> tuple[str, float, float, list[st
 
     More than four fields means an unquoted label list: fields 4.. are all MIDs.
     """
+    require_content(fields)
     if len(fields) < 4:
         raise MalformedRow(
             f"expected 4 fields (YTID, start_seconds, end_seconds, positive_labels), got {len(fields)}"

@@ -101,6 +101,13 @@ class MalformedRow(ValueError):
     """Raised by a format's row parser; the message is the reason logged for the row."""
 
 
+def require_content(fields: list[str]) -> None:
+    """:class:`MalformedRow` for a record of only commas and whitespace: a spreadsheet writes
+    its empty rows that way, and they are counted rather than read as a row of empty ids."""
+    if not any(field.strip() for field in fields):
+        raise MalformedRow("empty row: only commas and whitespace")
+
+
 def parse_seconds(text: str, what: str) -> float:
     """A finite, non-negative number of seconds, or :class:`MalformedRow` naming ``what``."""
     text = text.strip()
@@ -202,15 +209,19 @@ def iter_csv_records(
 
 def _text_lines(path: str | Path, fh: BinaryIO) -> Iterator[str]:
     """Decode line by line, so a byte that is not UTF-8 is reported with its line number;
-    header comment lines (``#`` lines before the first data line) become blank lines."""
+    byte-order marks at line starts are dropped; header comment lines (``#`` lines before
+    the first data line) become blank lines."""
     in_header = True
     for number, raw in enumerate(fh, start=1):
         try:
-            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
             raise ValueError(
                 f"{path} line {number}: unreadable CSV: not UTF-8 ({err.reason})"
             ) from None
+        # A byte-order mark is never data. Windows tools start every file with one, so files
+        # joined with `cat` carry one at the start of a later line too.
+        line = line.lstrip("\ufeff")
         if in_header and line.startswith("#") and not SPREADSHEET_ERROR.match(line):
             yield "\n"
             continue

@@ -18,6 +18,7 @@ from wavbrivl.manifest.parsing import (
     RowCollector,
     iter_csv_records,
     parse_seconds,
+    require_content,
 )
 
 VGGSOUND_SPLITS = ("train", "test")
@@ -27,6 +28,7 @@ def parse_vggsound_fields(
     fields: list[str], known_splits: Collection[str] | None
 ) -> tuple[str, float, str, str]:
     """``(source_id, start_s, label, split)`` of one record, or :class:`MalformedRow`."""
+    require_content(fields)
     if len(fields) < 4:
         raise MalformedRow(f"expected 4 fields (id, start, label, split), got {len(fields)}")
     source_id = fields[0].strip()
