@@ -113,24 +113,31 @@ def test_partition_names_stay_strings(tmp_path, profile_env):
     assert partitions == {"input"}
 
 
+# Each job marks its start, then waits (at most $WAIT_S) until the other job has started.
+# Jobs that may run together therefore overlap however late the second one starts (WAIT_S
+# is generous), and jobs run one after the other never do; no wall-clock margin decides.
 GPU_TOY_SNAKEFILE = """
 rule all:
     input: ["a.txt", "b.txt"]
 
 rule hold_a_gpu:
     output: "{x}.txt"
+    params: other=lambda w: "b" if w.x == "a" else "a"
     resources: gpu=1
-    shell: "date +%s.%N > {output}; sleep 2; date +%s.%N >> {output}"
+    shell:
+        "date +%s.%N > {output}.tmp; touch {wildcards.x}.started; "
+        "for i in $(seq $((WAIT_S * 10))); do [ -e {params.other}.started ] && break; sleep 0.1; done; "
+        "date +%s.%N >> {output}.tmp; mv {output}.tmp {output}"
 """
 
 
-def _gpu_toy_overlap(tmp_path: Path, gpus: str | None) -> bool:
+def _gpu_toy_overlap(tmp_path: Path, gpus: str | None, wait_s: int) -> bool:
     """Run two 1-GPU jobs with 2 cores under profiles/default; did they overlap in time?"""
     workdir = tmp_path / f"gpus-{gpus}"
     (workdir / "profiles" / "default").mkdir(parents=True)
     (workdir / "profiles" / "default" / "config.yaml").write_text(DEFAULT_PROFILE.read_text())
     (workdir / "Snakefile").write_text(GPU_TOY_SNAKEFILE)
-    env = dict(os.environ, WAVBRIVL_LOCAL_GPUS=gpus or "")
+    env = dict(os.environ, WAVBRIVL_LOCAL_GPUS=gpus or "", WAIT_S=str(wait_s))
     if gpus is None:
         env["CUDA_VISIBLE_DEVICES"] = ""  # what a machine without usable GPUs shows
     result = subprocess.run(
@@ -139,7 +146,7 @@ def _gpu_toy_overlap(tmp_path: Path, gpus: str | None) -> bool:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -150,13 +157,14 @@ def _gpu_toy_overlap(tmp_path: Path, gpus: str | None) -> bool:
 
 
 def test_default_profile_runs_one_gpu_job_per_gpu(tmp_path):
-    assert not _gpu_toy_overlap(tmp_path, "1")
-    assert _gpu_toy_overlap(tmp_path, "2")
+    # One GPU: the first job waits its full 3 s for a second job that must not start.
+    assert not _gpu_toy_overlap(tmp_path, "1", wait_s=3)
+    assert _gpu_toy_overlap(tmp_path, "2", wait_s=120)
 
 
 def test_default_profile_sets_no_gpu_limit_without_gpus(tmp_path):
     # No GPU found: GPU rules still run (on the CPU), in parallel as cores allow.
-    assert _gpu_toy_overlap(tmp_path, None)
+    assert _gpu_toy_overlap(tmp_path, None, wait_s=120)
 
 
 # --- a real SLURM on localhost ---------------------------------------------------------------
