@@ -6,13 +6,15 @@ Routes (``name`` is a key of the ``files`` mapping given to the server):
 - ``/truncated/<name>``  announces the full ``Content-Length``, sends half, then closes
 - ``/slow/<name>``       stalls ``stall_s`` seconds before answering (past a client's timeout)
 - ``/stall/<name>``      sends the headers and a third of the body, then stalls ``stall_s`` seconds
+- ``/held/<name>``       waits until :meth:`LoopbackMediaServer.release`, then as ``/media/``
 - ``/ratelimited/<name>`` HTTP 429
 - ``/gone/<name>``       HTTP 410
 - anything else          HTTP 404
 
 Every request is counted per path, so a test can assert what was (not) fetched again, and
-logged with its arrival time (pacing and backoff tests). ``delay_s`` slows every answer on
-a known route a little (kill-and-rerun tests). :func:`make_test_mp4` synthesises the media.
+logged with its arrival time (pacing and backoff tests). ``/held/`` lets a test know which
+clips can finish before it kills a download (kill-and-rerun tests). :func:`make_test_mp4`
+synthesises the media.
 """
 
 from __future__ import annotations
@@ -41,16 +43,15 @@ class LoopbackMediaServer:
         *,
         ranges: bool = True,
         stall_s: float = 5.0,
-        delay_s: float = 0.0,
     ) -> None:
         self.files = dict(files)
         self.ranges = ranges
         self.stall_s = stall_s
-        self.delay_s = delay_s
         self._counts: Counter[str] = Counter()
         self._log: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._released = threading.Event()
         self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
@@ -64,6 +65,7 @@ class LoopbackMediaServer:
 
     def __exit__(self, *exc) -> None:
         self._closing.set()  # wake stalled handlers so shutdown does not wait for them
+        self._released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -72,6 +74,10 @@ class LoopbackMediaServer:
     @property
     def port(self) -> int:
         return self._httpd.server_address[1]
+
+    def release(self) -> None:
+        """Let every ``/held/`` request, waiting or still to come, be answered."""
+        self._released.set()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
@@ -134,8 +140,6 @@ def _make_handler(server: LoopbackMediaServer) -> type[BaseHTTPRequestHandler]:
             if data is None or route not in _ROUTES:
                 self._status_only(404)
                 return
-            if server.delay_s:
-                time.sleep(server.delay_s)
             _ROUTES[route](self, data, send_body)
 
         # -- route bodies ----------------------------------------------------------------------
@@ -192,6 +196,10 @@ def _make_handler(server: LoopbackMediaServer) -> type[BaseHTTPRequestHandler]:
                 self._write(data[len(data) // 3 :])
             self.close_connection = True
 
+        def _held(self, data: bytes, send_body: bool) -> None:
+            server._released.wait()
+            self._media(data, send_body)
+
         def _ratelimited(self, data: bytes, send_body: bool) -> None:
             self._status_only(429)
 
@@ -215,6 +223,7 @@ def _make_handler(server: LoopbackMediaServer) -> type[BaseHTTPRequestHandler]:
         "truncated": Handler._truncated,
         "slow": Handler._slow,
         "stall": Handler._stall,
+        "held": Handler._held,
         "ratelimited": Handler._ratelimited,
         "gone": Handler._gone,
     }
