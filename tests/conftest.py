@@ -1,4 +1,5 @@
-"""Shared fixtures: where the repository is, and how to run the real Snakemake on it."""
+"""Shared fixtures: where the repository is, how to run the real Snakemake on it, and how a
+test that cannot set itself up reports it (a skip locally, a failure under CI)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -56,3 +58,16 @@ def planned_jobs(result) -> dict[str, int]:
 @pytest.fixture
 def snakemake_runner():
     return run_snakemake
+
+
+def in_ci() -> bool:
+    """True under CI: ``CI`` set to anything but empty, 0, false or no (CI services set true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def cannot_run(reason: str) -> NoReturn:
+    """Skip a test whose requirements this machine lacks; under CI fail instead, so the
+    paths users rely on (a real SLURM, a real browser) can never go silently untested."""
+    if in_ci():
+        pytest.fail(f"{reason} (a failure, not a skip, because CI is set)", pytrace=False)
+    pytest.skip(reason)
