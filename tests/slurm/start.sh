@@ -5,14 +5,17 @@
 #
 # Installs Debian's slurm-wlm and munge when missing (apt-get; needs root). Writes
 # /etc/slurm/slurm.conf (the plugin's job steps drop SLURM_CONF, so it must be the default
-# path), after moving an existing one to slurm.conf.wavbrivl-backup. Everything it starts is
-# recorded in STATE_DIR; tests/slurm/stop.sh STATE_DIR stops it and restores the config.
+# path), after moving an existing one to slurm.conf.wavbrivl-backup. Logs and spool go to
+# STATE_DIR; what it started is recorded in /run/wavbrivl-slurm-test, and
+# tests/slurm/stop.sh stops that and restores the config. A run killed before stop.sh
+# leaves that directory behind: the next start.sh stops what it names first.
 # Exit status 77: SLURM cannot be set up on this machine (the reason is on stderr).
 set -euo pipefail
 
 STATE=$(realpath -m "${1:?usage: start.sh STATE_DIR [PARTITION]}")
 PARTITION=${2:-wavbrivl-test}
 HERE=$(cd "$(dirname "$0")" && pwd)
+RUN=/run/wavbrivl-slurm-test
 CONF=/etc/slurm/slurm.conf
 BACKUP=$CONF.wavbrivl-backup
 WAIT_S=${WAVBRIVL_SLURM_START_TIMEOUT:-60}
@@ -35,11 +38,15 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
         >>"$STATE.apt.log" 2>&1 || cannot "apt-get install slurm-wlm munge failed (see $STATE.apt.log)"
 fi
 
+if [[ -d $RUN ]]; then
+    log "an earlier test run did not stop its SLURM: stopping what $RUN names"
+    "$HERE/stop.sh"
+fi
 pgrep -x slurmctld >/dev/null && cannot "a slurmctld is already running on this machine"
 pgrep -x slurmd >/dev/null && cannot "a slurmd is already running on this machine"
 [[ -e $BACKUP ]] && cannot "$BACKUP exists: an earlier test run did not restore it"
 
-mkdir -p "$STATE/slurmctld" "$STATE/slurmd"
+mkdir -p "$STATE/slurmctld" "$STATE/slurmd" "$RUN"
 
 # --- munge: reuse a running munged, else start one as the munge user (it refuses root) ----
 if timeout 10 munge -n 2>/dev/null | timeout 10 unmunge >/dev/null 2>&1; then
@@ -54,7 +61,7 @@ else
     install -d -o munge -g munge -m 0755 /run/munge
     install -d -o munge -g munge -m 0700 /var/log/munge /var/lib/munge
     runuser -u munge -- munged
-    cp /run/munge/munged.pid "$STATE/munged.pid"
+    cp /run/munge/munged.pid "$RUN/munged.pid"
     ok=0
     for _ in $(seq "$WAIT_S"); do
         if timeout 10 munge -n 2>/dev/null | timeout 10 unmunge >/dev/null 2>&1; then ok=1; break; fi
@@ -63,14 +70,14 @@ else
     [[ $ok == 1 ]] || { log "munged did not answer within ${WAIT_S}s"; exit 1; }
 fi
 
-# --- slurm.conf: this machine's CPUs and (a little less than its) memory ------------------
-cpus=$(nproc)
+# --- slurm.conf: twice this machine's CPUs (see slurm.conf.in), 90 % of its memory --------
+cpus=$(( $(nproc) * 2 ))
 mem_mb=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
 mem_mb=$(( mem_mb * 9 / 10 ))
 mkdir -p /etc/slurm
 [[ -e $CONF ]] && mv "$CONF" "$BACKUP"
-touch "$STATE/conf.installed"  # stop.sh: remove our file, put the backup back
-sed -e "s|@STATE@|$STATE|g" -e "s|@CPUS@|$cpus|" -e "s|@MEM_MB@|$mem_mb|" \
+touch "$RUN/conf.installed"  # stop.sh: remove our file, put the backup back
+sed -e "s|@STATE@|$STATE|g" -e "s|@RUN@|$RUN|g" -e "s|@CPUS@|$cpus|" -e "s|@MEM_MB@|$mem_mb|" \
     -e "s|@PARTITION@|$PARTITION|" \
     -e "s|@CTLD_PORT@|${WAVBRIVL_SLURMCTLD_PORT:-6817}|" \
     -e "s|@SLURMD_PORT@|${WAVBRIVL_SLURMD_PORT:-6818}|" \

@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# Stop what tests/slurm/start.sh STATE_DIR started and restore /etc/slurm/slurm.conf.
-# Safe to run more than once, and after a start that failed half way.
+# Stop what tests/slurm/start.sh started (recorded in /run/wavbrivl-slurm-test) and restore
+# /etc/slurm/slurm.conf. Safe to run more than once, after a start that failed half way, and
+# when start.sh refused to start (it then touches nothing).
+#
+#   tests/slurm/stop.sh
 set -uo pipefail
 
-STATE=$(realpath -m "${1:?usage: stop.sh STATE_DIR}")
+RUN=/run/wavbrivl-slurm-test
 CONF=/etc/slurm/slurm.conf
 BACKUP=$CONF.wavbrivl-backup
 WAIT_S=${WAVBRIVL_SLURM_STOP_TIMEOUT:-30}
 
 log() { echo "stop.sh: $*" >&2; }
 
-# Jobs first, while slurmctld can still cancel them.
-if [[ -e $STATE/slurmctld.pid ]]; then
+[[ -d $RUN ]] || exit 0
+
+alive() { [[ -s $1 ]] && kill -0 "$(<"$1")" 2>/dev/null; }
+
+# Jobs first, while slurmctld and slurmd can still end them: slurmd leaves running job
+# steps alone when it stops, so wait until the queue is empty (KillWait is 5 s).
+if alive "$RUN/slurmctld.pid"; then
     timeout 10 scancel --partition "$(sed -n 's/^PartitionName=\([^ ]*\).*/\1/p' "$CONF")" \
         2>/dev/null || true
+    for _ in $(seq $((WAIT_S * 5))); do
+        [[ -z $(timeout 10 squeue -h -o %i 2>/dev/null) ]] && break
+        sleep 0.2
+    done
 fi
 
 # Stop one daemon by the pid its pid file names; SIGKILL if it outlives WAIT_S.
@@ -35,13 +47,14 @@ stop_pid_file() {
     rm -f "$pid_file"
 }
 
-stop_pid_file slurmd "$STATE/slurmd.pid"
-stop_pid_file slurmctld "$STATE/slurmctld.pid"
-stop_pid_file munged "$STATE/munged.pid"
+stop_pid_file slurmd "$RUN/slurmd.pid"
+stop_pid_file slurmctld "$RUN/slurmctld.pid"
+stop_pid_file munged "$RUN/munged.pid"
 
-if [[ -e $STATE/conf.installed ]]; then
+if [[ -e $RUN/conf.installed ]]; then
     rm -f "$CONF"
     [[ -e $BACKUP ]] && mv "$BACKUP" "$CONF"
-    rm -f "$STATE/conf.installed"
+    rm -f "$RUN/conf.installed"
 fi
+rmdir "$RUN" 2>/dev/null || log "$RUN not empty, left: $(ls "$RUN")"
 exit 0
