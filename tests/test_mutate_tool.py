@@ -249,3 +249,22 @@ def test_scratch_copy_takes_tracked_and_unignored_files_only(tmp_path):
     assert copied == {".gitignore", "data.yaml", "new.py", "src/pkg/a.py", "src/pkg/data.yaml"}
     assert (dest / "src" / "pkg" / "data.yaml").is_symlink()
     assert (dest / "src" / "pkg" / "data.yaml").read_text() == "x: 1\n"
+
+
+def test_report_prints_survivor_diffs_and_stale_declarations(tmp_path, capsys):
+    name = "wavbrivl.train.loss.x_moco_infonce__mutmut_45"
+    summary = mutate.Summary(
+        module="src/wavbrivl/train/loss.py",
+        status={name: "survived", "x.x_f__mutmut_1": "killed"},
+        diffs={name: DIFF},
+    )
+    stale = mutate.match_equivalents(summary, [_equivalent(now=("x = 2",))])
+    mutate.report(summary, stale, tmp_path / "mutmut.log")
+    out = capsys.readouterr().out
+    assert f"survived: {name} (survived)" in out
+    assert "+    log_prob = F.log_softmax(logits, dim=None)" in out
+    assert "stale equivalent in moco_infonce" in out
+    assert "table row: | src/wavbrivl/train/loss.py | 2 | 1 | 0 | 1 |" in out
+    summary.timed_out = True  # an unfinished run proves nothing stale
+    mutate.report(summary, stale, tmp_path / "mutmut.log")
+    assert "stale" not in capsys.readouterr().out

@@ -383,10 +383,9 @@ def report(summary: Summary, stale: list[Equivalent], log: Path) -> None:
         print("    " + summary.diffs[name].strip().replace("\n", "\n    "))
     for name, entry in summary.equivalent.items():
         print(f"  equivalent: {name}: {entry.reason}")
-    for entry in stale:
-        if summary.complete:
-            print(f"  warning: no survivor matches the declared equivalent in {entry.function}: ")
-            print(f"    {entry.was.strip()}  ->  {', '.join(n.strip() for n in entry.now)}")
+    for entry in stale if summary.complete else []:
+        print(f"  warning: stale equivalent in {entry.function}, it matches no survivor:")
+        print(f"    {entry.was.strip()}  ->  {' | '.join(n.strip() for n in entry.now)}")
     print(f"  table row: {summary.table_row()}")
 
 
