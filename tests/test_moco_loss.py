@@ -93,12 +93,15 @@ def test_config_round_trip_and_validation():
         0.99,
         0.07,
     )
-    with pytest.raises(ValueError, match="queue_sise"):
+    with pytest.raises(ValueError, match=r"unknown MoCoConfig key\(s\) \['queue_sise'\]"):
         MoCoConfig.from_dict({"queue_sise": 10})
     with pytest.raises(ValueError, match="momentum"):
         MoCoConfig(momentum=1.0)
     with pytest.raises(ValueError, match="temperature"):
         MoCoConfig(temperature=0.0)
+    assert MoCoConfig(image_dim=1).image_dim == 1  # the smallest valid embedding
+    with pytest.raises(ValueError, match="image_dim must be positive, got 0"):
+        MoCoConfig(image_dim=0)
 
 
 # -- queues -----------------------------------------------------------------------------------
@@ -112,6 +115,7 @@ def test_queues_are_unit_buffers_in_the_state_dict(wavlm_dir):
         assert getattr(model, name).shape[0] == 10
         torch.testing.assert_close(getattr(model, name).norm(dim=1), torch.ones(10))
     assert "queue_ptr" in state and int(model.queue_ptr) == 0
+    assert state["queue_ptr"].dtype == torch.int64  # an index: exact at any queue size
     assert {id(b) for b in model.buffers()} >= {id(getattr(model, n)) for n in QUEUES}
 
 
@@ -295,6 +299,59 @@ def test_forward_outputs_are_unit_vectors_in_their_spaces(wavlm_dir):
     assert not (out.g_audio_k.requires_grad or out.audio_k.requires_grad or out.image.requires_grad)
     with pytest.raises(ValueError, match=r"image_emb must be \(4, 128\)"):
         model(*_batch()[:2], torch.zeros(4, 7))
+
+
+def _np_unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _np_mlp(mlp, x: np.ndarray) -> np.ndarray:
+    """f and g by hand: fc1, ReLU, fc2, from the module's weights."""
+    w1, b1, w2, b2 = (
+        t.detach().double().numpy()
+        for t in (mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias)
+    )
+    return np.maximum(x @ w1.T + b1, 0.0) @ w2.T + b2
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_keys_come_from_the_momentum_copies_and_queries_from_the_online_modules(wavlm_dir, freeze):
+    """MoCo's contract, with every momentum copy moved away from its online module (as after
+    training steps) so that a key computed by the online module shows."""
+    model = _model(wavlm_dir, freeze=freeze).eval()  # eval: no dropout, one answer per input
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _, momentum in model.momentum_pairs():  # with the momentum WavLM when fine-tuned
+            for p in momentum.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    waveforms, lengths, image_emb = _batch()
+    encoder = model.audio_encoder
+    with torch.no_grad():
+        out = model(waveforms, lengths, image_emb)
+        online = encoder.wavlm_states(waveforms, lengths)
+        momentum = (
+            online if freeze else encoder.wavlm_states(waveforms, lengths, model.wavlm_momentum)
+        )
+        audio_q = F.normalize(encoder.head(*online), dim=-1).double().numpy()
+        audio_k = F.normalize(model.audio_head_momentum(*momentum), dim=-1).double().numpy()
+        mixed = F.normalize(model.audio_head_momentum(*online), dim=-1).double().numpy()
+    image = _np_unit(image_emb.double().numpy())
+    expected = {
+        "image": image,
+        "audio_q": audio_q,
+        "audio_k": audio_k,
+        "f_image_q": _np_unit(_np_mlp(model.f, image)),
+        "f_image_k": _np_unit(_np_mlp(model.f_momentum, image)),
+        "g_audio_q": _np_unit(_np_mlp(model.g, audio_q)),
+        "g_audio_k": _np_unit(_np_mlp(model.g_momentum, audio_k)),
+    }
+    for name, value in expected.items():
+        np.testing.assert_allclose(getattr(out, name).numpy(), value, atol=1e-5, err_msg=name)
+    # The fixture tells the copies apart: every key is far from its query, and a fine-tuned
+    # WavLM's momentum copy changes the audio key by itself.
+    for q, k in (("audio_q", "audio_k"), ("f_image_q", "f_image_k"), ("g_audio_q", "g_audio_k")):
+        assert np.abs(expected[q] - expected[k]).max() > 0.05, k
+    assert freeze or np.abs(mixed - audio_k).max() > 0.05
 
 
 def test_gradients_flow_only_where_they_belong(wavlm_dir):

@@ -118,7 +118,9 @@ def test_ties_are_broken_against_relevant_items():
     assert first.tolist() == [3] and ap.tolist() == [pytest.approx(1 / 3)]
 
 
-@pytest.mark.parametrize("labels", [list("abcde"), list("aabbb"), list("aaaab")])
+@pytest.mark.parametrize(
+    "labels", [list("abcde"), list("aabbb"), list("aaaab"), ["a"], ["a", "b"], ["a", "a"]]
+)
 def test_chance_levels_equal_the_average_over_all_rankings(labels):
     """Average the metrics over all 5! orderings of the gallery: that is chance."""
     n = len(labels)
@@ -138,6 +140,114 @@ def test_chance_levels_equal_the_average_over_all_rankings(labels):
             np.testing.assert_allclose(chance_recall_at_k(n, n_rel, k), brute, atol=1e-12)
         np.testing.assert_allclose(chance_ap(n, n_rel), aps.mean(axis=0), atol=1e-12)
         np.testing.assert_allclose(firsts.mean(axis=0), (n + 1) / (n_rel + 1), atol=1e-12)
+
+
+# -- both directions, against a brute-force ranking -------------------------------------------
+
+
+def _brute_force(queries, gallery, labels, *, instance):
+    """Each query ranks the whole gallery by cosine, in plain Python; ties put irrelevant items
+    first. Returns the metric values as retrieval_metrics reports them."""
+    firsts, aps = [], []
+    for i, q in enumerate(queries):
+        scores = [q @ g / (np.linalg.norm(q) * np.linalg.norm(g)) for g in gallery]
+        relevant = [j == i if instance else labels[j] == labels[i] for j in range(len(gallery))]
+        order = sorted(range(len(gallery)), key=lambda j: (-scores[j], relevant[j]))
+        ranks = [r + 1 for r, j in enumerate(order) if relevant[j]]  # of the relevant items
+        firsts.append(ranks[0])
+        aps.append(sum((hit + 1) / rank for hit, rank in enumerate(ranks)) / len(ranks))
+    values = {f"R@{k}": sum(f <= k for f in firsts) / len(firsts) for k in (1, 5, 10)}
+    return values | {"median_rank": float(np.median(firsts)), "mAP": float(np.mean(aps))}
+
+
+def _asymmetric(n=9, d=4, seed=5):
+    """Noisy pairs with row norms from 0.1 to 9: cosine and dot product rank differently, and
+    audio -> image differs from image -> audio."""
+    rng = np.random.default_rng(seed)
+    audio = rng.normal(size=(n, d))
+    image = audio + 0.9 * rng.normal(size=(n, d))
+    audio *= rng.uniform(0.1, 9.0, size=(n, 1))
+    image *= rng.uniform(0.1, 9.0, size=(n, 1))
+    return audio, image, list("aabbbccde")[:n]
+
+
+def test_each_direction_queries_its_own_side_against_the_other():
+    """audio -> image: audio rows query the image gallery; image -> audio the reverse."""
+    audio, image, labels = _asymmetric()
+    m = retrieval_metrics(audio, image, labels)
+    assert set(m) == {"n_clips", "n_classes", "ks", "audio_to_image", "image_to_audio"}
+    assert (m["n_clips"], m["n_classes"], m["ks"]) == (9, 5, [1, 5, 10])
+    sides = {"audio_to_image": (audio, image), "image_to_audio": (image, audio)}
+    for direction, (queries, gallery) in sides.items():
+        for level in ("instance", "class"):
+            expected = _brute_force(queries, gallery, labels, instance=level == "instance")
+            assert _values(m[direction][level]) == pytest.approx(expected), (direction, level)
+    # The fixture tells the directions apart (else a swapped pair would pass unseen).
+    for level in ("instance", "class"):
+        a2i, i2a = _values(m["audio_to_image"][level]), _values(m["image_to_audio"][level])
+        assert a2i["mAP"] != pytest.approx(i2a["mAP"]) and a2i["R@1"] != i2a["R@1"], level
+
+
+def test_scores_are_cosine_whatever_the_norms():
+    """Gallery item 1 has the larger dot product with query 0 but the smaller cosine."""
+    audio = np.array([[1.0, 0.0], [0.0, 1.0]])
+    image = np.array([[1.0, 0.1], [10.0, 10.0]])  # cos(a0, i0) = 0.995 > cos(a0, i1) = 0.707
+    v = _values(retrieval_metrics(audio, image, ["x", "y"])["audio_to_image"]["instance"])
+    assert v["R@1"] == 1.0 and v["mAP"] == 1.0
+
+
+def test_float32_embeddings_are_ranked_in_float64():
+    """Two gallery items whose cosines with the query differ by ~2e-8, below float32's
+    resolution at 1: in float32 they tie and the pessimistic tie-break ranks the pair second."""
+    eps = 2.0**-13
+    audio = np.array([[1.0, eps], [0.0, -1.0]], dtype=np.float32)
+    image = np.array([[1.0, eps], [1.0, 0.0]], dtype=np.float32)  # the pair is exactly a0
+    cosines = audio.astype(np.float64)[0] @ _unit64(image).T / np.linalg.norm(audio[0])
+    assert cosines[0] > cosines[1]
+    assert np.float32(cosines[0]) == np.float32(cosines[1])  # the trap is real
+    v = _values(retrieval_metrics(audio, image, ["x", "y"])["audio_to_image"]["instance"])
+    assert v["R@1"] == 1.0  # and query 1 prefers image 1 (cosine 0) to image 0 (-eps)
+
+
+def _unit64(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_first_rank_and_ap_on_a_non_square_score_matrix():
+    """Three queries, five gallery items, written out by hand."""
+    scores = np.array(
+        [
+            [0.9, 0.1, 0.5, 0.7, 0.3],  # order 0 3 2 4 1
+            [0.2, 0.8, 0.8, 0.1, 0.4],  # order (1, 2 tied) 4 0 3
+            [0.0, 0.0, 0.0, 0.0, 0.0],  # all tied: relevant items last
+        ]
+    )
+    relevant = np.array(
+        [
+            [False, False, True, False, True],  # ranks 3, 4
+            [False, True, False, True, False],  # tie with 2 lost: ranks 2, 5
+            [True, False, False, False, False],  # rank 5
+        ]
+    )
+    first, ap = first_rank_and_ap(scores, relevant)
+    assert first.tolist() == [3, 2, 5]
+    np.testing.assert_allclose(ap, [(1 / 3 + 2 / 4) / 2, (1 / 2 + 2 / 5) / 2, 1 / 5])
+
+
+def test_a_single_clip_is_its_own_perfect_match():
+    m = retrieval_metrics(np.array([[0.0, 2.0]]), np.array([[1.0, 1.0]]), ["only"])
+    for direction in ("audio_to_image", "image_to_audio"):
+        for level in ("instance", "class"):
+            cells = m[direction][level]
+            assert {name: cell["value"] for name, cell in cells.items()} == {
+                "R@1": 1.0,
+                "R@5": 1.0,
+                "R@10": 1.0,
+                "median_rank": 1.0,
+                "mAP": 1.0,
+            }
+            assert all(cell["chance"] == 1.0 for cell in cells.values())
 
 
 def test_reported_chance_levels():
@@ -168,8 +278,11 @@ def test_chunked_scoring_equals_one_pass(monkeypatch):
 
 def test_bad_inputs_are_clear_errors():
     good = np.eye(3)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match=r"must have the same shape \(row i of both is clip i\)"):
         retrieval_metrics(good, np.eye(4)[:3], list("abc"))
+    for shape in ((3,), (0, 3), (1, 3, 1)):
+        with pytest.raises(ValueError, match=r"audio_emb must be \(N, D\) with N >= 1"):
+            retrieval_metrics(np.ones(shape), good, list("abc"))
     with pytest.raises(ValueError, match="2 labels for 3 clips"):
         retrieval_metrics(good, good, list("ab"))
     bad = good.copy()
@@ -178,6 +291,12 @@ def test_bad_inputs_are_clear_errors():
         retrieval_metrics(bad, good, list("abc"))
     with pytest.raises(ValueError, match=r"image_emb: rows \[2\] are zero"):
         retrieval_metrics(good, np.diag([1.0, 1.0, 0.0]), list("abc"))
+    many = np.zeros((12, 2))  # the message names the first ten rows only
+    with pytest.raises(ValueError, match=r"rows \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\] are zero"):
+        retrieval_metrics(many, many, ["a"] * 12)
+    many[:, 0] = np.inf
+    with pytest.raises(ValueError, match=r"rows \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\] have NaN"):
+        retrieval_metrics(many, many, ["a"] * 12)
 
 
 def test_report_files(tmp_path):

@@ -4,6 +4,7 @@ Kept import-light (numpy; matplotlib only when a plot is written) so training ca
 validation retrieval without extra dependencies.
 """
 
-from wavbrivl.evaluate.retrieval import retrieval_metrics, write_retrieval_report
+from wavbrivl.evaluate.report import write_retrieval_report
+from wavbrivl.evaluate.retrieval import retrieval_metrics
 
 __all__ = ["retrieval_metrics", "write_retrieval_report"]

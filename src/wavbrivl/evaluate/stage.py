@@ -14,7 +14,8 @@ from typing import Any
 
 from wavbrivl.devices import pick_device
 from wavbrivl.embed.store import FingerprintMismatch, read_common_header
-from wavbrivl.evaluate.retrieval import retrieval_metrics, write_retrieval_report
+from wavbrivl.evaluate.report import write_retrieval_report
+from wavbrivl.evaluate.retrieval import retrieval_metrics
 from wavbrivl.train.checkpoint import build_trained_model, read_audio_encoder
 from wavbrivl.train.config import TrainConfig
 from wavbrivl.train.data import TrainData
