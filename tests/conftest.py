@@ -71,3 +71,13 @@ def cannot_run(reason: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"{reason} (a failure, not a skip, because CI is set)", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def small_demo_run(tmp_path_factory) -> Path:
+    """The small demo (tests/small_demo.py), run once, uninterrupted; tests must not change it."""
+    from small_demo import run_small_demo
+
+    workdir = tmp_path_factory.mktemp("small-demo")
+    run_small_demo(workdir)
+    return workdir

@@ -250,7 +250,7 @@ def cpu_node_profile(target: Path, node_cpus: int) -> Path:
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_demo_runs_to_completion_through_the_slurm_profile(slurm_cluster, tmp_path, profile_env):
-    from test_workflow_demo import TARGETS, small_demo_config, write_toy_checkpoint
+    from small_demo import TARGETS, small_demo_config, write_toy_checkpoint
 
     profile_env.setenv("WAVBRIVL_SLURM_PARTITION", TEST_PARTITION)
     profile_env.setenv("WAVBRIVL_SLURM_CONDA", "0")  # no conda here: jobs use this venv

@@ -7,68 +7,23 @@ the checkpoint path of the real model is exercised and its content can be change
 from __future__ import annotations
 
 import os
+import shutil
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 import yaml
-from conftest import REPO, planned_jobs, run_snakemake
+from conftest import planned_jobs, run_snakemake
+from small_demo import TARGETS, small_demo_config, write_toy_checkpoint
 
 from wavbrivl.embed.store import read_header
-from wavbrivl.encoders.registry import build_tiny
 
 pytestmark = pytest.mark.slow
 
 
-def small_demo_config() -> dict:
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["demo"].update(
-        n_classes=6,
-        clips_per_class=2,
-        audioset_clips_per_class=1,
-        duration_s=11,
-        width=64,
-        height=48,
-        fps=8,
-    )
-    cfg["datasets"]["vggsound"]["n_shards"] = 2
-    cfg["extract"]["frame_size"] = 32
-    cfg["embed"].update(encoder="brivl", architecture="tiny", weights="weights/toy-brivl.pth")
-    # 12 clips: a few short steps exercise the training and evaluation rules end to end
-    cfg["train"].update(
-        steps=6,
-        batch_size=2,
-        warmup_steps=2,
-        ckpt_every=3,
-        eval_every=3,
-        log_every=1,
-        window_s=2.0,
-        num_workers=0,
-        val_fraction=0.2,
-    )
-    cfg["generate"].update(steps=4, cutouts=2, size=[32, 32], min_cut_size=16)
-    return cfg
-
-
-def write_toy_checkpoint(path, seed):
-    """A BriVL-format checkpoint ({"learnable": {"imgencoder.*": ...}}) of the toy architecture."""
-    state = build_tiny(seed=seed).model.state_dict()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"learnable": {f"imgencoder.{k}": v for k, v in state.items()}}, path)
-
-
-TARGETS = ("media", "embeddings", "model", "sheets")
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo")
-    (workdir / "cfg.yaml").write_text(yaml.safe_dump(small_demo_config()))
-    write_toy_checkpoint(workdir / "weights/toy-brivl.pth", seed=0)
-    result = run_snakemake(workdir, "--cores", "2", *TARGETS, "--configfile", "cfg.yaml")
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
+@pytest.fixture
+def demo_run(small_demo_run):
+    return small_demo_run
 
 
 def test_every_demo_clip_reaches_the_media_shards(demo_run):
@@ -262,8 +217,9 @@ def test_only_what_changed_reruns(demo_run):
     assert dry_run(demo_run) == {}
 
 
-def test_added_clips_rerun_only_their_shard(demo_run):
-    """Last in this module: it changes the demo's CSV."""
+def test_added_clips_rerun_only_their_shard(demo_run, tmp_path):
+    """On a copy of the run (the soak test compares against the original): a CSV changes."""
+    demo_run = shutil.copytree(demo_run, tmp_path / "demo", symlinks=True)
     csv_path = demo_run / "results/demo/vggsound.csv"
     rows = csv_path.read_text().splitlines()
     # A new clip of an existing video: the same id with another start (files are 11 s long).

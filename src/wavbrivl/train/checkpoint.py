@@ -24,7 +24,7 @@ import torch
 
 from wavbrivl.atomic import atomic_path, write_text_atomic
 from wavbrivl.checkpoints import CheckpointError, read_checkpoint, state_dict_sha256
-from wavbrivl.config_keys import resume_checked
+from wavbrivl.config_keys import RUNTIME, keys_of, resume_checked
 from wavbrivl.hashing import sha256_of
 
 CHECKPOINT_FORMAT = "wavbrivl.train_checkpoint/1"
@@ -176,6 +176,11 @@ def model_configs(model: torch.nn.Module) -> dict[str, dict[str, Any]]:
     return {"audio": model.audio_encoder.cfg.to_dict(), "moco": model.cfg.to_dict()}
 
 
+def _without_runtime_keys(train_config: dict[str, Any]) -> dict[str, Any]:
+    runtime = set(keys_of("train", RUNTIME))
+    return {k: v for k, v in train_config.items() if k not in runtime}
+
+
 def save_audio_encoder(
     path: PathLike,
     model: torch.nn.Module,
@@ -189,14 +194,16 @@ def save_audio_encoder(
 
     Downstream rebuilds the model with :func:`load_trained_model` and embeds audio with
     ``embed_audio`` (g(audio), L2-normalised, in the image space). The image encoder's
-    fingerprint says which image space that is (the embeddings it was trained on).
+    fingerprint says which image space that is (the embeddings it was trained on). The
+    training config is recorded without its run-time keys (``wavbrivl.config_keys``), so a
+    run that only checkpointed more often, or on another device, saves the same bytes.
     """
     state = {
         "format": ARTEFACT_FORMAT,
         **{f"{k}_config": v for k, v in model_configs(model).items()},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "step": step,
-        "train_config": train_config,
+        "train_config": _without_runtime_keys(train_config),
         "metrics": metrics or {},
         "image_encoder_fingerprint": image_encoder_fingerprint,
     }
