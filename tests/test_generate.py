@@ -168,6 +168,67 @@ def test_the_real_tiny_vqgan_is_steered_towards_the_target(encoder):
     assert all(torch.equal(v, params[k]) for k, v in vqgan.state_dict().items())  # frozen
 
 
+class LatentSpy(FakeVQGAN):
+    """Records every latent the loop hands to the quantiser (after each update, and the final)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latents: list[np.ndarray] = []
+
+    def quantize_st(self, z: torch.Tensor) -> torch.Tensor:
+        self.latents.append(z.detach().cpu().numpy().copy())
+        return super().quantize_st(z)
+
+
+class CutoutSpy:
+    """The image encoder, recording the embeddings of every batch of cutouts it is given."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.preprocess, self.dim, self.name = (
+            inner,
+            inner.preprocess,
+            inner.dim,
+            inner.name,
+        )
+        self.cutout_embeddings: list[np.ndarray] = []
+
+    def encode_images(self, images):
+        out = self.inner.encode_images(images)
+        if isinstance(images, torch.Tensor):  # the cutouts; the final PNGs come as a list
+            self.cutout_embeddings.append(out.detach().cpu().numpy().copy())
+        return out
+
+
+def test_latents_stay_inside_the_codebook_range_after_every_step(encoder):
+    # Adam moves each element by about lr per step: lr 5 leaves the codebook's range at once.
+    vqgan = LatentSpy()
+    cfg = tiny_cfg(steps=4, lr=5.0, cutouts=2)
+    generate(vqgan, encoder, unit_targets(1), cfg, clip_ids=["a_0"], seeds=[1], log=QUIET)
+    codebook = vqgan.embedding.detach().numpy()  # (n_embed, C)
+    lo, hi = codebook.min(axis=0)[None, :, None, None], codebook.max(axis=0)[None, :, None, None]
+    assert len(vqgan.latents) == cfg.steps + 1
+    for z in vqgan.latents:
+        assert (z >= lo).all() and (z <= hi).all()
+    # the bound was reached, so the clamp (not a timid step) kept z inside
+    assert any(np.isclose(z, hi).any() or np.isclose(z, lo).any() for z in vqgan.latents[1:])
+
+
+def test_the_trace_is_the_mean_similarity_over_all_cutouts(encoder):
+    spy = CutoutSpy(encoder)
+    targets = unit_targets(2)
+    cfg = tiny_cfg(steps=3, cutouts=5, batch_clips=2)
+    results = generate(
+        FakeVQGAN(), spy, targets, cfg, clip_ids=["a_0", "b_0"], seeds=[1, 2], log=QUIET
+    )
+    assert len(spy.cutout_embeddings) == cfg.steps
+    t = targets.numpy()
+    for step, emb in enumerate(spy.cutout_embeddings):
+        per_cut = np.einsum("bnd,bd->bn", emb.reshape(2, cfg.cutouts, -1), t)  # (b, n)
+        assert np.ptp(per_cut, axis=1).min() > 1e-4  # cutouts differ: the first is not the mean
+        for i, result in enumerate(results):
+            assert result.trace[step] == pytest.approx(per_cut[i].mean(), abs=1e-5)
+
+
 def test_a_target_of_the_wrong_size_stops_with_both_sizes(encoder):
     with pytest.raises(ValueError, match=r"64 dimensions.*embeds into 128"):
         generate(
