@@ -59,3 +59,18 @@ def test_the_shard_rule_is_the_seeded_hash_of_the_clip_id():
     ids = [f"clip{i}_{i * 1000}" for i in range(50)]
     assert [shard_of(c, 7) for c in ids] == [seeded_int(c) % 7 for c in ids]
     assert len({shard_of(c, 7) for c in ids}) == 7
+
+
+def blake2b_64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def test_several_parts_are_joined_by_nul_bytes_and_every_bit_count_from_1_is_allowed():
+    # pinned against the documented scheme, computed here: NUL-joined text, BLAKE2b-64, shifted
+    assert (
+        seeded_int("generate", 3, "clip_1", bits=63) == blake2b_64("generate\x003\x00clip_1") >> 1
+    )
+    assert seeded_int("x", bits=1) == blake2b_64("x") >> 63
+    assert seeded_int("x", bits=64) == blake2b_64("x")
+    with pytest.raises(ValueError, match=r"bits must be in \[1, 64\], got 0"):
+        seeded_int("x", bits=0)

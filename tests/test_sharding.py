@@ -65,7 +65,8 @@ def test_shard_names_are_zero_padded_and_sort():
     assert shard_width(1) == 3 and shard_width(1001) == 4
     names = shard_names(1200)
     assert names == sorted(names) and len(set(names)) == 1200 and names[-1] == "1199"
-    with pytest.raises(ValueError):
+    # the messages name the bad value and the allowed range
+    with pytest.raises(ValueError, match=r"shard index 64 outside \[0, 64\)"):
         shard_name(64, 64)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_shards must be >= 1, got 0"):
         shard_of("x", 0)
