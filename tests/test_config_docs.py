@@ -8,15 +8,12 @@ of the schema has a table row with its default and its description.
 from __future__ import annotations
 
 import difflib
-import importlib.machinery
-import importlib.util
 import json
 import re
-import sys
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, load_script
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 README = REPO / "config" / "README.md"
@@ -24,12 +21,7 @@ GENERATOR = REPO / "workflow" / "bin" / "config-docs"
 
 
 def _generator():
-    loader = importlib.machinery.SourceFileLoader("wavbrivl_config_docs", str(GENERATOR))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module  # dataclasses look their module up
-    loader.exec_module(module)
-    return module
+    return load_script(GENERATOR, "wavbrivl_config_docs")
 
 
 def _schema():

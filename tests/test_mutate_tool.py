@@ -4,25 +4,17 @@ table, equivalent-mutant matching, the 10 % rule, the scratch copy, the settings
 from __future__ import annotations
 
 import ast
-import importlib.machinery
-import importlib.util
 import subprocess
-import sys
 import tomllib
 
 import pytest
-from conftest import REPO
+from conftest import REPO, load_script
 
 TOOL = REPO / "workflow" / "bin" / "mutate.py"
 
 
 def _tool():
-    loader = importlib.machinery.SourceFileLoader("wavbrivl_mutate_tool", str(TOOL))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module  # dataclasses look their module up
-    loader.exec_module(module)
-    return module
+    return load_script(TOOL, "wavbrivl_mutate_tool")
 
 
 mutate = _tool()
