@@ -245,3 +245,23 @@ def test_a_missing_source_file_is_unavailable_not_retriable():
     # Our own I/O error with the same errno is not the source's fault.
     own = classify_message("[Errno 2] No such file or directory: '/out/.tmp-x.part'")
     assert own.status == st.ERROR
+
+
+def test_long_messages_are_cut_to_exactly_the_limit_without_a_dangling_space():
+    limit = 20
+    assert clean_message("x" * limit, limit=limit) == "x" * limit  # at the limit: kept whole
+    cut = clean_message("x" * (limit + 5), limit=limit)
+    assert cut == "x" * (limit - 1) + "…" and len(cut) == limit
+    # the cut lands just after a space: the space goes, not the text before it
+    assert clean_message("y" * (limit - 2) + " " + "z" * 9, limit=limit) == "y" * (limit - 2) + "…"
+
+
+def test_the_media_probe_never_reads_stdin_and_prints_no_banner():
+    # -nostdin: a probe inside a thread pool must not take the terminal's input
+    assert media_probe_argv("ffmpeg", "/data/a b.mp4") == [
+        "ffmpeg",
+        "-hide_banner",
+        "-nostdin",
+        "-i",
+        "/data/a b.mp4",
+    ]
