@@ -313,16 +313,21 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
-def _ask(scratch: Path, *args: str) -> str:
-    """The output of a quick mutmut command in ``scratch``."""
+def _output_in(scratch: Path, argv: list[str], *, check: bool) -> str:
+    """The standard output of ``argv`` run in ``scratch`` with the mutated tree importable."""
     return subprocess.run(  # noqa: S603 - fixed argv, no shell
-        _mutmut(*args),
+        argv,
         cwd=scratch,
         env=_environment(scratch),
         capture_output=True,
         text=True,
-        check=False,
+        check=check,
     ).stdout
+
+
+def _ask(scratch: Path, *args: str) -> str:
+    """The output of a quick mutmut command in ``scratch``."""
+    return _output_in(scratch, _mutmut(*args), check=False)
 
 
 # One process for every diff (``mutmut show`` takes seconds per mutant): mutmut's own function.
@@ -338,14 +343,7 @@ def diffs(scratch: Path, module: str, names: list[str]) -> dict[str, str]:
     """Mutant name -> its unified diff against the original function."""
     if not names:
         return {}
-    out = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        [sys.executable, "-c", _DIFFS, module, *names],
-        cwd=scratch,
-        env=_environment(scratch),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = _output_in(scratch, [sys.executable, "-c", _DIFFS, module, *names], check=True)
     return json.loads(out)
 
 
