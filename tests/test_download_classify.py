@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import subprocess
 import sys
 
@@ -10,11 +11,12 @@ import pytest
 from httpserver import make_test_mp4
 from yt_dlp.networking.common import Response
 from yt_dlp.networking.exceptions import HTTPError, TransportError
-from yt_dlp.utils import DownloadError
+from yt_dlp.utils import DownloadError, ExtractorError
 
 from wavbrivl import status as st
 from wavbrivl.download.classify import (
     REASON_MAX_CHARS,
+    Classification,
     classify_exception,
     classify_media,
     classify_message,
@@ -265,3 +267,171 @@ def test_the_media_probe_never_reads_stdin_and_prints_no_banner():
         "-i",
         "/data/a b.mp4",
     ]
+
+
+# -- exact reasons: a log reader searches for these words ------------------------------------
+
+NO_MESSAGE = "unknown error (yt-dlp gave no message)"
+
+
+def test_a_failure_without_words_still_says_why():
+    # yt-dlp sometimes raises with an empty message, or one that is only colour codes
+    for message in ("", "\x1b[0;31m \r\x1b[0m  "):
+        assert classify_message(message) == Classification(st.ERROR, NO_MESSAGE)
+
+
+def test_ffmpeg_exit_reason_is_the_message_then_the_explanation():
+    assert classify_message("ERROR: ffmpeg exited with code -22").reason == (
+        "ffmpeg exited with code -22 (ffmpeg failed while cutting the section: "
+        "unreadable, truncated or stalled input)"
+    )
+
+
+def test_time_outs_and_http_statuses_keep_the_cleaned_message_as_reason():
+    assert classify_message("ERROR: [download] Got error: x", timed_out=True) == Classification(
+        st.TIMEOUT, "[download] Got error: x"
+    )
+    assert classify_message("ERROR: [generic] z: fetch failed", http_status=410) == Classification(
+        st.UNAVAILABLE, "[generic] z: fetch failed"
+    )
+
+
+def test_a_missing_source_without_a_quoted_path_names_no_path():
+    message = (
+        "ERROR: [generic] nope: Unable to download video data: [Errno 2] No such file or directory"
+    )
+    assert classify_message(message) == Classification(
+        st.UNAVAILABLE,
+        "source file does not exist (yt-dlp: [generic] nope: Unable to download video data: "
+        "[Errno 2] No such file or directory)",
+    )
+
+
+# -- exceptions: which HTTP status, which link of the chain ----------------------------------
+
+
+class _StatusError(Exception):
+    """An error that carries an HTTP status, as yt-dlp's network errors do."""
+
+    def __init__(self, status: object):
+        super().__init__("fetch failed")  # words that no rule matches
+        self.status = status
+
+
+def _chained(*errors: BaseException) -> BaseException:
+    """errors[0], whose explicit cause is errors[1], whose cause is errors[2], ..."""
+    for outer, inner in itertools.pairwise(errors):
+        outer.__cause__ = inner
+    return errors[0]
+
+
+def test_the_outermost_http_status_wins():
+    # 404 outside, 429 inside: the outer one is what the request that failed got
+    assert classify_exception(_chained(_StatusError(404), _StatusError(429))).status == (
+        st.UNAVAILABLE
+    )
+    assert classify_exception(_chained(_StatusError(429), _StatusError(404))).status == (
+        st.RATE_LIMITED
+    )
+
+
+@pytest.mark.parametrize(
+    ("outer_status", "expected"),
+    [
+        # 100 and 599 are HTTP statuses: taken (and they decide nothing, so the text does)
+        (100, st.ERROR),
+        (599, st.ERROR),
+        # 99, 600 and a non-number are not: skipped, so the inner 404 is used
+        (99, st.UNAVAILABLE),
+        (600, st.UNAVAILABLE),
+        ("404", st.UNAVAILABLE),
+        (None, st.UNAVAILABLE),
+    ],
+)
+def test_only_integers_from_100_to_599_count_as_http_statuses(outer_status, expected):
+    exc = _chained(_StatusError(outer_status), _StatusError(404))
+    assert classify_exception(exc) == Classification(expected, "fetch failed")
+
+
+def test_an_exception_without_a_message_is_named_by_its_type():
+    assert classify_exception(ValueError()) == Classification(st.ERROR, "ValueError")
+
+
+def test_an_implicit_context_is_followed_when_there_is_no_explicit_cause():
+    # raised while handling a time-out, without "from": __cause__ is None, __context__ is set
+    try:
+        try:
+            raise TimeoutError("socket")
+        except TimeoutError:
+            raise RuntimeError("fetch failed")  # noqa: B904 - the implicit chain is the point
+    except RuntimeError as outer:
+        assert outer.__cause__ is None
+        assert classify_exception(outer).status == st.TIMEOUT
+
+
+def test_an_extractor_errors_cause_attribute_is_followed():
+    # ExtractorError(cause=...) keeps the cause only as .cause (no __cause__, no exc_info here)
+    gone = ExtractorError("unable to fetch the page", cause=_http_error(410))
+    assert gone.__cause__ is None and gone.__context__ is None
+    assert classify_exception(gone).status == st.UNAVAILABLE
+    # the same words without the cause decide nothing
+    assert classify_exception(ExtractorError("unable to fetch the page")).status == st.ERROR
+
+
+@pytest.mark.parametrize(("depth", "expected"), [(8, st.TIMEOUT), (9, st.ERROR)])
+def test_the_cause_chain_is_followed_eight_links_deep(depth, expected):
+    # a TimeoutError as the depth-th exception of a straight chain: the walk stops after 8
+    errors = [RuntimeError(f"link {i}") for i in range(1, depth)] + [TimeoutError("socket")]
+    assert classify_exception(_chained(*errors)) == Classification(expected, "link 1")
+
+
+# -- downloaded files: exact verdicts on ffmpeg's stream listing -----------------------------
+
+VIDEO_STREAM = (
+    "  Stream #0:0[0x1](und): Video: h264 (Constrained Baseline) (avc1 / 0x31637661), "
+    "yuv420p(progressive), 64x64, 87 kb/s, 10 fps (default)\n"
+)
+AUDIO_STREAM = "  Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, mono\n"
+NO_OUTPUT = "At least one output file must be specified\n"
+
+
+def test_a_file_of_zero_bytes_is_empty_even_if_the_probe_lists_streams():
+    assert classify_media(0, VIDEO_STREAM + AUDIO_STREAM) == Classification(
+        st.BAD_MEDIA, "downloaded file is empty"
+    )
+    # one byte is not empty: the streams decide
+    assert classify_media(1, VIDEO_STREAM + AUDIO_STREAM) == Classification(st.OK, "")
+
+
+def test_missing_streams_are_named_exactly():
+    assert classify_media(10, VIDEO_STREAM) == Classification(
+        st.BAD_MEDIA, "no audio stream in the file"
+    )
+    # audio is needed even when video is not
+    assert classify_media(10, VIDEO_STREAM, require_video=False) == Classification(
+        st.BAD_MEDIA, "no audio stream in the file"
+    )
+    assert classify_media(10, AUDIO_STREAM) == Classification(
+        st.BAD_MEDIA, "no video stream in the file"
+    )
+    assert classify_media(10, AUDIO_STREAM, require_video=False) == Classification(st.OK, "")
+
+
+def test_no_streams_reason_quotes_ffmpegs_last_line_before_the_no_output_complaint():
+    # a container with only a data track: three useful lines, a blank one, then the complaint
+    stderr = (
+        "Input #0, mov,mp4,m4a,3gp,3g2,mj2, from '/data/x.mp4':\n"
+        "  Duration: 00:00:02.00, start: 0.000000, bitrate: 1 kb/s\n"
+        "  Stream #0:0[0x1](und): Data: none (tmcd / 0x64636D74)   \n"
+        "      \n" + NO_OUTPUT
+    )
+    assert classify_media(10, stderr) == Classification(
+        st.BAD_MEDIA,
+        "no media streams in the file: Stream #0:0[0x1](und): Data: none (tmcd / 0x64636D74)",
+    )
+
+
+def test_no_streams_and_no_words_from_ffmpeg_says_so():
+    expected = Classification(st.BAD_MEDIA, "no media streams in the file: ffmpeg printed nothing")
+    assert classify_media(10, "") == expected
+    assert classify_media(10, "\n   \n" + NO_OUTPUT) == expected

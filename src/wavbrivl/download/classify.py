@@ -161,9 +161,11 @@ def classify_media(size: int, probe_stderr: str, *, require_video: bool = True) 
     if not kinds:
         last = _last_meaningful_line(probe_stderr.splitlines())
         return Classification(st.BAD_MEDIA, clean_message(f"no media streams in the file: {last}"))
-    missing = [k for k in ("audio", "video") if k not in kinds and (k == "audio" or require_video)]
-    if missing:
-        return Classification(st.BAD_MEDIA, f"no {' or '.join(missing)} stream in the file")
+    # kinds is not empty here, so at most one of the two is missing
+    if "audio" not in kinds:
+        return Classification(st.BAD_MEDIA, "no audio stream in the file")
+    if require_video and "video" not in kinds:
+        return Classification(st.BAD_MEDIA, "no video stream in the file")
     return Classification(st.OK, "")
 
 
