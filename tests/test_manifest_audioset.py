@@ -50,6 +50,9 @@ def test_segments_with_comment_header_and_quoted_mid_lists(tmp_path):
     assert df["end_s"].to_list() == [10.0, 30.0, 40.5]
     assert set(df["split"]) == {"eval"}
     assert df["line"].to_list() == [4, 5, 6]  # the comment lines still count as lines
+    assert report.summary_lines() == [
+        "eval_segments.csv: 3 rows, 3 ok, 0 malformed, 0 duplicate ids"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -289,6 +292,14 @@ def test_class_labels_with_padded_header_and_quoted_names_after_spaces(tmp_path)
         "/m/a": "Child speech, kid speaking",
         "/m/b": "Two\r\nlines",
     }
+
+
+def test_class_labels_saved_with_a_byte_order_mark_start_with_mid(tmp_path):
+    """A Windows tool's BOM must not glue itself to the first column name (here "mid"), and
+    names are UTF-8 whatever the locale."""
+    path = tmp_path / "labels.csv"
+    path.write_bytes("\ufeffmid,display_name,index\n/m/a,Café,0\n".encode())
+    assert read_class_labels(path) == {"/m/a": "Café"}
 
 
 @pytest.mark.parametrize(
