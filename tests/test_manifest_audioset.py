@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pandas as pd
 import pytest
 
 from wavbrivl.manifest.audioset import (
+    check_known_labels,
+    clean_mid,
     default_split_name,
+    parse_audioset_fields,
     read_audioset_segments,
     read_class_labels,
 )
+from wavbrivl.manifest.parsing import MalformedRow
 from wavbrivl.manifest.select import SelectionError, select_clips
 
 HEADER = (
@@ -45,6 +50,9 @@ def test_segments_with_comment_header_and_quoted_mid_lists(tmp_path):
     assert df["end_s"].to_list() == [10.0, 30.0, 40.5]
     assert set(df["split"]) == {"eval"}
     assert df["line"].to_list() == [4, 5, 6]  # the comment lines still count as lines
+    assert report.summary_lines() == [
+        "eval_segments.csv: 3 rows, 3 ok, 0 malformed, 0 duplicate ids"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -175,3 +183,153 @@ def test_ytids_keep_only_those_and_missing_ones_are_named(multi_df):
     assert out["source_id"].to_list() == ["yt003", "yt010"]
     with pytest.raises(SelectionError, match=r"1 ytid\(s\).*'nope'"):
         select_clips(multi_df, ytids=["yt003", "nope"])
+
+
+# -- one record, label checks, the class index (manifest/audioset.py) -------------------------
+
+
+def test_fields_are_stripped_and_every_later_field_holds_mids():
+    assert parse_audioset_fields([" yt1 ", " 1.5", "11.5 ", '"/m/a, /m/b', " /m/c'", ""]) == (
+        "yt1",
+        1.5,
+        11.5,
+        ["/m/a", "/m/b", "/m/c"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            ["a", "0", "10"],
+            "expected 4 fields (YTID, start_seconds, end_seconds, positive_labels), got 3",
+        ),
+        (["", " ", "\t", ""], "empty row: only commas and whitespace"),
+        (["a", " 5.0 ", " 4.0 ", "/m/x"], "end '4.0' is not after start '5.0'"),
+        (["a", "0", "-1", "/m/x"], "end '-1' is negative"),
+        (["a", "0", "10", " '' ", ' "'], "empty label"),
+    ],
+)
+def test_each_bad_record_has_its_exact_reason(fields, message):
+    with pytest.raises(MalformedRow) as err:
+        parse_audioset_fields(fields)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "mid"),
+    [(' "/m/0X" ', "/m/0X"), ("'/m/a'", "/m/a"), ('" /m/b "', "/m/b"), ("/m/c", "/m/c")],
+)
+def test_clean_mid_drops_whitespace_and_stray_quotes_only(text, mid):
+    assert clean_mid(text) == mid
+
+
+def labelled(*rows):
+    """A parsed table of (line, labels) rows, as check_known_labels reads it."""
+    return pd.DataFrame({"line": [r[0] for r in rows], "labels": [r[1] for r in rows]})
+
+
+KNOWN = {"/m/a": "Alpha", "/m/b": "Beta"}
+
+
+def test_known_labels_give_no_lines():
+    df = labelled((4, ["/m/a", "/m/b"]), (5, ["/m/b"]))
+    assert check_known_labels(df, KNOWN, source="s.csv", labels_source="l.csv") == []
+
+
+def test_half_the_labels_unknown_is_still_kept_and_shown():
+    df = labelled((4, ["/m/a", "/m/x"]), (6, ["/m/y", "/m/b"]))
+    assert check_known_labels(df, KNOWN, source="s.csv", labels_source="l.csv") == [
+        "s.csv: 2 of 4 labels unknown to l.csv (kept as they are); first:",
+        "  line 4: '/m/x'",
+        "  line 6: '/m/y'",
+    ]
+
+
+def test_more_than_half_unknown_is_refused_showing_the_first_five():
+    """7 of 8 labels unknown: the file is refused, naming the first 5 (of 7) unknown ones."""
+    df = labelled(
+        (4, ["/m/u1", "/m/a", "/m/u2"]), (5, ["/m/u3"]), (9, [f"/m/v{i}" for i in range(4)])
+    )
+    with pytest.raises(ValueError) as err:
+        check_known_labels(df, KNOWN, source="s.csv", labels_source="l.csv")
+    assert str(err.value) == (
+        "s.csv looks mangled: 7 of 8 labels unknown to l.csv; first: line 4: '/m/u1', "
+        "line 4: '/m/u2', line 5: '/m/u3', line 9: '/m/v0', line 9: '/m/v1'"
+    )
+
+
+def test_a_quoted_label_list_may_span_lines(tmp_path):
+    """Segments are read with skipinitialspace: the quote after ", " opens a quoted field,
+    which may hold a line break; the record is one row, named by its first line."""
+    path = write(
+        tmp_path, "s.csv", HEADER + 'aaa, 0.0, 10.0, "/m/a,\n/m/b"\nbbb, 1.0, 11.0, /m/c\n'
+    )
+    df, report = read_audioset_segments(path, split="eval")
+    assert (report.n_rows, report.n_ok, report.n_malformed) == (2, 2, 0)
+    assert df["labels"].to_list() == [["/m/a", "/m/b"], ["/m/c"]]
+    assert df["line"].to_list() == [4, 6]
+    assert df["split"].to_list() == ["eval", "eval"]
+
+
+def test_an_empty_split_name_is_refused_naming_the_file(tmp_path):
+    path = write(tmp_path, "s.csv", HEADER)
+    with pytest.raises(ValueError) as err:
+        read_audioset_segments(path, split="")
+    assert str(err.value) == f"{path}: an AudioSet segments file needs a split name"
+
+
+def test_class_labels_with_padded_header_and_quoted_names_after_spaces(tmp_path):
+    """Spaces after commas (skipinitialspace) and around header names; the first of two
+    rows for one MID wins; a line break inside a quoted name stays as written."""
+    path = write(
+        tmp_path,
+        "labels.csv",
+        'index , mid , display_name \n0, /m/a, "Child speech, kid speaking"\n'
+        '1, /m/b, "Two\r\nlines"\n2, /m/a, Other\n',
+    )
+    assert read_class_labels(path) == {
+        "/m/a": "Child speech, kid speaking",
+        "/m/b": "Two\r\nlines",
+    }
+
+
+def test_class_labels_saved_with_a_byte_order_mark_start_with_mid(tmp_path):
+    """A Windows tool's BOM must not glue itself to the first column name (here "mid"), and
+    names are UTF-8 whatever the locale."""
+    path = tmp_path / "labels.csv"
+    path.write_bytes("\ufeffmid,display_name,index\n/m/a,Café,0\n".encode())
+    assert read_class_labels(path) == {"/m/a": "Café"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("index,display_name\n0,Speech\n", "got ['index', 'display_name']; missing ['mid']"),
+        ("index,mid\n0,/m/a\n", "got ['index', 'mid']; missing ['display_name']"),
+        ("", "got []; missing ['mid', 'display_name']"),
+    ],
+)
+def test_class_labels_without_the_needed_columns_are_refused(tmp_path, text, message):
+    path = write(tmp_path, "labels.csv", text)
+    with pytest.raises(ValueError) as err:
+        read_class_labels(path)
+    assert str(err.value) == (
+        f"{path}: expected a header with columns ['index', 'mid', 'display_name'], {message}"
+    )
+
+
+@pytest.mark.parametrize("row", ["1,/m/b, ", "1, ,Beta", "1,/m/b"])
+def test_class_labels_with_an_empty_mid_or_name_name_the_line(tmp_path, row):
+    path = write(tmp_path, "labels.csv", f"index,mid,display_name\n0,/m/a,Alpha\n{row}\n")
+    with pytest.raises(ValueError) as err:
+        read_class_labels(path)
+    assert str(err.value) == f"{path} line 3: empty mid or display_name"
+
+
+@pytest.mark.parametrize(
+    ("name", "split"),
+    [("_segments.csv", "_segments"), ("a.b_segments.csv", "a"), ("eval_segments", "eval")],
+)
+def test_split_name_is_the_stem_before_the_first_dot_without_segments(name, split):
+    assert default_split_name(name) == split

@@ -7,9 +7,9 @@ import string
 
 import pytest
 
-from wavbrivl.manifest import MAX_EXAMPLES, ParseReport
+from wavbrivl.manifest import MAX_EXAMPLES, MalformedRow, ParseReport
 from wavbrivl.manifest.select import SelectionError, select_clips
-from wavbrivl.manifest.vggsound import read_vggsound_csv
+from wavbrivl.manifest.vggsound import VGGSOUND_SPLITS, parse_vggsound_fields, read_vggsound_csv
 
 
 def write_csv(tmp_path, text: str, name: str = "vggsound.csv"):
@@ -204,3 +204,72 @@ def test_broken_file_is_an_error_naming_file_and_line(tmp_path):
     path.write_bytes(b"aaa,1,dog,train\nbbb,2,\xff\xfe,train\n")
     with pytest.raises(ValueError, match=r"broken\.csv line 2: unreadable CSV"):
         read_vggsound_csv(path)
+
+
+# -- one record, and the reader's defaults (manifest/vggsound.py) ------------------------------
+
+
+def test_fields_are_stripped_and_middle_fields_form_the_label():
+    assert parse_vggsound_fields([" aaa ", " 1.5 ", " dog ", " train "], VGGSOUND_SPLITS) == (
+        "aaa",
+        1.5,
+        "dog",
+        "train",
+    )
+    # Unquoted commas: fields 2 .. -2 joined back with their commas, inner spaces kept.
+    assert parse_vggsound_fields(["aaa", "2", "a", " b", " c", "test"], None) == (
+        "aaa",
+        2.0,
+        "a, b, c",
+        "test",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "splits", "message"),
+    [
+        (
+            ["aaa", "1", "dog"],
+            ("train", "test"),
+            "expected 4 fields (id, start, label, split), got 3",
+        ),
+        (["", " ", "\t", ""], ("train", "test"), "empty row: only commas and whitespace"),
+        (["aaa", "x", "dog", "train"], ("train", "test"), "start 'x' is not a number"),
+        (["aaa", "1", " ", "train"], ("train", "test"), "empty label"),
+        (["aaa", "1", "dog", " "], ("train", "test"), "empty split"),
+        (
+            ["aaa", "1", "dog", "val"],
+            ("train", "test"),
+            "split 'val' is not one of ['test', 'train']",
+        ),
+        (["aaa", "1", "dog", "train"], {"val"}, "split 'train' is not one of ['val']"),
+    ],
+)
+def test_each_bad_record_has_its_exact_reason(fields, splits, message):
+    with pytest.raises(MalformedRow) as err:
+        parse_vggsound_fields(fields, splits)
+    assert str(err.value) == message
+
+
+def test_default_clip_is_ten_seconds_and_any_positive_length_is_allowed(tmp_path):
+    path = write_csv(tmp_path, "aaa,12.5,dog,train\nbbb,0,cat,test\n")
+    df, _ = read_vggsound_csv(path)
+    assert df["end_s"].to_list() == [22.5, 10.0]
+    df, _ = read_vggsound_csv(path, clip_seconds=0.5)
+    assert df["end_s"].to_list() == [13.0, 0.5]
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError) as err:
+            read_vggsound_csv(path, clip_seconds=bad)
+        assert str(err.value) == f"clip_seconds must be > 0, got {bad}"
+
+
+def test_only_rows_with_unquoted_commas_count_as_rescued(tmp_path):
+    path = write_csv(
+        tmp_path,
+        'aaa,0,"quoted, comma",train\nbbb,1,dog,train\nccc,2,people marching, sound,test\n',
+    )
+    df, report = read_vggsound_csv(path)
+    assert report.n_rescued_labels == 1
+    assert report.rescued_examples == ["line 3: read as one label 'people marching, sound'"]
+    assert df["labels"].to_list() == [["quoted, comma"], ["dog"], ["people marching, sound"]]
+    assert df["line"].to_list() == [1, 2, 3]
