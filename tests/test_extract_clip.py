@@ -51,9 +51,9 @@ def download(file="cut.mp4", section=SECTION, status=st.OK, reason=""):
     }
 
 
-def run(job: ClipJob, directory: Path, cfg: ExtractConfig = CFG) -> dict:
+def run(job: ClipJob, directory: Path, cfg: ExtractConfig = CFG, ffmpeg: str = "") -> dict:
     return extract_clip_safely(
-        job, download_dir=directory, cfg=cfg, ffmpeg=ffmpeg_exe(), resampler="swr"
+        job, download_dir=directory, cfg=cfg, ffmpeg=ffmpeg or ffmpeg_exe(), resampler="swr"
     )
 
 
@@ -185,6 +185,14 @@ def test_without_a_section_end_the_file_duration_cuts_the_clip(downloads):
     assert row["n_samples"] == 32000
 
 
+def test_a_clip_short_by_exactly_the_tolerance_has_no_note(downloads):
+    # The row says the section is [0, 1.5): asked 1.55 s, got 1.5 s, and 1.55 - 0.05 is
+    # exactly 1.5 in floating point, so the clip is not *more* than the tolerance short.
+    assert 1.55 - 0.05 == 1.5
+    row = run(ClipJob("cut_0", 0.0, 1.55, download(section=(0.0, 1.5))), downloads)
+    assert (row["status"], row["notes"], row["n_samples"]) == (st.OK, "", 24000)
+
+
 def test_a_clip_within_the_tolerance_of_its_length_has_no_note(downloads):
     # Asked 2.04 s, got 2.0 s: less than SHORT_TOLERANCE_S (0.05 s) short.
     row = run(ClipJob("cut_34000", 34.0, 36.04, download(section=(30.0, 36.0))), downloads)
@@ -283,6 +291,15 @@ def test_errors_in_a_run_that_succeeded_are_noted(downloads, monkeypatch):
     assert (row["status"], row["notes"]) == (st.OK, "ffmpeg errors: corrupt block")
 
 
+def test_several_notes_are_joined_by_semicolons(downloads, monkeypatch):
+    def damage(frame, audio, result):
+        result.stderr += ERROR_LINE
+
+    patch_ffmpeg(monkeypatch, damage)
+    row = run(ClipJob("cut_34000", 34.0, 40.0, download(section=(30.0, 35.5))), downloads)
+    assert row["notes"] == "shorter than asked: 1.5 of 6.0 s; ffmpeg errors: corrupt block"
+
+
 def test_stderr_that_is_not_utf8_does_not_fail_the_clip(downloads, monkeypatch):
     def latin1(frame, audio, result):
         result.stderr += b"[info] caf\xe9 \xff\n"
@@ -328,6 +345,7 @@ def audio_stream(sample_rate=44100, layout="mono", channels=1):
 
 def probed(monkeypatch, info_or_error):
     def fake_probe(path, *, ffmpeg, timeout_s):
+        assert ffmpeg == "/opt/ffmpeg"  # the stage's binary, not whatever is found
         assert timeout_s == 37.0  # the clip's time limit reaches the probe
         if isinstance(info_or_error, Exception):
             raise info_or_error
@@ -338,7 +356,7 @@ def probed(monkeypatch, info_or_error):
 
 def test_a_file_the_probe_cannot_read_is_bad_media_with_its_reason(downloads, monkeypatch):
     probed(monkeypatch, ProbeError("moov atom not found"))
-    row = run(ClipJob("cut_33000", 33.0, 35.5, download()), downloads)
+    row = run(ClipJob("cut_33000", 33.0, 35.5, download()), downloads, ffmpeg="/opt/ffmpeg")
     assert row == failure("cut_33000", st.BAD_MEDIA, "moov atom not found")
 
 
@@ -356,7 +374,7 @@ def test_a_file_the_probe_cannot_read_is_bad_media_with_its_reason(downloads, mo
 )
 def test_a_missing_stream_is_bad_media_naming_it(downloads, monkeypatch, streams, reason, facts):
     probed(monkeypatch, MediaInfo(6.0, 0.0, *streams))
-    row = run(ClipJob("cut_33000", 33.0, 35.5, download()), downloads)
+    row = run(ClipJob("cut_33000", 33.0, 35.5, download()), downloads, ffmpeg="/opt/ffmpeg")
     assert row == failure("cut_33000", st.BAD_MEDIA, reason, **facts)
 
 
@@ -393,6 +411,12 @@ def test_audio_notes_and_their_thresholds(stream, notes):
 
 def test_a_plain_landscape_constant_rate_video_has_no_note():
     assert clip._notes(MediaInfo(6.0, 0.0, video(), audio_stream(16000)), CFG) == []
+
+
+def test_a_clip_failure_carries_its_reason_as_its_message():
+    failure = clip.ClipFailure(st.PRIVATE, "download: Private video")
+    assert (failure.status, failure.reason) == (st.PRIVATE, "download: Private video")
+    assert str(failure) == "download: Private video"
 
 
 # --- where the clip is: the download row ------------------------------------------------------
