@@ -125,6 +125,25 @@ def test_a_duplicate_manifest_id_is_an_error_row_and_not_extracted(fake, tmp_pat
     assert lines[-1] == "extract: ok=1 bad_media=1 error=2"
 
 
+def test_progress_goes_to_the_log_at_most_every_two_seconds(fake, tmp_path, monkeypatch):
+    """A Slurm log keeps every refresh of the bar: two seconds apart at least, not tqdm's
+    default 0.1 s (a line per clip on a fast shard)."""
+    bars = []
+    real = stage.tqdm
+
+    def recording_tqdm(**kwargs):
+        bars.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(stage, "tqdm", recording_tqdm)
+    log = io.StringIO()
+    stage.extract_shard(manifest(("a_1", 1.0, 4.0)), downloads_frame([]), tmp_path,
+                        tmp_path / "s.parquet", CFG, log=log)  # fmt: skip
+    assert bars == [
+        {"total": 1, "file": log, "desc": "extract", "unit": "clip", "mininterval": 2.0}
+    ]
+
+
 def test_without_soxr_the_swr_resampler_is_used_and_recorded(fake, tmp_path, monkeypatch):
     monkeypatch.setattr(stage, "ffmpeg_has_soxr", lambda ffmpeg: False)
     out = tmp_path / "s.parquet"
@@ -157,6 +176,17 @@ def test_fewer_than_one_thread_means_one(fake, tmp_path, threads):
     frame = stage.extract_shard(rows, downloads_frame([]), tmp_path, tmp_path / "s.parquet",
                                 CFG, threads=threads, log=io.StringIO())  # fmt: skip
     assert frame.status.tolist() == [st.OK] * 3 and fake.most_running == 1
+
+
+def test_two_threads_by_default(fake, tmp_path):
+    # Pairs of calls meet at the barrier (so two run at once), and a third worker, if there
+    # were one, would start while a pair still runs (each call lasts 50 ms after the barrier).
+    fake.barrier = threading.Barrier(2, timeout=10)
+    fake.pause = 0.05
+    rows = manifest(*[(f"c_{i}", 0.0, 1.0) for i in range(4)])
+    frame = stage.extract_shard(rows, downloads_frame([]), tmp_path, tmp_path / "s.parquet",
+                                CFG, log=io.StringIO())  # fmt: skip
+    assert frame.status.tolist() == [st.OK] * 4 and fake.most_running == 2
 
 
 def test_three_threads_run_three_clips_at_once(fake, tmp_path):
