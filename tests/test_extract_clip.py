@@ -65,10 +65,11 @@ def failure(clip_id: str, status: str, reason: str, **values) -> dict:
 
 
 def patch_ffmpeg(monkeypatch, change):
-    """Run the real extraction ffmpeg, then let ``change(argv, result)`` alter its outcome.
+    """Run the real extraction ffmpeg, then let ``change(frame, audio, result)`` alter its
+    outcome: touch the output files, edit ``result``, or return another result.
 
-    Only the extraction call (the one with a filter graph) is changed, not the probe.
-    ``argv[-1]`` and the frame path are ``file:`` URLs of the per-clip temp files.
+    Only the extraction call (the one with a filter graph) is changed, not the probe. Returns
+    the list of its ``(argv, kwargs)``.
     """
     real = subprocess.run
     seen = []
