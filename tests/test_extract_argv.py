@@ -10,6 +10,7 @@ import pytest
 from wavbrivl.extract.argv import (
     PREROLL_S,
     READ_MARGIN_S,
+    audio_filtergraph,
     extract_clip_argv,
     seek_point,
 )
@@ -50,6 +51,49 @@ def test_seeks_before_the_clip_and_cuts_it_out_in_the_filters():
     # The frame time is relative to the seek point: clip start (1 s in) + 2.5 s.
     assert f"lte(t\\,{PREROLL_S + 2.5:.6f})" in frame
     assert f"trim=start={PREROLL_S:.6f}" in frame
+
+
+def test_whole_argv_of_a_seeked_clip_written_out_by_hand():
+    """Every item of one argv, spelled out: a renamed option or value cannot slip through.
+
+    Clip at 5 s for 10 s, frame 2.5 s in, default config (224 px, 16 kHz): the seek lands at
+    4 s, so the clip starts 1 s into the decoded timeline, the frame is at 3.5 s and the video
+    branch stops 1 s later (4.5 s); ffmpeg reads 1 + 10 + 0.5 s.
+    """
+    frame_graph = (
+        "[0:V:0]trim=start=1.000000:end=4.500000,select=lte(t\\,3.500000)+eq(n\\,0),"
+        "showinfo,scale=round(iw*sar):ih,setsar=1,crop=min(iw\\,ih):min(iw\\,ih),"
+        "scale=224:224:flags=bicubic,format=rgb24[frame]"
+    )
+    audio_graph = (
+        "[0:a:0]atrim=start=1.000000:duration=10.000000,asetpts=PTS-STARTPTS,"
+        "aresample=osr=16000:ochl=mono:osf=s16:resampler=soxr[audio]"
+    )
+    expected = [
+        "/opt/ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-y",
+        "-filter_complex_threads", "1", "-threads", "1",
+        "-ss", "4.000000", "-t", "11.500000", "-i", "file:in.mp4",
+        "-filter_complex", f"{frame_graph};{audio_graph}",
+        "-map", "[frame]", "-fps_mode", "passthrough", "-f", "image2", "-update", "1",
+        "-c:v", "ppm", "file:/tmp/clip/frame.ppm",
+        "-map", "[audio]", "-ac", "1", "-ar", "16000", "-c:a", "flac", "-map_metadata", "-1",
+        "-fflags", "+bitexact", "-flags:a", "+bitexact", "-f", "flac", "file:/tmp/clip/audio.flac",
+    ]  # fmt: skip
+    assert build(offset_s=5.0, duration_s=10.0, frame_offset_s=2.5) == expected
+
+
+def test_audio_graph_defaults_to_the_soxr_resampler():
+    graph = audio_filtergraph(0.25, 2.0, 16000)
+    assert graph == (
+        "[0:a:0]atrim=start=0.250000:duration=2.000000,asetpts=PTS-STARTPTS,"
+        "aresample=osr=16000:ochl=mono:osf=s16:resampler=soxr[audio]"
+    )
+
+
+def test_a_seek_shorter_than_a_second_is_still_a_seek():
+    # Clip at 1.5 s: the seek lands at 0.5 s (any seek past the file start is kept).
+    argv = build(offset_s=1.5, duration_s=3.0, frame_offset_s=1.0)
+    assert value_after(argv, "-ss") == "0.500000"
 
 
 def test_no_seek_when_the_clip_starts_within_the_preroll():
@@ -110,6 +154,21 @@ def test_paths_are_separate_items_behind_file_protocol():
 def test_bad_windows_are_refused(offset_s, duration_s, frame_offset_s):
     with pytest.raises(ValueError):
         build(offset_s=offset_s, duration_s=duration_s, frame_offset_s=frame_offset_s)
+
+
+def test_bad_windows_are_refused_with_the_numbers_in_the_message():
+    with pytest.raises(ValueError, match=r"^bad clip window: offset -1\.0 s, duration 3\.0 s$"):
+        build(offset_s=-1.0, duration_s=3.0, frame_offset_s=1.0)
+    with pytest.raises(ValueError, match=r"^frame offset 3\.5 s outside the clip \[0, 3\.0\]$"):
+        build(offset_s=0.0, duration_s=3.0, frame_offset_s=3.5)
+
+
+@pytest.mark.parametrize("frame_offset_s", [0.0, 0.5])
+def test_windows_on_the_boundaries_are_accepted(frame_offset_s):
+    """A clip under a second long, with its frame at its very start or its very end."""
+    argv = build(offset_s=0.0, duration_s=0.5, frame_offset_s=frame_offset_s)
+    frame, _ = graphs(argv)
+    assert f"select=lte(t\\,{frame_offset_s:.6f})" in frame
 
 
 # --- frame policy ---------------------------------------------------------------------------

@@ -175,7 +175,8 @@ def _locate(job: ClipJob, download_dir: Path) -> ClipWindow:
         reason = row["reason"] if isinstance(row["reason"], str) else ""
         raise ClipFailure(str(row["status"]), f"download: {reason}")
     name = row["file"]
-    if not isinstance(name, str) or not name or Path(name).name != name or name in {".", ".."}:
+    # (Path(".").name is "", so "." fails the name test; ".." keeps its name)
+    if not isinstance(name, str) or not name or Path(name).name != name or name == "..":
         raise ClipFailure(st.ERROR, f"download row has no plain file name: {name!r}")
     src = download_dir / name
     if not src.is_file():
