@@ -96,11 +96,12 @@ class Drawn:
     out: Path
 
 
-@pytest.fixture(scope="module")
-def drawn(tmp_path_factory) -> Drawn:
-    """One report, with the Figure caught as it is saved (drawing it takes a fraction of a
-    second, so the plot tests share it)."""
-    out = tmp_path_factory.mktemp("report") / "runs" / "eval"  # neither folder exists yet
+@pytest.fixture
+def drawn(tmp_path, monkeypatch) -> Drawn:
+    """A report, with the Figure caught as it is saved. Each test draws its own: mutmut
+    links a test to the functions it calls, so a shared module-scoped report would leave
+    all but the first test unlinked to the plotting code."""
+    out = tmp_path / "runs" / "eval"  # neither folder exists yet
     calls = []
     original = Figure.savefig
 
@@ -108,9 +109,9 @@ def drawn(tmp_path_factory) -> Drawn:
         calls.append((fig, Path(fname)))
         return original(fig, fname, *args, **kwargs)
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Figure, "savefig", spy)
-        write_retrieval_report(_metrics(), out)
+    monkeypatch.setattr(Figure, "savefig", spy)
+    write_retrieval_report(_metrics(), out)
+    monkeypatch.undo()
     ((fig, saved_to),) = calls
     return Drawn(fig, saved_to, out)
 
