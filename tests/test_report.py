@@ -16,8 +16,10 @@ from pathlib import Path
 import matplotlib as mpl
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from wavbrivl.evaluate import write_retrieval_report
 from wavbrivl.evaluate.report import metric_rows
@@ -96,12 +98,8 @@ class Drawn:
     out: Path
 
 
-@pytest.fixture
-def drawn(tmp_path, monkeypatch) -> Drawn:
-    """A report, with the Figure caught as it is saved. Each test draws its own: mutmut
-    links a test to the functions it calls, so a shared module-scoped report would leave
-    all but the first test unlinked to the plotting code."""
-    out = tmp_path / "runs" / "eval"  # neither folder exists yet
+def _draw(metrics: dict, out: Path, monkeypatch) -> Drawn:
+    """Write the report, catching the Figure as it is saved."""
     calls = []
     original = Figure.savefig
 
@@ -110,10 +108,18 @@ def drawn(tmp_path, monkeypatch) -> Drawn:
         return original(fig, fname, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", spy)
-    write_retrieval_report(_metrics(), out)
+    write_retrieval_report(metrics, out)
     monkeypatch.undo()
     ((fig, saved_to),) = calls
     return Drawn(fig, saved_to, out)
+
+
+@pytest.fixture
+def drawn(tmp_path, monkeypatch) -> Drawn:
+    """The report of the table above. Each test draws its own: mutmut links a test to the
+    functions it calls, so a shared module-scoped report would leave all but the first test
+    unlinked to the plotting code."""
+    return _draw(_metrics(), tmp_path / "runs" / "eval", monkeypatch)  # neither folder exists
 
 
 # -- the files ---------------------------------------------------------------------------------
@@ -214,6 +220,14 @@ def test_x_axis_names_the_four_bars_and_y_axis_spans_zero_to_one(drawn):
         assert ax.get_ylim() == (0, 1)
 
 
+def test_y_axis_stays_zero_to_one_for_a_table_of_zeros(tmp_path, monkeypatch):
+    """The scale is fixed, not fitted to the data: with nothing above zero, matplotlib's
+    own autoscaling would put the bottom below zero."""
+    zeros = [(d, lvl, name, 0.0, 0.0) for d, lvl, name, _, _ in ROWS]
+    fig = _draw(_metrics(rows=zeros), tmp_path, monkeypatch).fig
+    assert [ax.get_ylim() for ax in fig.axes] == [(0, 1), (0, 1)]
+
+
 @pytest.mark.parametrize("panel, level", [(0, "instance"), (1, "class")])
 def test_bars_are_the_values_left_audio_to_image_right_image_to_audio(drawn, panel, level):
     """Each direction's bars are 0.38 wide, centred 0.19 left (audio -> image) or right
@@ -268,6 +282,23 @@ def test_legend_names_chance_and_both_directions_with_arrows(drawn):
         f"image {ARROW} audio",
     ]
     assert [t.get_fontsize() for t in texts] == [8, 8, 8]
+
+
+def test_legend_keys_look_like_the_series_they_name(drawn):
+    """Next to each name the key is drawn like that series: a black dash for chance, a
+    patch in the colour of that direction's bars. The directions differ in colour and keep
+    it in both panels, so one legend serves both."""
+    (legend,) = drawn.fig.legends
+    chance, audio_to_image, image_to_audio = legend.legend_handles
+    assert isinstance(chance, PathCollection)
+    assert [tuple(c) for c in chance.get_facecolor()] == [to_rgba("black")]
+    for panel in drawn.fig.axes:
+        first, second = ([p.get_facecolor() for p in c] for c in panel.containers)
+        assert isinstance(audio_to_image, Rectangle)
+        assert first == [audio_to_image.get_facecolor()] * 4
+        assert isinstance(image_to_audio, Rectangle)
+        assert second == [image_to_audio.get_facecolor()] * 4
+    assert audio_to_image.get_facecolor() != image_to_audio.get_facecolor()
 
 
 def test_legend_is_one_row_centred_under_the_panels(drawn):
