@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import locale
 import re
 import warnings
 from pathlib import Path
@@ -225,8 +226,9 @@ def test_an_empty_session_id_is_refused_not_read_as_missing(tmp_path):
         read_answers([write_csv(tmp_path / "a.csv", rows)], KEY)
 
 
-def test_session_ids_are_kept_as_written(tmp_path):
-    """Session ids as written: "007" stays a string, "NA" is not a missing value."""
+def test_answers_of_several_files_form_one_frame_as_written(tmp_path):
+    """Session ids as written ("007" stays a string, "NA" is not a missing value), each row
+    with its file and line, the rows of all files numbered 0..n-1 in one frame."""
     files = [
         write_csv(tmp_path / "a.csv", rows_for("007", [("z1", "left")])),
         write_csv(tmp_path / "b.csv", rows_for("NA", [("z1", "right")])),
@@ -235,6 +237,7 @@ def test_session_ids_are_kept_as_written(tmp_path):
     assert list(answers["session_id"]) == ["007", "NA"]
     assert list(answers["file"]) == [str(f) for f in files]
     assert list(answers["line"]) == [2, 2]
+    assert list(answers.index) == [0, 1]  # one frame: no index label repeated across files
     sessions = table1(score_answers(answers, KEY), KEY, n_boot=10)["runs"]["zeta"]["sessions"]
     assert [s["session_id"] for s in sessions] == ["007", "NA"]
 
@@ -511,6 +514,29 @@ def test_analyse_refuses_automatic_scores_of_another_study(tmp_path):
         f"{auto}: automatic score is for study 'wavbrivl-other', the key is '{STUDY}'"
     )
     assert not out.exists()
+
+
+@pytest.fixture
+def ascii_locale():
+    """The C locale's ASCII as the default text encoding, for this test only."""
+    old = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    yield
+    locale.setlocale(locale.LC_CTYPE, old)
+
+
+def test_automatic_scores_are_read_as_utf8_whatever_the_locale(tmp_path, ascii_locale):
+    """Run names are free text: a non-ASCII one must not depend on the machine's locale."""
+    key = json.loads(json.dumps(KEY).replace('"zeta"', '"z\u00eata"'))
+    key_path = tmp_path / "key.json"
+    key_path.write_text(json.dumps(key), encoding="utf-8")
+    auto = tmp_path / "auto.json"
+    payload = {"study_id": STUDY, "runs": {"z\u00eata": AUTO["runs"]["enc|b"]}}
+    auto.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "table1.md"
+    analyse(answer_files(tmp_path), key_path, out, auto_path=auto, n_boot=20)
+    assert "| z\u00eata | 2 | 7 |" in out.read_text(encoding="utf-8")
+    assert "| 75.0 [50.0, 100.0] (n=4) |" in out.read_text(encoding="utf-8")
 
 
 def test_command_line_defaults_and_options(tmp_path, capsys):
