@@ -265,6 +265,7 @@ def test_step_log_every_tenth_of_the_run_and_at_the_end():
     # 21 steps: every 21 // 10 = 2 steps, and the last one.
     assert step_lines(21) == [f"  step {k}/21" for k in (*range(2, 21, 2), 21)]
     assert step_lines(3) == ["  step 1/3", "  step 2/3", "  step 3/3"]  # fewer than 10: each
+    assert step_lines(30) == [f"  step {k}/30" for k in range(3, 31, 3)]
     lines: list[str] = []
     run(1, toy_cfg(steps=2), log=lines.append)
     assert lines[-1].startswith("  step 2/2: mean cutout similarity ")
@@ -293,19 +294,43 @@ def test_computed_target_norms_are_per_row():
     assert [r.target_norm for r in results] == pytest.approx([1.5, 2.5, 3.5], rel=1e-6)
 
 
-def test_the_vqgan_and_the_cutout_streams_live_on_the_generation_device(monkeypatch):
-    devices: list[torch.device] = []
+def test_the_vqgan_codebook_and_cutout_streams_are_put_on_the_generation_device(monkeypatch):
+    # Only a CPU here, so the calls are recorded: each is asked for the device explicitly
+    # (on a GPU a CPU default would put the noise generator on the wrong device).
+    rng_devices: list[object] = []
+    codebook_moves: list[object] = []
 
     class RecordingRng(loop.CutoutRng):
-        def __init__(self, seed, device="cpu"):
-            devices.append(torch.device(device))
-            super().__init__(seed, device)
+        def __init__(self, seed, device="no device given"):
+            rng_devices.append(device)
+            super().__init__(seed, "cpu")
+
+    moves: dict[str, list[object]] = {"codebook": [], "final embeddings": []}
+
+    def recording(tensor: torch.Tensor, what: str) -> torch.Tensor:
+        class Recording(torch.Tensor):
+            def to(self, *args, **kwargs):
+                moves[what].append(args[0] if args else kwargs.get("device"))
+                return super().to(*args, **kwargs).as_subclass(torch.Tensor)
+
+        return tensor.as_subclass(Recording)
+
+    class CodebookSpy(ToyVQGAN):
+        @property
+        def codebook(self) -> torch.Tensor:  # e.g. a codebook kept outside the parameters
+            return recording(self.embedding, "codebook")
+
+    class EmbeddingSpy(ToyEncoder):
+        def encode_images(self, images):
+            out = super().encode_images(images)
+            return out if isinstance(images, torch.Tensor) else recording(out, "final embeddings")
 
     monkeypatch.setattr(loop, "CutoutRng", RecordingRng)
-    vqgan = ToyVQGAN().train()
-    run(2, vqgan=vqgan, device="cpu")
+    vqgan = CodebookSpy().train()
+    run(2, vqgan=vqgan, encoder=EmbeddingSpy(), device="cpu")
     assert vqgan.moved_to == [torch.device("cpu")] and not vqgan.training
-    assert devices == [torch.device("cpu")] * 2
+    assert rng_devices == [torch.device("cpu")] * 2
+    assert moves == {"codebook": [torch.device("cpu")], "final embeddings": [torch.device("cpu")]}
     # An encoder without a device attribute is taken to be on the generation device.
     run(1, encoder=ToyEncoder(device=None))
 
@@ -326,6 +351,10 @@ def test_mismatched_inputs_are_refused_with_what_does_not_match():
     assert str(err.value) == (
         "targets (2, 5), 2 clip ids, 3 seeds and 2 labels do not describe the same clips"
     )
+    for norms in ([1.0], [1.0, 2.0, 3.0]):  # one norm per clip, or none at all
+        with pytest.raises(ValueError) as err:
+            run(2, target_norms=norms)
+        assert str(err.value) == f"{len(norms)} target norms for 2 clips"
     with pytest.raises(ValueError) as err:
         run(2, targets=torch.ones(2, 4))
     assert str(err.value) == (
