@@ -298,7 +298,6 @@ def test_the_vqgan_codebook_and_cutout_streams_are_put_on_the_generation_device(
     # Only a CPU here, so the calls are recorded: each is asked for the device explicitly
     # (on a GPU a CPU default would put the noise generator on the wrong device).
     rng_devices: list[object] = []
-    codebook_moves: list[object] = []
 
     class RecordingRng(loop.CutoutRng):
         def __init__(self, seed, device="no device given"):
@@ -507,4 +506,3 @@ def test_an_init_the_schema_allows_but_the_code_lacks_is_refused(monkeypatch):
     with pytest.raises(ValueError) as err:
         GenerateConfig()
     assert str(err.value) == "unknown init 'random_tokens'; known: ['other']"
-
