@@ -304,7 +304,7 @@ def test_the_vqgan_codebook_and_cutout_streams_are_put_on_the_generation_device(
             rng_devices.append(device)
             super().__init__(seed, "cpu")
 
-    moves: dict[str, list[object]] = {"codebook": [], "final embeddings": []}
+    moves: dict[str, list[object]] = {"codebook": [], "final embeddings": [], "targets": []}
 
     def recording(tensor: torch.Tensor, what: str) -> torch.Tensor:
         class Recording(torch.Tensor):
@@ -326,10 +326,12 @@ def test_the_vqgan_codebook_and_cutout_streams_are_put_on_the_generation_device(
 
     monkeypatch.setattr(loop, "CutoutRng", RecordingRng)
     vqgan = CodebookSpy().train()
-    run(2, vqgan=vqgan, encoder=EmbeddingSpy(), device="cpu")
+    targets = recording(targets_for(2), "targets")  # e.g. targets left on the CPU
+    run(2, vqgan=vqgan, encoder=EmbeddingSpy(), targets=targets, device="cpu")
     assert vqgan.moved_to == [torch.device("cpu")] and not vqgan.training
     assert rng_devices == [torch.device("cpu")] * 2
-    assert moves == {"codebook": [torch.device("cpu")], "final embeddings": [torch.device("cpu")]}
+    cpu = [torch.device("cpu")]
+    assert moves == {"codebook": cpu, "final embeddings": cpu, "targets": cpu}
     # An encoder without a device attribute is taken to be on the generation device.
     run(1, encoder=ToyEncoder(device=None))
 
