@@ -222,6 +222,8 @@ def generate(
             f"targets {tuple(targets.shape)}, {len(clip_ids)} clip ids, {len(seeds)} seeds "
             f"and {len(labels)} labels do not describe the same clips"
         )
+    if target_norms is not None and len(target_norms) != b:
+        raise ValueError(f"{len(target_norms)} target norms for {b} clips")
     if targets.shape[1] != image_encoder.dim:
         raise ValueError(
             f"target embeddings have {targets.shape[1]} dimensions, the image encoder "
