@@ -203,7 +203,8 @@ def iter_csv_records(
                 if fields and not (len(fields) == 1 and not fields[0].strip()):
                     yield first_line, fields
         except csv.Error as err:
-            # Not a bad row but a broken file (a NUL byte): the reader cannot resync.
+            # Not a bad row but a broken file (a field over csv's size limit, such as an
+            # unclosed quote that swallows the rest): the reader cannot resync.
             raise ValueError(f"{path} line {previous_end + 1}: unreadable CSV: {err}") from err
 
 
@@ -228,6 +229,3 @@ def _text_lines(path: str | Path, fh: BinaryIO) -> Iterator[str]:
         if line.strip():
             in_header = False
         yield line
-
-
-# Lazy re-exports: name -> submodule that defines it.
