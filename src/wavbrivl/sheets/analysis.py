@@ -36,6 +36,7 @@ from wavbrivl.sheets.trials import CHOICES
 CSV_COLUMNS: tuple[str, ...] = ("study_id", "trial_id", "choice", "session_id", "timestamp")
 OUTCOMES: tuple[str, ...] = ("positive", "negative", "neither")
 N_BOOT = 10_000
+CI_LEVEL = 0.95  # Table 1's interval: the level computed is the level reported
 _MAX_ROWS_NAMED = 20
 
 
@@ -132,7 +133,7 @@ def percentages(counts: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_percent_ci(
-    trial_counts: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95
+    trial_counts: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = CI_LEVEL
 ) -> np.ndarray:
     """Percentile bootstrap interval for pooled percentages, resampling trials.
 
@@ -164,7 +165,7 @@ def table1(
         "study_id": key["study_id"],
         "n_boot": n_boot,
         "seed": seed,
-        "ci_level": 0.95,
+        "ci_level": CI_LEVEL,
         "runs": {},
     }
     for run in runs_in_key:
