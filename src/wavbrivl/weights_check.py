@@ -66,8 +66,12 @@ def required_weights(config: Mapping[str, Any]) -> list[Weight]:
     generates = any(ds.get("role") == "generation" for ds in config["datasets"].values())
     if generates and config["generate"]["vqgan"] == "taming":
         gen = config["generate"]
-        weights.append(Weight("generate.vqgan_ckpt", gen["vqgan_ckpt"], "torch", "VQGAN checkpoint"))
-        weights.append(Weight("generate.vqgan_yaml", gen["vqgan_yaml"], "taming_yaml", "VQGAN YAML"))
+        weights.append(
+            Weight("generate.vqgan_ckpt", gen["vqgan_ckpt"], "torch", "VQGAN checkpoint")
+        )
+        weights.append(
+            Weight("generate.vqgan_yaml", gen["vqgan_yaml"], "taming_yaml", "VQGAN YAML")
+        )
     return weights
 
 
@@ -120,8 +124,10 @@ def taming_yaml_problem(path: str) -> str | None:
         return f"not valid YAML ({getattr(err, 'problem', None) or 'unparsable'}{where})"
     except UnicodeDecodeError:
         return "not a text file"
-    params = doc.get("model", {}).get("params", {}) if isinstance(doc, dict) else {}
-    if not isinstance(params, dict) or not isinstance(params.get("ddconfig"), dict):
+    node = doc
+    for key in ("model", "params", "ddconfig"):
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
         return "not a taming model config (no model.params.ddconfig)"
     return None
 
@@ -136,9 +142,12 @@ def _safetensors_problem(path: str) -> str | None:
         if 8 + length > size:
             return "truncated (header longer than the file)"
         try:
-            json.loads(fh.read(length))
-        except ValueError:
-            return "damaged (its header is not JSON)"
+            header = json.loads(fh.read(length))
+            ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return "damaged (its header is not a safetensors header)"
+    if 8 + length + max(ends, default=0) > size:
+        return "truncated (shorter than its header says)"
     return None
 
 
