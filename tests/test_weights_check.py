@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import struct
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -164,11 +165,21 @@ def test_pickles_of_every_protocol_torch_wrote_pass(tmp_path, protocol):
     assert torch_problem(str(path)) is None
 
 
-@pytest.mark.parametrize("head", [b"\x80\x01rest", b"\x80\x06rest", b"\x81\x02rest"])
+@pytest.mark.parametrize("head", [b"\x80\x01rest", b"\x80\x06rest", b"\x81\x02rest", b"\x80", b"P"])
 def test_other_pickle_like_headers_fail(tmp_path, head):
     path = tmp_path / "p.pth"
     path.write_bytes(head)
     assert torch_problem(str(path)) == "not a torch checkpoint (neither a torch zip nor a pickle)"
+
+
+def test_a_tar_download_is_recognised(tmp_path):
+    # The BriVL release page offers BriVL-1.0-5500w.tar; our loader wants the .pth.
+    inner = _torch_zip(tmp_path / "BriVL-1.0-5500w.pth")
+    with tarfile.open(tmp_path / "BriVL-1.0-5500w.tar", "w") as archive:
+        archive.add(inner, arcname=inner.name)
+    assert torch_problem(str(tmp_path / "BriVL-1.0-5500w.tar")) == (
+        "a tar archive: unpack it (tar -xf) and point the key at the .pth inside"
+    )
 
 
 def test_broken_torch_files_are_named(tmp_path):

@@ -48,7 +48,7 @@ def toy_keys(config: Mapping[str, Any]) -> list[str]:
 
 def check_no_toy_models(config: Mapping[str, Any]) -> None:
     """Raise ToyModelError naming every toy key, unless ``allow_toy_models`` is true."""
-    if config.get("allow_toy_models", False):
+    if config.get("allow_toy_models"):  # absent: not allowed
         return
     found = toy_keys(config)
     if found:

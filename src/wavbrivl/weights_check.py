@@ -96,8 +96,10 @@ def torch_problem(path: str) -> str | None:
     if problem:
         return problem
     with open(path, "rb") as fh:
-        head = fh.read(2)
-    if head == b"PK":
+        head = fh.read(262)
+    if head[257:262] == b"ustar":
+        return "a tar archive: unpack it (tar -xf) and point the key at the .pth inside"
+    if head[:2] == b"PK":
         try:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
@@ -106,7 +108,7 @@ def torch_problem(path: str) -> str | None:
         if not any(name.endswith("/data.pkl") for name in names):
             return "a zip file, but not a torch checkpoint (no data.pkl inside)"
         return None
-    if head[:1] == b"\x80" and 2 <= head[1] <= 5:
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return None  # a legacy (pre-zip) torch pickle
     return "not a torch checkpoint (neither a torch zip nor a pickle)"
 
