@@ -106,6 +106,7 @@ def test_the_paper_config_needs_four_files(in_tmp):
 
 
 def test_toy_models_need_no_files(in_tmp):
+    (in_tmp / "tiny").mkdir()  # even where a folder is named like the toy WavLM
     assert required_weights(TOY) == []
 
 
@@ -224,6 +225,15 @@ def test_a_taming_yaml_passes(tmp_path):
     ("text", "problem"),
     [
         ("model: [1\nparams: 2\n", "not valid YAML (expected ',' or ']', but got ':' at line 2)"),
+        (
+            "a: 1\nb: !!python/object:os.system x\n",
+            "not valid YAML (could not determine a constructor for the tag "
+            "'tag:yaml.org,2002:python/object:os.system' at line 2)",
+        ),
+        (
+            "model: \x07\n",
+            "not valid YAML (unacceptable character #x0007: special characters are not allowed)",
+        ),
         ("- a\n- b\n", "not a taming model config (no model.params.ddconfig)"),
         ("model: 3\n", "not a taming model config (no model.params.ddconfig)"),
         ("model:\n  params: 3\n", "not a taming model config (no model.params.ddconfig)"),

@@ -47,9 +47,9 @@ def is_local_path(value: str) -> bool:
     A path is local when it exists, is absolute or starts with ``.``, or when its first
     component is a folder here (``weights/wavlm-base-plus`` in a checkout, which has weights/).
     """
-    if value.startswith((".", "/")) or os.path.exists(value):
+    if value.startswith(".") or os.path.exists(value):
         return True
-    first = Path(value).parts[0]
+    first = Path(value).parts[0]  # "/" for an absolute path, which always exists
     return os.path.isdir(first)
 
 
@@ -120,10 +120,10 @@ def taming_yaml_problem(path: str) -> str | None:
         return problem
     try:
         doc = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        return f"not valid YAML ({getattr(err, 'problem', None) or 'unparsable'}{where})"
+    except yaml.MarkedYAMLError as err:  # syntax, or a tag safe_load refuses
+        return f"not valid YAML ({err.problem} at line {err.problem_mark.line + 1})"
+    except yaml.YAMLError as err:  # a character YAML does not allow (no line to point at)
+        return f"not valid YAML ({str(err).splitlines()[0]})"
     except UnicodeDecodeError:
         return "not a text file"
     node = doc
@@ -242,4 +242,4 @@ def write_record(weights: list[Weight], out: str | os.PathLike) -> None:
     """Check, then record what was checked (the ``check_weights`` rule's output)."""
     check_weights(weights)
     record = [{"key": w.key, "path": w.path, "kind": w.kind} for w in weights]
-    write_text_atomic(out, json.dumps(record, indent=1) + "\n")
+    write_text_atomic(out, json.dumps(record) + "\n")
