@@ -328,6 +328,10 @@ def test_damaged_safetensors_are_named(tmp_path):
     assert (
         hf_wavlm_problem(str(folder)) == "model.safetensors truncated (header longer than the file)"
     )
+    weights.write_bytes(b"\xff" * 8 + b"{}")  # a length of 2**64 - 1 (unsigned, little-endian)
+    assert (
+        hf_wavlm_problem(str(folder)) == "model.safetensors truncated (header longer than the file)"
+    )
     weights.write_bytes(whole[:5])
     assert hf_wavlm_problem(str(folder)) == "model.safetensors truncated (no header)"
     weights.write_bytes(whole + b"extra")  # longer than needed: not this check's business
