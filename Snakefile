@@ -15,6 +15,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/weights.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/download.smk"
@@ -30,7 +31,7 @@ rule all:
         get_final_outputs(),
 
 
-# Named partial targets: `snakemake --cores all manifests` and so on.
+# Named partial targets: `snakemake --cores all manifests` and so on (and check_weights).
 rule manifests:
     input:
         get_manifests(),

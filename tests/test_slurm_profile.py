@@ -86,17 +86,41 @@ def test_profile_maps_partitions_account_and_gpus(tmp_path, profile_env):
 
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_resources(result.stdout)
-    assert {"extract_media", "embed_images", "train_audio_encoder"} <= set(jobs)
+    assert {"extract_media", "embed_images", "train_audio_encoder", "generate_images"} <= set(jobs)
     for res in jobs["extract_media"]:
         assert res["slurm_partition"] == "cpu_part"
         assert res["slurm_account"] == "proj42"
         assert "gpu" not in res
-    for rule in ("embed_images", "train_audio_encoder"):
+    for rule in ("embed_images", "train_audio_encoder", "generate_images"):
         for res in jobs[rule]:
             assert res["slurm_partition"] == "gpu_part"
             assert res["slurm_account"] == "proj42"
             assert (res["gpu"], res["gpu_model"]) == ("1", "a100")
             assert int(res["cpus_per_gpu"]) >= 1
+
+
+def test_generation_has_its_own_gpu_request(tmp_path, profile_env):
+    # Its own entry in the profile, not training's: the rendered values differ from training's
+    # (memory, time) and stay one GPU when training asks for several (train.gpus in the demo
+    # config is 0: the GPU comes from the profile alone).
+    profile_env.setenv("WAVBRIVL_SLURM_PARTITION", "cpu_part")
+    profile_env.setenv("WAVBRIVL_SLURM_CONDA", "0")
+    with open(SLURM_PROFILE / "config.yaml") as stream:
+        profile = yte.process_yaml(stream, require_use_yte=True)
+    generate = profile["set-resources"]["generate_images"]
+    train = profile["set-resources"]["train_audio_encoder"]
+    assert generate is not train
+    assert (generate["slurm_partition"], generate["gpu"]) == ("'cpu_part'", 1)
+    assert "gpu_model" not in generate  # WAVBRIVL_SLURM_GPU_MODEL unset: any GPU
+    assert generate["cpus_per_gpu"] == 4 and generate["runtime"] == 480
+    assert generate["mem_mb"] == "32000 * attempt"
+    assert profile["set-threads"]["generate_images"] == 4
+
+    result = run_snakemake(tmp_path, "--profile", str(SLURM_PROFILE), "-n", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (res,) = planned_resources(result.stdout)["generate_images"]
+    assert (res["slurm_partition"], res["gpu"], res["cpus_per_gpu"]) == ("cpu_part", "1", "4")
+    assert (res["mem_mb"], res["runtime"]) == ("32000", "480")
 
 
 def test_partition_names_stay_strings(tmp_path, profile_env):

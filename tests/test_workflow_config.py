@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import textwrap
 
 import pytest
@@ -10,6 +9,7 @@ import yaml
 from conftest import REPO, planned_jobs, run_snakemake
 
 VALID = {
+    "allow_toy_models": True,  # the schema's default models are the demo's toys
     "datasets": {
         "vgg": {
             "format": "vggsound",
@@ -17,7 +17,7 @@ VALID = {
             "n_shards": 3,
             "source": {"url_template": "https://www.youtube.com/watch?v={id}"},
         }
-    }
+    },
 }
 
 
@@ -82,6 +82,7 @@ def test_defaults_are_filled_from_the_schema(tmp_path):
     # and show up in the planned paths (values read from the schema file itself below).
     cfg_text = textwrap.dedent(
         """
+        allow_toy_models: true
         datasets:
           vgg: {format: vggsound, csv: in/vggsound.csv, n_shards: 1}
         """
@@ -119,25 +120,86 @@ def test_defaults_are_filled_from_the_schema(tmp_path):
 def test_shipped_configs_are_valid(tmp_path):
     demo = run_snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "config.yaml"))
     assert planned_jobs(demo)["synthesise_demo"] == 1
+    assert "check_weights" not in planned_jobs(demo)  # toy models: no weight files
 
-    # The paper's config validates and plans up to the BriVL weights, which are not in the
-    # repository (docs: download them from the BriVL release): that file, and only it, is
-    # what a fresh checkout is missing.
-    paper = ["-n", "--configfile", str(REPO / "config" / "paper.yaml")]
-    result = run_snakemake(tmp_path, *paper)
-    out = result.stdout + result.stderr
-    assert "invalid config" not in out, out[-2000:]
-    assert result.returncode == 1
-    assert "Missing input files for rule embed_images:" in out, out[-2000:]
-    listed = out.split("affected files:\n", 1)[1].splitlines()
-    affected = [line.strip() for line in itertools.takewhile(lambda x: x.startswith("  "), listed)]
-    assert affected == ["weights/BriVL-1.0-5500w.pth"], out[-2000:]
-
-    # With a file at that path the whole paper run plans: 256 VGGSound shards, one AudioSet.
+    # A fresh checkout (weights/ holds only its README) plans the whole paper run: the weights
+    # are checked by its first job, which every job that reads them waits for.
     (tmp_path / "weights").mkdir()
-    (tmp_path / "weights" / "BriVL-1.0-5500w.pth").write_bytes(b"")
-    jobs = planned_jobs(run_snakemake(tmp_path, *paper))
+    paper = ["--configfile", str(REPO / "config" / "paper.yaml")]
+    jobs = planned_jobs(run_snakemake(tmp_path, "-n", *paper))
+    assert jobs["check_weights"] == 1
     assert jobs["build_manifest"] == 2
     assert jobs["download_clips"] == jobs["extract_media"] == 256 + 1
     assert jobs["embed_images"] == 256
-    assert jobs["train_audio_encoder"] == jobs["generate_images"] == 1
+    assert jobs["train_audio_encoder"] == jobs["generate_images"] == jobs["assemble_sheets"] == 1
+
+    # That job names all four missing files in one message, with what to do.
+    result = run_snakemake(tmp_path, "--cores", "1", "check_weights", *paper)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "4 weight file(s) missing or unreadable:" in out, out[-3000:]
+    for key, path in [
+        ("embed.weights", "weights/BriVL-1.0-5500w.pth"),
+        ("audio.wavlm", "weights/wavlm-base-plus"),
+        ("generate.vqgan_ckpt", "weights/vqgan_imagenet_f16_16384.ckpt"),
+        ("generate.vqgan_yaml", "weights/vqgan_imagenet_f16_16384.yaml"),
+    ]:
+        assert f"  - {key}: {path}: missing (" in out
+    assert "weights/README.md says who publishes each file" in out
+    assert not (tmp_path / "results/checks/weights.json").exists()
+
+
+TOY_KEYS = [
+    (("embed", "encoder"), "tiny", "embed.encoder=tiny"),
+    (("audio", "wavlm"), "tiny", "audio.wavlm=tiny"),
+    (("embed", "architecture"), "tiny", "embed.architecture=tiny"),
+]
+
+
+def _real(cfg):
+    """VALID with real models named (the files need not exist to plan)."""
+    cfg = yaml.safe_load(yaml.safe_dump(cfg))
+    del cfg["allow_toy_models"]
+    cfg["embed"] = {"encoder": "brivl", "weights": "w/brivl.pth"}
+    cfg["audio"] = {"wavlm": "microsoft/wavlm-base-plus"}
+    return cfg
+
+
+@pytest.mark.parametrize(("path", "value", "named"), TOY_KEYS)
+def test_a_toy_model_stops_the_run_before_any_job(tmp_path, path, value, named):
+    cfg = _real(VALID)
+    cfg[path[0]][path[1]] = value
+    result = _dry_run(tmp_path, cfg)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config uses toy stand-ins, not trained models: " + named in out, out[-2000:]
+    assert "allow_toy_models: true" in out
+    assert "Job stats" not in out
+    assert not (tmp_path / "results").exists()
+
+    cfg["allow_toy_models"] = True
+    assert planned_jobs(_dry_run(tmp_path, cfg))["embed_images"] == 3
+
+
+def test_a_config_without_models_is_refused_naming_every_toy_default(tmp_path):
+    cfg = yaml.safe_load(yaml.safe_dump(VALID))
+    del cfg["allow_toy_models"]
+    cfg["datasets"]["gen"] = {
+        "format": "audioset",
+        "role": "generation",
+        "csv": "in/vggsound.csv",
+        "split_name": "eval",
+        "n_shards": 1,
+    }
+    result = _dry_run(tmp_path, cfg)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    for named in ["embed.encoder=tiny", "audio.wavlm=tiny", "generate.vqgan=tiny"]:
+        assert named in out, out[-2000:]
+    assert "Job stats" not in out
+
+
+def test_real_models_plan_without_the_flag(tmp_path):
+    jobs = planned_jobs(_dry_run(tmp_path, _real(VALID)))
+    assert jobs["check_weights"] == 1  # the BriVL checkpoint, checked before it is read
+    assert "prepare_tiny_wavlm" not in jobs

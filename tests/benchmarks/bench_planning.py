@@ -39,9 +39,10 @@ def write_csv(path: Path, n_rows: int, seed: int = 0) -> None:
 
 def dry_run(workdir: Path, n_shards: int) -> tuple[float, int]:
     cfg = {
+        "allow_toy_models": True,  # the schema's default (toy) models: planning only
         "datasets": {
             "vggsound": {"format": "vggsound", "csv": "vggsound.csv", "n_shards": n_shards}
-        }
+        },
     }
     (workdir / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     start = time.perf_counter()

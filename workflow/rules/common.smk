@@ -18,6 +18,8 @@ os.environ.update(
 
 from wavbrivl.config_keys import rerun_params  # noqa: E402
 from wavbrivl.sharding import shard_names  # noqa: E402
+from wavbrivl.toy_guard import check_no_toy_models  # noqa: E402
+from wavbrivl.weights_check import required_weights, weight_stats  # noqa: E402
 
 
 def _validate_config(cfg):
@@ -36,6 +38,7 @@ def _validate_config(cfg):
 
 
 _validate_config(config)
+check_no_toy_models(config)  # toy stand-ins only where the config allows them (the demo)
 
 
 wildcard_constraints:
@@ -72,7 +75,35 @@ def get_media_shards():
 
 
 def get_final_outputs():
-    return get_media_shards() + get_embedding_shards() + get_model_outputs() + get_sheet_outputs()
+    return (
+        get_checked_weights(None)
+        + get_media_shards()
+        + get_embedding_shards()
+        + get_model_outputs()
+        + get_sheet_outputs()
+    )
+
+
+# --- weights -----------------------------------------------------------------------------
+
+
+def get_checked_weights(wildcards):
+    """The check_weights record, for every rule that reads a weight file (none for toy models).
+
+    ancient: a re-check alone reruns nothing; the weights enter those rules by content.
+    """
+    return [ancient("results/checks/weights.json")] if required_weights(config) else []
+
+
+def get_weight_stats(wildcards):
+    """Size and mtime of every weight file: a change makes check_weights look again."""
+    return weight_stats(required_weights(config))
+
+
+def existing(path):
+    """``[path]`` when it exists. A missing weight is not declared as an input, so that
+    check_weights (which its readers wait for) reports it together with all the others."""
+    return [path] if os.path.exists(path) else []
 
 
 def _is_url(path):
@@ -152,7 +183,7 @@ def get_embedding_shards():
 
 def get_encoder_weights(wildcards):
     weights = config["embed"]["weights"]
-    return [weights] if config["embed"]["encoder"] == "brivl" else []
+    return existing(weights) if config["embed"]["encoder"] == "brivl" else []
 
 
 def get_encoder_identity(wildcards):
@@ -238,6 +269,7 @@ def get_training_inputs(wildcards):
         "embeddings": [
             f"results/embeddings/{encoder_label()}/{dataset}/{s}.parquet" for s in shards
         ],
+        "checked_weights": get_checked_weights(wildcards),
     }
     inputs.update(get_wavlm_input())
     return inputs
@@ -263,10 +295,11 @@ def get_generation_inputs(wildcards):
         "manifest": ancient(f"results/manifest/{dataset}.parquet"),
         "media": [f"results/media/{dataset}/{s}.parquet" for s in get_shards(dataset)],
         "encoder_weights": get_encoder_weights(wildcards),
+        "checked_weights": get_checked_weights(wildcards),
     }
     if config["generate"]["vqgan"] == "taming":
-        inputs["vqgan_ckpt"] = config["generate"]["vqgan_ckpt"]
-        inputs["vqgan_yaml"] = config["generate"]["vqgan_yaml"]
+        inputs["vqgan_ckpt"] = existing(config["generate"]["vqgan_ckpt"])
+        inputs["vqgan_yaml"] = existing(config["generate"]["vqgan_yaml"])
     inputs.update(get_wavlm_input())
     return inputs
 
@@ -291,6 +324,7 @@ def get_sheets_inputs(wildcards):
         "manifest": ancient(f"results/manifest/{dataset}.parquet"),
         "answers": config["sheets"]["answers"],
         "encoder_weights": get_encoder_weights(wildcards),
+        "checked_weights": get_checked_weights(wildcards),
     }
 
 

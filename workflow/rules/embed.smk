@@ -5,6 +5,7 @@ rule embed_images:
     input:
         media="results/media/{dataset}/{shard}.parquet",
         weights=get_encoder_weights,
+        checked_weights=get_checked_weights,
     output:
         "results/embeddings/{encoder}/{dataset}/{shard}.parquet",
     log:

@@ -11,8 +11,10 @@ rule generate_images:
     conda:
         "../../envs/torch.yaml"
     threads: 4
+    # One GPU at most (a data-parallel training run's count does not apply); none where the
+    # run is configured for the CPU (the demo). On SLURM the profile sets its own request.
     resources:
-        gpu=config["train"]["gpus"],
+        gpu=min(config["train"]["gpus"], 1),
     params:
         generate=get_generate_params,
         encoder=get_encoder_identity,

@@ -1,0 +1,245 @@
+"""Which weight files a config needs, and whether each is there and readable.
+
+The workflow's ``check_weights`` rule (workflow/rules/weights.smk) runs this as the first step
+of a run with real models; every rule that reads a weight waits for it. All problems are
+reported together, each with its config key, path and what is wrong, pointing at
+weights/README.md (who publishes each file, its size, where it goes). The checks are cheap
+(headers, not full loads): a checkpoint must be a torch file (zip with ``data.pkl``, or a
+legacy pickle), a YAML must parse into a taming model config, an HF folder must hold a WavLM
+``config.json``, its preprocessor config and a weights file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wavbrivl.atomic import write_text_atomic
+
+README = "weights/README.md"
+
+
+@dataclass(frozen=True)
+class Weight:
+    """One file (or folder) the run reads: its config key, path, kind and what it is."""
+
+    key: str
+    path: str
+    kind: str  # a key of CHECKS
+    what: str
+
+
+class WeightsError(RuntimeError):
+    """Weight files are missing or unreadable; the message lists every one."""
+
+
+def is_local_path(value: str) -> bool:
+    """Whether ``audio.wavlm`` names a local folder rather than a hub id (``org/name``).
+
+    A path is local when it exists, is absolute or starts with ``.``, or when its first
+    component is a folder here (``weights/wavlm-base-plus`` in a checkout, which has weights/).
+    """
+    if value.startswith(".") or os.path.exists(value):
+        return True
+    first = Path(value).parts[0]  # "/" for an absolute path, which always exists
+    return os.path.isdir(first)
+
+
+def required_weights(config: Mapping[str, Any]) -> list[Weight]:
+    """The weight files the (defaults-filled) config reads; none for toy models."""
+    weights = []
+    if config["embed"]["encoder"] == "brivl":
+        weights.append(
+            Weight("embed.weights", config["embed"]["weights"], "torch", "BriVL-1.0 checkpoint")
+        )
+    wavlm = config["audio"]["wavlm"]
+    if wavlm != "tiny" and is_local_path(wavlm):
+        weights.append(Weight("audio.wavlm", wavlm, "hf_wavlm", "WavLM Base+, HF format"))
+    generates = any(ds.get("role") == "generation" for ds in config["datasets"].values())
+    if generates and config["generate"]["vqgan"] == "taming":
+        gen = config["generate"]
+        weights.append(
+            Weight("generate.vqgan_ckpt", gen["vqgan_ckpt"], "torch", "VQGAN checkpoint")
+        )
+        weights.append(
+            Weight("generate.vqgan_yaml", gen["vqgan_yaml"], "taming_yaml", "VQGAN YAML")
+        )
+    return weights
+
+
+# --- one check per kind: None when fine, else what is wrong ----------------------------------
+
+
+def _file_problem(path: str) -> str | None:
+    if not os.path.exists(path):
+        return "missing"
+    if os.path.isdir(path):
+        return "a folder, not a file"
+    if os.path.getsize(path) == 0:
+        return "empty (0 bytes)"
+    if not os.access(path, os.R_OK):
+        return "not readable (permissions)"
+    return None
+
+
+def torch_problem(path: str) -> str | None:
+    """A ``torch.save`` file: a zip holding ``<name>/data.pkl``, or a legacy pickle."""
+    problem = _file_problem(path)
+    if problem:
+        return problem
+    with open(path, "rb") as fh:
+        head = fh.read(262)
+    if head[257:262] == b"ustar":
+        return "a tar archive: unpack it (tar -xf) and point the key at the .pth inside"
+    if head[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return "truncated or damaged (a zip without a readable directory)"
+        if not any(name.endswith("/data.pkl") for name in names):
+            return "a zip file, but not a torch checkpoint (no data.pkl inside)"
+        return None
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return None  # a legacy (pre-zip) torch pickle
+    return "not a torch checkpoint (neither a torch zip nor a pickle)"
+
+
+def taming_yaml_problem(path: str) -> str | None:
+    """A taming-transformers model YAML: ``model.params.ddconfig`` must be there."""
+    problem = _file_problem(path)
+    if problem:
+        return problem
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except yaml.MarkedYAMLError as err:  # syntax, or a tag safe_load refuses
+        return f"not valid YAML ({err.problem} at line {err.problem_mark.line + 1})"
+    except yaml.YAMLError as err:  # a character YAML does not allow (no line to point at)
+        return f"not valid YAML ({str(err).splitlines()[0]})"
+    except UnicodeDecodeError:
+        return "not a text file"
+    node = doc
+    for key in ("model", "params", "ddconfig"):
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        return "not a taming model config (no model.params.ddconfig)"
+    return None
+
+
+def _safetensors_problem(path: str) -> str | None:
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return "truncated (no header)"
+        (length,) = struct.unpack("<Q", head)
+        if 8 + length > size:
+            return "truncated (header longer than the file)"
+        try:
+            header = json.loads(fh.read(length))
+            ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return "damaged (its header is not a safetensors header)"
+    if 8 + length + max(ends, default=0) > size:
+        return "truncated (shorter than its header says)"
+    return None
+
+
+def hf_wavlm_problem(path: str) -> str | None:
+    """An HF-format WavLM folder (``save_pretrained``): config, preprocessor config, weights."""
+    if not os.path.exists(path):
+        return "missing"
+    if not os.path.isdir(path):
+        return "not a folder (an HF model folder is expected)"
+    problems = []
+    config = os.path.join(path, "config.json")
+    if _file_problem(config):
+        problems.append(f"config.json {_file_problem(config)}")
+    else:
+        try:
+            model_type = json.loads(Path(config).read_text()).get("model_type")
+        except (ValueError, AttributeError):
+            model_type = "unreadable"
+        if model_type != "wavlm":
+            problems.append(f"config.json is not a WavLM config (model_type: {model_type})")
+    preprocessor = os.path.join(path, "preprocessor_config.json")
+    if _file_problem(preprocessor):
+        problems.append(f"preprocessor_config.json {_file_problem(preprocessor)}")
+    safetensors = os.path.join(path, "model.safetensors")
+    binary = os.path.join(path, "pytorch_model.bin")
+    if os.path.exists(safetensors):
+        problem = _file_problem(safetensors) or _safetensors_problem(safetensors)
+        if problem:
+            problems.append(f"model.safetensors {problem}")
+    elif os.path.exists(binary):
+        problem = torch_problem(binary)
+        if problem:
+            problems.append(f"pytorch_model.bin {problem}")
+    else:
+        problems.append("no model.safetensors or pytorch_model.bin")
+    return "; ".join(problems) or None
+
+
+CHECKS: dict[str, Callable[[str], str | None]] = {
+    "torch": torch_problem,
+    "taming_yaml": taming_yaml_problem,
+    "hf_wavlm": hf_wavlm_problem,
+}
+
+
+def problems(weights: list[Weight]) -> list[str]:
+    """``key: path: what is wrong (what it is)`` for every weight that is not usable."""
+    found = []
+    for weight in weights:
+        problem = CHECKS[weight.kind](weight.path)
+        if problem:
+            found.append(f"{weight.key}: {weight.path}: {problem} ({weight.what})")
+    return found
+
+
+def check_weights(weights: list[Weight]) -> None:
+    """Raise WeightsError listing every missing or unreadable weight, in one message."""
+    found = problems(weights)
+    if found:
+        listing = "".join(f"\n  - {line}" for line in found)
+        raise WeightsError(
+            f"{len(found)} weight file(s) missing or unreadable:{listing}\n"
+            f"{README} says who publishes each file, its size and where to put it; "
+            "then run the workflow again (`snakemake check_weights` checks them alone)."
+        )
+
+
+def weight_stats(weights: list[Weight]) -> dict[str, Any]:
+    """Path -> [size, mtime_ns] of each weight file (of each file in a folder); None if absent.
+
+    The check_weights rule's params: when any of them changes, the files are checked again.
+    """
+    stats: dict[str, Any] = {}
+    for weight in weights:
+        path = Path(weight.path)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file())
+            stats[weight.path] = {p.name: _stat(p) for p in files}
+        else:
+            stats[weight.path] = _stat(path) if path.is_file() else None
+    return stats
+
+
+def _stat(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def write_record(weights: list[Weight], out: str | os.PathLike) -> None:
+    """Check, then record what was checked (the ``check_weights`` rule's output)."""
+    check_weights(weights)
+    record = [{"key": w.key, "path": w.path, "kind": w.kind} for w in weights]
+    write_text_atomic(out, json.dumps(record) + "\n")
