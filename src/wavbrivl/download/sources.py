@@ -116,7 +116,8 @@ def _parse_step(entry: Any, key: str) -> Step:
     kinds = [k for k in STEP_KEYS if k in entry]
     if len(kinds) != 1:
         raise SourceConfigError(
-            f"{key}: give exactly one of {', '.join(STEP_KEYS)}; got {sorted(entry)}"
+            f"{key}: give exactly one key of {', '.join(STEP_KEYS)} (or a chain of them); "
+            f"got {sorted(entry)}"
         )
     kind = kinds[0]
     unknown = sorted(set(entry) - STEP_KEYS[kind])
