@@ -164,13 +164,13 @@ def check_pattern(pattern: Any, key: str = "pattern") -> str:
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
         sample = pattern.format(ytid="abc", start=30, clip_id="abc_30000")
-    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
         raise SourceConfigError(f"{key}: {pattern!r} is not a usable pattern ({exc})") from None
+    unknown = sorted(fields - PATTERN_FIELDS)  # also `{ytid[0]}`, which format() accepts
+    if unknown:
+        raise SourceConfigError(f"{key}: {pattern!r} uses unknown field(s) {unknown}")
     if "ytid" not in fields:
         raise SourceConfigError(f"{key}: {pattern!r} lacks '{{ytid}}'")
-    unknown = sorted(fields - PATTERN_FIELDS)
-    if unknown:  # pragma: no cover - format() above already fails on an unknown field
-        raise SourceConfigError(f"{key}: {pattern!r} uses unknown field(s) {unknown}")
     parts = PurePosixPath(sample).parts
     if sample.startswith("/") or ".." in parts or "\\" in sample:
         raise SourceConfigError(f"{key}: {pattern!r} must name a file inside the source")
