@@ -89,11 +89,18 @@ def test_chain_order_and_names():
         ("x", r"^source: expected a mapping"),
         ({}, r"^source: give exactly one key of url_template, mapping_csv, folder, tar"),
         ({"url_template": YT, "folder": "v"}, r"exactly one key"),
-        ({"chain": [{"folder": "v"}], "folder": "v"}, r"^source: 'chain' cannot be combined"),
+        (
+            {"chain": [{"folder": "v"}], "folder": "v", "name": "x"},
+            r"^source: 'chain' cannot be combined with \['folder', 'name'\]$",
+        ),
         ({"chain": []}, r"^source\.chain: expected a non-empty list"),
         ({"chain": {"folder": "v"}}, r"^source\.chain: expected a non-empty list"),
         ({"chain": ["v"]}, r"^source\.chain\[0\]: expected a mapping"),
-        ({"chain": [{"url_template": YT}, {"folder": "v"}]}, r"must be the last"),
+        (
+            {"chain": [{"url_template": YT}, {"folder": "v"}]},
+            r"^source\.chain: at most one url_template/mapping_csv step, and it must be the last "
+            r"\(the mirrors are tried first\)$",
+        ),
         ({"chain": [{"url_template": YT}, {"mapping_csv": "m"}]}, r"at most one"),
         ({"chain": [{"folder": "v"}, {"folder": "w"}]}, r"two steps are named 'folder'"),
         ({"folder": "v", "url_template": YT}, r"exactly one key"),
@@ -159,6 +166,19 @@ def test_chain_errors_name_the_step():
 def test_bad_patterns(pattern, message):
     with pytest.raises(SourceConfigError, match=r"^k: .*" + message):
         check_pattern(pattern, "k")
+
+
+def test_default_keys_name_the_block(tmp_path):
+    with pytest.raises(SourceConfigError, match=r"^pattern: 'x' lacks"):
+        check_pattern("x")
+    with pytest.raises(SourceConfigError, match=r"^source: mirror folder"):
+        check_steps([FolderStep("f", tmp_path / "no", ("{ytid}",))])
+    with pytest.raises(SourceConfigError, match=r"^source: mirror folder"):
+        load_source({"folder": str(tmp_path / "no")})
+    with pytest.raises(SourceConfigError, match=r"^source\.patterns\[0\]"):
+        load_source({"folder": str(tmp_path), "patterns": ["x"]})
+    with pytest.raises(SourceConfigError, match=r"^ds\.patterns\[0\]"):
+        load_source({"folder": str(tmp_path), "patterns": ["x"]}, "ds")
 
 
 def test_good_patterns_pass_through():

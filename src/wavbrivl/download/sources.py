@@ -96,7 +96,7 @@ def parse_source(cfg: Mapping[str, Any], key: str = "source") -> list[Step]:
     else:
         steps = [_parse_step(cfg, key)]
     url_at = [i for i, step in enumerate(steps) if isinstance(step, UrlStep)]
-    if len(url_at) > 1 or (url_at and url_at[0] != len(steps) - 1):
+    if url_at and url_at[0] != len(steps) - 1:  # two URL steps: the first is not last
         raise SourceConfigError(
             f"{key}.chain: at most one url_template/mapping_csv step, and it must be the last "
             "(the mirrors are tried first)"
