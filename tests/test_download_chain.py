@@ -75,7 +75,7 @@ def write_tar(path: Path, members: dict[str, bytes], gz: bool = False) -> Path:
     return path
 
 
-def run(tmp_path: Path, rows, source: dict, **cfg):
+def run(tmp_path: Path, rows, source: dict, log=None, **cfg):
     out = tmp_path / "download" / "000"
     table = download_shard(
         rows,
@@ -83,6 +83,7 @@ def run(tmp_path: Path, rows, source: dict, **cfg):
         tmp_path / "download" / "000.status.parquet",
         DownloadConfig(**{**FAST, **cfg}),
         threads=2,
+        log=log,
         sources=parse_source(source),
         index_dir=tmp_path / "download" / "_tar_index",
     )
@@ -180,6 +181,86 @@ def test_bad_folder_copies_are_bad_media(tmp_path, media):
         assert pd.isna(row["file"]) and pd.isna(row["sha256"])
     assert "audio" in by_id(table)["nov_0"]["reason"]
     assert sorted(p.name for p in out.iterdir()) == [JOURNAL_NAME]
+    assert set(table["attempts"]) == {1}
+    # A rerun looks again (the mirror may have been repaired): the attempts count up.
+    again, _ = run(tmp_path, rows, {"folder": str(mirror)})
+    assert set(again["attempts"]) == {2} and set(again["status"]) == {st.BAD_MEDIA}
+
+
+def test_every_bad_copy_is_named(tmp_path, media):
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder in (one, two):
+        folder.mkdir()
+        (folder / "txt.mp4").write_bytes(media["text"])
+    source = {"chain": [{"folder": str(one), "name": "one"}, {"folder": str(two), "name": "two"}]}
+    table, _ = run(tmp_path, rows_of(("txt", 0.0, 1.0, None)), source)
+    row = by_id(table)["txt_0"]
+    assert row["status"] == st.BAD_MEDIA
+    assert row["reason"].startswith(f"one: {one.resolve()}/txt.mp4: ")
+    assert f"; two: {two.resolve()}/txt.mp4: " in row["reason"]
+
+
+def test_a_failure_to_place_costs_one_clip(tmp_path, media, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for ytid in ("aaa", "bbb"):
+        (mirror / f"{ytid}.mp4").write_bytes(media["a"])
+    real = chain_module.link_into_place
+
+    def refuse_aaa(target, link):
+        if link.name.startswith("aaa"):
+            raise PermissionError(13, "Permission denied")
+        real(target, link)
+
+    monkeypatch.setattr(chain_module, "link_into_place", refuse_aaa)
+    rows = rows_of(("aaa", 0.0, 1.0, None), ("bbb", 0.0, 1.0, None))
+    table, out = run(tmp_path, rows, {"folder": str(mirror)})
+    row = by_id(table)["aaa_0"]
+    assert row["status"] == st.ERROR and pd.isna(row["file"]) and pd.isna(row["sha256"])
+    assert (
+        row["reason"]
+        == f"folder: could not put {mirror.resolve()}/aaa.mp4 in place: [Errno 13] Permission denied"
+    )
+    assert by_id(table)["bbb_0"]["status"] == st.OK
+    last = [e for e in read_journal(out / JOURNAL_NAME).entries if e.clip_id == "aaa_0"][-1]
+    assert last.status == st.ERROR and last.file is None and last.source is None and last.bytes == 0
+    assert last.section_start_s is None and last.sha256 is None
+    # error is retriable: the next run places it.
+    monkeypatch.setattr(chain_module, "link_into_place", real)
+    again, _ = run(tmp_path, rows, {"folder": str(mirror)})
+    assert set(again["status"]) == {st.OK}
+
+
+def test_a_bug_costs_one_clip_not_the_shard(tmp_path, media, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "bbb.mp4").write_bytes(media["a"])
+    real = chain_module.find_in_folder
+
+    def broken(step, ytid, start_s, clip_id):
+        if ytid == "aaa":
+            raise KeyError("boom")
+        return real(step, ytid, start_s, clip_id)
+
+    monkeypatch.setattr(chain_module, "find_in_folder", broken)
+    rows = rows_of(("aaa", 0.0, 1.0, None), ("bbb", 0.0, 1.0, None))
+    out = tmp_path / "download" / "000"
+    runner = chain_module.ChainRunner(
+        parse_source({"folder": str(mirror)}),
+        out,
+        None,
+        {},
+        ffmpeg="ffmpeg",
+        require_video=True,
+        url_fetch=None,
+    )
+    from wavbrivl.download.status_table import clips_from_rows
+
+    row = runner.run(clips_from_rows(rows)[0])
+    assert row["status"] == st.ERROR and row["reason"] == "internal error: KeyError: 'boom'"
+    assert row["seconds"] >= 0.0 and row["attempts"] == 0
+    table, _ = run(tmp_path, rows, {"folder": str(mirror)})
+    assert list(table["status"]) == [st.ERROR, st.OK]
 
 
 # -- tar shards ------------------------------------------------------------------------------
@@ -249,7 +330,9 @@ def test_truncated_member_falls_through_to_the_next_shard(tmp_path, media):
     backup = write_tar(tmp_path / "backup.tar.gz", {"cut.mp4": big}, gz=True)
     rows = rows_of(("ok", 0.0, 1.0, None), ("cut", 0.0, 1.0, None), ("lost", 0.0, 1.0, None))
 
-    alone, _ = run(tmp_path / "alone", rows, {"tar": str(cut)})
+    log = io.StringIO()
+    alone, _ = run(tmp_path / "alone", rows, {"tar": str(cut)}, log=log)
+    assert f"download: {cut}: unreadable after 2 member(s): " in log.getvalue()
     row = by_id(alone)["cut_0"]
     assert row["status"] == st.BAD_MEDIA
     assert (

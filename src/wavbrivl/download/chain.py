@@ -95,17 +95,23 @@ class ChainRunner:
         owners: dict[Path, list[tuple[str, Hit, Path]]] = defaultdict(list)
         tars: dict[Path, TarIndex] = {}
         for clip in clips:
-            hits = self.find(clip)
+            try:
+                hits = self.find(clip)
+                first = hits[0] if hits else None
+                if first is not None and first.tar is not None and first.tar.compressed:
+                    dest = self._tmp_dir(clip) / f"{clip.clip_id}{first.suffix}"
+                    _fresh_dir(dest.parent)
+                    wanted[first.tar.path][first.member.name].append(dest)
+                    owners[first.tar.path].append((clip.clip_id, first, dest))
+                    tars[first.tar.path] = first.tar
+            except Exception:  # noqa: S112 - run() looks again and records the clip's error
+                continue
             self.hits[clip.clip_id] = hits
-            first = hits[0] if hits else None
-            if first is not None and first.tar is not None and first.tar.compressed:
-                dest = self._tmp_dir(clip) / f"{clip.clip_id}{first.suffix}"
-                _fresh_dir(dest.parent)
-                wanted[first.tar.path][first.member.name].append(dest)
-                owners[first.tar.path].append((clip.clip_id, first, dest))
-                tars[first.tar.path] = first.tar
         for path, members in wanted.items():
-            results = extract_members(tars[path], members)
+            try:
+                results = extract_members(tars[path], members)
+            except Exception:  # noqa: S112 - run() reads these members one by one instead
+                continue
             for clip_id, hit, dest in owners[path]:
                 self.prepared[clip_id] = (hit, dest, results[hit.member.name])
 
