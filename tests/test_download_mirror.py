@@ -256,6 +256,39 @@ def test_index_is_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
     assert list(load_index(path, None).members) == ["c.mp4"] and len(calls) == 3
 
 
+def test_one_cache_file_per_shard(tmp_path):
+    # Same size, same mtime, different paths and members: never confused.
+    one = write_tar(tmp_path / "one.tar", {"a.mp4": blob(100, 1)})
+    two = write_tar(tmp_path / "two.tar", {"b.mp4": blob(100, 2)})
+    gz = write_tar(tmp_path / "three.tar.gz", {"c.mp4": blob(100, 3)}, "w:gz")
+    for path in (one, two, gz):
+        os.utime(path, ns=(5, 5))
+    cache = tmp_path / "deep" / "er" / "cache"  # made with its parents
+    for _ in range(2):  # indexed, then read back from the cache
+        assert list(load_index(one, cache).members) == ["a.mp4"]
+        assert list(load_index(two, cache).members) == ["b.mp4"]
+        back = load_index(gz, cache)
+        assert list(back.members) == ["c.mp4"] and back.compressed is True
+    assert len(list(cache.iterdir())) == 3
+    assert all(f.suffix == ".json" for f in cache.iterdir())
+
+
+def test_multi_chunk_members(tmp_path, monkeypatch):
+    monkeypatch.setattr(mirror, "CHUNK_BYTES", 1000)
+    members = {"a.mp4": blob(4500, 1), "b.mp4": blob(2000, 2)}
+    for mode, name in (("w", "s.tar"), ("w:gz", "s.tar.gz")):
+        index = index_tar(write_tar(tmp_path / name, members, mode))
+        got = extract_members(index, {"a.mp4": [tmp_path / f"{name}.a"]})
+        assert got == {"a.mp4": (sha(members["a.mp4"]), 4500)}
+        assert (tmp_path / f"{name}.a").read_bytes() == members["a.mp4"]
+
+
+def test_a_missing_member_does_not_stop_the_others(tmp_path):
+    index = index_tar(write_tar(tmp_path / "s.tar", {"a.mp4": b"aaa"}))
+    got = extract_members(index, {"gone.mp4": [tmp_path / "g"], "a.mp4": [tmp_path / "a"]})
+    assert isinstance(got["gone.mp4"], MemberError) and got["a.mp4"] == (sha(b"aaa"), 3)
+
+
 def test_cached_index_keeps_the_problem(tmp_path):
     good = write_tar(tmp_path / "g.tar", {"a.mp4": blob(3000, 1), "b.mp4": blob(9000, 1)})
     cut = truncated_copy(good, tmp_path / "c.tar", 512 + 3072 + 512 + 100)

@@ -17,6 +17,7 @@ import tarfile
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from wavbrivl.atomic import write_text_atomic
@@ -46,16 +47,15 @@ class TarIndex:
         found = self.members.get(name)
         if found is not None:
             return found
-        return self._by_base().get(name)
+        return self.by_base.get(name)
 
-    def _by_base(self) -> dict[str, Member]:
-        cached = getattr(self, "_base_cache", None)
-        if cached is None:
-            cached = {}
-            for member in self.members.values():
-                cached.setdefault(PurePosixPath(member.name).name, member)
-            object.__setattr__(self, "_base_cache", cached)
-        return cached
+    @cached_property
+    def by_base(self) -> dict[str, Member]:
+        """Base name -> the first member of that base name (built on the first look-up)."""
+        bases: dict[str, Member] = {}
+        for member in self.members.values():
+            bases.setdefault(PurePosixPath(member.name).name, member)
+        return bases
 
 
 @dataclass(frozen=True)
