@@ -187,6 +187,7 @@ def test_good_patterns_pass_through():
         "video/{ytid}_{start:06d}.mp4",
         "{clip_id}-{ytid}.webm",
         "a..{ytid}",
+        "{ytid}{clip_id:>12}",  # a format spec a string takes
     ]:
         assert check_pattern(pattern) == pattern
 
