@@ -429,6 +429,11 @@ def test_used_clips_csv(tmp_path, media):
         f"old_0,url,{sha(b'old bytes')}\n"
         f"zed_0,vgg mirror,{sha(media['a'])}\n"
     )
+    # The recorded hash is the one listed: the files are not read again.
+    for link in (tmp_path / "download" / "000").glob("*.mp4"):
+        link.unlink()
+    assert write_used_clips([status], out) == 2
+    assert f"zed_0,vgg mirror,{sha(media['a'])}\n" in out.read_text()
     assert media_dir_of(status) == tmp_path / "download" / "000"
     with pytest.raises(ValueError, match="x.parquet: not a download status table name"):
         media_dir_of(tmp_path / "x.parquet")

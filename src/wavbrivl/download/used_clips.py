@@ -44,7 +44,7 @@ def used_clips(status_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
             source = row.source if isinstance(row.source, str) and row.source else "url"
             rows.append((row.clip_id, source, digest))
     df = pd.DataFrame(rows, columns=list(USED_COLUMNS))
-    return df.sort_values("clip_id", kind="stable").reset_index(drop=True)
+    return df.sort_values("clip_id").reset_index(drop=True)  # clip ids are unique
 
 
 def write_used_clips(status_paths: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> int:
