@@ -39,6 +39,7 @@ def media(tmp_path_factory) -> dict[str, bytes]:
             root / "clock.mp4", AvSpec(duration_s=4.0, width=64, height=48)
         ).read_bytes(),
         "text": b"<html>not a video</html>\n" * 50,
+        "audio": make_av(root / "audio.m4a", AvSpec(duration_s=2.0, video=False)).read_bytes(),
     }
 
 
@@ -173,7 +174,13 @@ def test_bad_folder_copies_are_bad_media(tmp_path, media):
     (mirror / "txt.mp4").write_bytes(media["text"])
     (mirror / "nov.mp4").write_bytes(media["noaudio"])
     (mirror / "nil.mp4").write_bytes(b"")
-    rows = rows_of(("txt", 0.0, 1.0, None), ("nov", 0.0, 1.0, None), ("nil", 0.0, 1.0, None))
+    (mirror / "aud.mp4").write_bytes(media["audio"])  # no picture: download.require_video
+    rows = rows_of(
+        ("txt", 0.0, 1.0, None),
+        ("nov", 0.0, 1.0, None),
+        ("nil", 0.0, 1.0, None),
+        ("aud", 0.0, 1.0, None),
+    )
     table, out = run(tmp_path, rows, {"folder": str(mirror)})
     for clip_id, row in by_id(table).items():
         assert row["status"] == st.BAD_MEDIA, row
@@ -185,6 +192,9 @@ def test_bad_folder_copies_are_bad_media(tmp_path, media):
     # A rerun looks again (the mirror may have been repaired): the attempts count up.
     again, _ = run(tmp_path, rows, {"folder": str(mirror)})
     assert set(again["attempts"]) == {2} and set(again["status"]) == {st.BAD_MEDIA}
+    # Audio-only copies are fine when the config accepts them.
+    lenient, _ = run(tmp_path, rows, {"folder": str(mirror)}, require_video=False)
+    assert by_id(lenient)["aud_0"]["status"] == st.OK
 
 
 def test_every_bad_copy_is_named(tmp_path, media):
@@ -318,6 +328,29 @@ def test_tar_and_tar_gz_shards(tmp_path, media):
         [JOURNAL_NAME, "aaa_30000.mp4", "bbb_1000.mp4", "eee_3000.mp4"]
     )
     assert len(list((tmp_path / "download" / "_tar_index").iterdir())) == 2
+
+
+def test_one_streaming_pass_per_tar_gz(tmp_path, media, monkeypatch):
+    gz = write_tar(
+        tmp_path / "s.tar.gz",
+        {"aaa.mp4": media["a"], "bbb.mp4": media["b"], "ccc.mp4": media["a"]},
+        gz=True,
+    )
+    calls = []
+    real = chain_module.extract_members
+
+    def spy(index, wanted):
+        calls.append(sorted(wanted))
+        return real(index, wanted)
+
+    monkeypatch.setattr(chain_module, "extract_members", spy)
+    rows = rows_of(("aaa", 0.0, 1.0, None), ("ccc", 0.0, 1.0, None), ("bbb", 0.0, 1.0, None))
+    table, out = run(tmp_path, rows, {"tar": str(gz)})
+    assert calls == [["aaa.mp4", "bbb.mp4", "ccc.mp4"]]  # the three clips' members, one pass
+    for clip_id, data in [("aaa_0", media["a"]), ("bbb_0", media["b"]), ("ccc_0", media["a"])]:
+        row = by_id(table)[clip_id]
+        assert row["status"] == st.OK and row["sha256"] == sha(data)
+        assert (out / row["file"]).read_bytes() == data
 
 
 def test_truncated_member_falls_through_to_the_next_shard(tmp_path, media):
