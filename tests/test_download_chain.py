@@ -352,6 +352,20 @@ def test_one_streaming_pass_per_tar_gz(tmp_path, media, monkeypatch):
         assert row["status"] == st.OK and row["sha256"] == sha(data)
         assert (out / row["file"]).read_bytes() == data
 
+    # A clip whose look-up fails costs itself only; the others still share the one pass.
+    real_find = chain_module.find_in_tars
+
+    def broken(step, indexes, ytid, start_s, clip_id):
+        if ytid == "aaa":
+            raise OSError("lost")
+        return real_find(step, indexes, ytid, start_s, clip_id)
+
+    monkeypatch.setattr(chain_module, "find_in_tars", broken)
+    calls.clear()
+    table, _ = run(tmp_path / "again", rows, {"tar": str(gz)})
+    assert calls == [["bbb.mp4", "ccc.mp4"]]
+    assert list(table["status"]) == [st.ERROR, st.OK, st.OK]
+
 
 def test_truncated_member_falls_through_to_the_next_shard(tmp_path, media):
     big = media["a"]
