@@ -86,9 +86,8 @@ class MemberError(Exception):
 def find_in_folder(step: FolderStep, ytid, start_s, clip_id) -> Hit | None:
     """The first pattern that names an existing file under the folder (a symlink counts)."""
     root = step.root.resolve()
-    for pattern, name in zip(
-        step.patterns, file_names(step.patterns, ytid, start_s, clip_id), strict=False
-    ):
+    names = file_names(step.patterns, ytid, start_s, clip_id)  # [] for unusable ids
+    for pattern, name in zip(step.patterns, names, strict=False):
         path = root / name
         if path.is_file():
             return Hit(step.name, str(path), holds_clip(pattern), path=path)
@@ -97,9 +96,8 @@ def find_in_folder(step: FolderStep, ytid, start_s, clip_id) -> Hit | None:
 
 def find_in_tars(step: TarStep, indexes: Sequence[TarIndex], ytid, start_s, clip_id) -> Hit | None:
     """The first pattern that names a member of any shard (shards in the configured order)."""
-    for pattern, name in zip(
-        step.patterns, file_names(step.patterns, ytid, start_s, clip_id), strict=False
-    ):
+    names = file_names(step.patterns, ytid, start_s, clip_id)  # [] for unusable ids
+    for pattern, name in zip(step.patterns, names, strict=False):
         for index in indexes:
             member = index.lookup(name)
             if member is not None:
