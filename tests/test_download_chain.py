@@ -241,6 +241,53 @@ def test_a_failure_to_place_costs_one_clip(tmp_path, media, monkeypatch):
     assert set(again["status"]) == {st.OK}
 
 
+def test_an_unreadable_mirror_file_is_a_retriable_error(tmp_path, media, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "aaa.mp4").write_bytes(media["a"])
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(chain_module, "sha256_and_size", unreadable)
+    table, _ = run(tmp_path, rows_of(("aaa", 0.0, 1.0, None)), {"folder": str(mirror)})
+    row = by_id(table)["aaa_0"]
+    origin = mirror.resolve() / "aaa.mp4"
+    assert row["status"] == st.ERROR and st.ERROR in st.RETRIABLE
+    assert row["reason"] == f"folder: {origin}: [Errno 13] Permission denied: '{origin}'"
+
+
+def test_journal_lines_of_mirror_copies(tmp_path, media):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "aaa_000007.mp4").write_bytes(media["a"])
+    (mirror / "bad.mp4").write_bytes(media["text"])
+    rows = rows_of(("aaa", 7.0, 8.0, None), ("bad", 0.0, 1.0, None))
+    table, out = run(tmp_path, rows, {"folder": str(mirror), "name": "m"})
+    entries = {e.clip_id: e for e in read_journal(out / JOURNAL_NAME).entries}
+    ok, bad = entries["aaa_7000"], entries["bad_0"]
+    assert ok.url == str(mirror.resolve() / "aaa_000007.mp4") and ok.attempt == 1
+    assert (ok.status, ok.file, ok.bytes, ok.source) == (
+        st.OK,
+        "aaa_7000.mp4",
+        len(media["a"]),
+        "m",
+    )
+    assert ok.section_start_s == 7.0 and ok.section_end_s is None and ok.sha256 == sha(media["a"])
+    assert (bad.file, bad.bytes, bad.source, bad.sha256, bad.section_start_s) == (
+        None,
+        0,
+        None,
+        None,
+        None,
+    )
+    for entry in (ok, bad):
+        assert 0.0 <= entry.seconds < 60.0 and entry.seconds == round(entry.seconds, 3)
+        assert entry.finished_at.endswith("+00:00") and len(entry.finished_at) == 25
+    for row in table.to_dict("records"):
+        assert 0.0 <= row["seconds"] < 60.0
+
+
 def test_a_bug_costs_one_clip_not_the_shard(tmp_path, media, monkeypatch):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -268,7 +315,7 @@ def test_a_bug_costs_one_clip_not_the_shard(tmp_path, media, monkeypatch):
 
     row = runner.run(clips_from_rows(rows)[0])
     assert row["status"] == st.ERROR and row["reason"] == "internal error: KeyError: 'boom'"
-    assert row["seconds"] >= 0.0 and row["attempts"] == 0
+    assert 0.0 <= row["seconds"] < 60.0 and row["attempts"] == 0
     table, _ = run(tmp_path, rows, {"folder": str(mirror)})
     assert list(table["status"]) == [st.ERROR, st.OK]
 
