@@ -414,6 +414,44 @@ def test_one_streaming_pass_per_tar_gz(tmp_path, media, monkeypatch):
     assert list(table["status"]) == [st.ERROR, st.OK, st.OK]
 
 
+def test_each_clip_is_looked_up_once(tmp_path, media, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "aaa.mp4").write_bytes(media["a"])
+    calls = []
+    real = chain_module.find_in_folder
+
+    def spy(step, ytid, start_s, clip_id):
+        calls.append(clip_id)
+        return real(step, ytid, start_s, clip_id)
+
+    monkeypatch.setattr(chain_module, "find_in_folder", spy)
+    rows = rows_of(("aaa", 0.0, 1.0, None), ("zzz", 0.0, 1.0, None))
+    table, _ = run(tmp_path, rows, {"folder": str(mirror)})
+    assert sorted(calls) == ["aaa_0", "zzz_0"]
+    assert list(table["status"]) == [st.OK, st.MISSING]
+
+
+def test_a_failed_tar_gz_pass_leaves_the_other_shards_alone(tmp_path, media, monkeypatch):
+    write_tar(tmp_path / "a.tar.gz", {"aaa.mp4": media["a"]}, gz=True)
+    write_tar(tmp_path / "b.tar.gz", {"bbb.mp4": media["b"], "ccc.mp4": media["a"]}, gz=True)
+    calls = []
+    real = chain_module.extract_members
+
+    def first_fails(index, wanted):
+        calls.append(sorted(wanted))
+        if len(calls) == 1:
+            raise RuntimeError("disk hiccup")
+        return real(index, wanted)
+
+    monkeypatch.setattr(chain_module, "extract_members", first_fails)
+    rows = rows_of(("aaa", 0.0, 1.0, None), ("bbb", 0.0, 1.0, None), ("ccc", 0.0, 1.0, None))
+    table, _ = run(tmp_path, rows, {"tar": str(tmp_path / "*.tar.gz")})
+    # a's pass failed (its clip is read on its own later); b's pass still serves both clips.
+    assert sorted(calls) == [["aaa.mp4"], ["aaa.mp4"], ["bbb.mp4", "ccc.mp4"]]
+    assert list(table["status"]) == [st.OK, st.OK, st.OK]
+
+
 def test_truncated_member_falls_through_to_the_next_shard(tmp_path, media):
     big = media["a"]
     good = write_tar(tmp_path / "good.tar", {"ok_000000.mp4": media["b"], "cut_000000.mp4": big})
