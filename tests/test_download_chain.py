@@ -17,7 +17,7 @@ from httpserver import LoopbackMediaServer, make_test_mp4
 from media_factory import AvSpec, make_av, second_of_grey
 
 from wavbrivl import status as st
-from wavbrivl.download import DownloadConfig, download_shard, read_status
+from wavbrivl.download import STATUS_SCHEMA, DownloadConfig, download_shard, read_status
 from wavbrivl.download import chain as chain_module
 from wavbrivl.download.journal import JOURNAL_NAME, read_journal
 from wavbrivl.download.sources import parse_source
@@ -316,6 +316,7 @@ def test_a_bug_costs_one_clip_not_the_shard(tmp_path, media, monkeypatch):
     row = runner.run(clips_from_rows(rows)[0])
     assert row["status"] == st.ERROR and row["reason"] == "internal error: KeyError: 'boom'"
     assert 0.0 <= row["seconds"] < 60.0 and row["attempts"] == 0
+    assert set(row) == set(STATUS_SCHEMA.names)  # the row's own columns, no stray key
     table, _ = run(tmp_path, rows, {"folder": str(mirror)})
     assert list(table["status"]) == [st.ERROR, st.OK]
 
@@ -520,6 +521,7 @@ def test_chain_mirror_first_then_http(tmp_path, media):
         assert row["origin"] == row["url"]
     # Being gone from YouTube is not "missing": it is YouTube's answer, with the mirror's note.
     assert rows_by["gon_0"]["status"] == st.UNAVAILABLE
+    assert "mirror copy" not in rows_by["gon_0"]["reason"]  # no mirror had it: nothing to add
     assert rows_by["qqq_0"]["status"] == st.UNAVAILABLE
     assert "; mirror copy unusable: hf: " in rows_by["qqq_0"]["reason"]
     assert rows_by["nou_0"]["status"] == st.MISSING
