@@ -40,6 +40,7 @@ rule manifests:
 rule downloads:
     input:
         get_download_statuses(),
+        get_used_clips(),
 
 
 rule media:

@@ -41,6 +41,20 @@ _validate_config(config)
 check_no_toy_models(config)  # toy stand-ins only where the config allows them (the demo)
 
 
+def _check_sources(cfg):
+    """Each dataset's source: its shape, its folders and tar shards (one line naming the key)."""
+    from wavbrivl.download.sources import SourceConfigError, load_source
+
+    for name, ds in cfg["datasets"].items():
+        try:
+            load_source(ds["source"], key=f"datasets.{name}.source")
+        except SourceConfigError as exc:
+            raise ValueError(f"invalid config: {exc}") from None
+
+
+_check_sources(config)
+
+
 wildcard_constraints:
     dataset="[A-Za-z][A-Za-z0-9_]*",
     shard="[0-9]+",
@@ -74,10 +88,15 @@ def get_media_shards():
     ]
 
 
+def get_used_clips():
+    return [f"results/download/{name}/used_clips.csv" for name in dataset_names()]
+
+
 def get_final_outputs():
     return (
         get_checked_weights(None)
         + get_media_shards()
+        + get_used_clips()
         + get_embedding_shards()
         + get_model_outputs()
         + get_sheet_outputs()
@@ -112,8 +131,11 @@ def _is_url(path):
 
 def get_manifest_inputs(wildcards):
     """Local CSV files a dataset's manifest reads (URLs are fetched by the job itself)."""
+    from wavbrivl.download.sources import parse_source, url_step
+
     ds = config["datasets"][wildcards.dataset]
-    paths = [ds["csv"], ds.get("labels_csv"), ds["source"].get("mapping_csv")]
+    url = url_step(parse_source(ds["source"]))
+    paths = [ds["csv"], ds.get("labels_csv"), url.mapping_csv if url else None]
     return [p for p in paths if p and not _is_url(p)]
 
 
@@ -161,6 +183,22 @@ def get_training_digest(wildcards):
 def get_download_identity(wildcards):
     """The download settings that decide which file a clip gets (not pacing, retries, ...)."""
     return rerun_params("download", config["download"])
+
+
+def get_dataset_source(wildcards):
+    return config["datasets"][wildcards.dataset]["source"]
+
+
+def get_dataset_statuses(wildcards):
+    return [
+        f"results/download/{wildcards.dataset}/{shard}.status.parquet"
+        for shard in get_shards(wildcards.dataset)
+    ]
+
+
+def get_tar_index_dir(wildcards):
+    """Member indexes of a dataset's tar shards, shared by its download jobs."""
+    return f"results/download/{wildcards.dataset}/_tar_index"
 
 
 def get_download_dir(wildcards):

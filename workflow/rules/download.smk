@@ -19,5 +19,22 @@ rule download_clips:
         clips=get_shard_digest,
         media_dir=get_download_dir,
         download=get_download_identity,
+        # A changed source (a mirror added) reruns the shard; finished clips are kept.
+        source=get_dataset_source,
+        index_dir=get_tar_index_dir,
     script:
         "../scripts/download_clips.py"
+
+
+# The exact set a dataset's download produced: clip id, source, SHA-256 of the bytes.
+rule list_used_clips:
+    input:
+        get_dataset_statuses,
+    output:
+        "results/download/{dataset}/used_clips.csv",
+    log:
+        "logs/list_used_clips/{dataset}.log",
+    conda:
+        "../../envs/media.yaml"
+    script:
+        "../scripts/list_used_clips.py"

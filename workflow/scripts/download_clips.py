@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from wavbrivl.download.sources import parse_source
 from wavbrivl.download.stage import DownloadConfig, download_shard
 from wavbrivl.joblog import job_log
 from wavbrivl.manifest import read_manifest_shard
@@ -15,4 +16,6 @@ with job_log(snakemake.log[0]) as log:
         DownloadConfig.from_dict(snakemake.config["download"]),
         threads=snakemake.threads,
         log=log,
+        sources=parse_source(snakemake.params.source),
+        index_dir=Path(snakemake.params.index_dir),
     )

@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 JOURNAL_NAME = "_journal.jsonl"
+OPTIONAL = frozenset({"source", "sha256"})  # keys an older journal line may lack
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class JournalEntry:
     section_start_s: float | None  # span of the source the file holds (None unless ok)
     section_end_s: float | None  # None with an ok file: "to the end of the source"
     finished_at: str  # ISO 8601, UTC
+    # Added with mirror sources (older journals lack them): the source step that gave the
+    # file, and the SHA-256 of its bytes (both None unless ok).
+    source: str | None = None
+    sha256: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), ensure_ascii=False, allow_nan=False)
@@ -51,7 +56,9 @@ class JournalEntry:
         data: dict[str, Any] = json.loads(line)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        names = [f.name for f in dataclasses.fields(cls)]
+        names = [
+            f.name for f in dataclasses.fields(cls) if f.name in data or f.name not in OPTIONAL
+        ]
         missing = [n for n in names if n not in data]
         if missing:
             raise ValueError(f"missing keys {missing}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,8 +24,10 @@ from tqdm import tqdm
 from wavbrivl import status as st
 from wavbrivl.atomic import write_table_atomic
 from wavbrivl.clip_ids import UnsafeClipId, check_clip_id
+from wavbrivl.download.chain import ChainRunner
 from wavbrivl.download.journal import JOURNAL_NAME, Journal, JournalEntry, group_by_clip
 from wavbrivl.download.options import DownloadConfig, span_problem, url_problem
+from wavbrivl.download.sources import Step, UrlStep, mirror_steps, url_step
 from wavbrivl.download.status_table import (
     STATUS_SCHEMA,
     Clip,
@@ -44,6 +46,8 @@ def download_shard(
     *,
     threads: int = 4,
     log: TextIO | None = None,
+    sources: Sequence[Step] | None = None,
+    index_dir: Path | None = None,
 ) -> pd.DataFrame:
     """Download every clip of ``rows`` into ``out_dir``; write and return the status table.
 
@@ -51,6 +55,10 @@ def download_shard(
     input row, in input order (columns: :data:`STATUS_SCHEMA`). A rerun skips clips already
     ok and permanent failures, and retries the rest. Progress and the per-status summary go
     to ``log`` (default: ``sys.stderr`` at call time).
+
+    ``sources`` are the dataset's source steps (:func:`wavbrivl.download.sources.parse_source`;
+    default: the rows' URLs only). With mirror steps, ``rows`` also need ``source_id`` (the
+    YouTube id mirror files are named by); tar shard indexes are cached in ``index_dir``.
     """
     log = sys.stderr if log is None else log
     clips = clips_from_rows(rows)
@@ -67,11 +75,41 @@ def download_shard(
         _remove_stale_temp_dirs(out_dir)
         history = group_by_clip(contents.entries)
 
-        results: list[dict[str, Any] | None] = [
-            _decide_offline(clip, history, out_dir, cfg) for clip in clips
-        ]
+        steps = list(sources) if sources else [UrlStep(name="url")]
+        url = url_step(steps)
+        mirrors = mirror_steps(steps)
+        if mirrors:
+            results: list[dict[str, Any] | None] = [
+                _decide_reuse(clip, history, out_dir, {s.name for s in mirrors}) for clip in clips
+            ]
+        else:
+            results = [_decide_offline(clip, history, out_dir, cfg) for clip in clips]
         todo = [i for i, row in enumerate(results) if row is None]
-        worker = ClipWorker(out_dir, cfg, journal, history, Pacer(cfg.pace_s))
+        worker = ClipWorker(
+            out_dir,
+            cfg,
+            journal,
+            history,
+            Pacer(cfg.pace_s),
+            source_name=url.name if url else "url",
+        )
+
+        def fetch_url(clip: Clip) -> dict[str, Any]:
+            return _decide_offline(clip, history, out_dir, cfg) or worker.download(clip)
+
+        runner = ChainRunner(
+            steps,
+            out_dir,
+            journal,
+            history,
+            ffmpeg=worker.ffmpeg,
+            require_video=cfg.require_video,
+            url_fetch=fetch_url if url else None,
+            index_dir=index_dir,
+        )
+        for problem in runner.index_problems():
+            print(f"download: {problem}", file=log)
+        runner.prepare([clips[i] for i in todo])
         with tqdm(
             total=len(clips),
             initial=len(clips) - len(todo),
@@ -81,7 +119,7 @@ def download_shard(
             mininterval=10.0,
             ascii=True,
         ) as bar:
-            _run_pool(worker.download, clips, todo, results, max(1, int(threads)), bar)
+            _run_pool(runner.run, clips, todo, results, max(1, int(threads)), bar)
 
     table = pa.Table.from_pylist(results, schema=STATUS_SCHEMA)
     write_table_atomic(status_path, table)
@@ -130,6 +168,26 @@ def _decide_offline(
         return row_from_entry(clip, last, attempts=len(past), seconds=0.0)
     if last.status not in st.RETRIABLE and last.status != st.OK and not cfg.retry_permanent:
         return row_from_entry(clip, last, attempts=len(past), seconds=0.0)
+    return None
+
+
+def _decide_reuse(
+    clip: Clip, history: dict[str, list[JournalEntry]], out_dir: Path, mirror_names: set[str]
+) -> dict[str, Any] | None:
+    """With mirrors: the clip's row when its last file (from a mirror of this chain or from
+    its URL) is still intact, so nothing is read or hashed again; else ``None``."""
+    try:
+        check_clip_id(clip.clip_id)
+    except UnsafeClipId as exc:
+        return status_row(clip, st.ERROR, str(exc), attempts=0)
+    entries = history.get(clip.clip_id) or []
+    if not entries:
+        return None
+    last = entries[-1]
+    ours = last.source in mirror_names or (clip.url is not None and last.url == clip.url)
+    if last.status == st.OK and ours and _file_intact(out_dir, last) and _covers(last, clip):
+        same = sum(e.url == last.url for e in entries)
+        return row_from_entry(clip, last, attempts=same, seconds=0.0)
     return None
 
 

@@ -32,8 +32,14 @@ STATUS_SCHEMA = pa.schema(
         ("section_start_s", pa.float64()),
         ("section_end_s", pa.float64()),  # NaN with a file: the whole source, to its end
         ("url", pa.string()),
+        # Which source step gave the file, where its bytes are, and their SHA-256 (ok rows;
+        # docs/stages.md, "download"). Tables written before these columns read as null.
+        ("source", pa.string()),
+        ("origin", pa.string()),
+        ("sha256", pa.string()),
     ]
 )
+PROVENANCE_COLUMNS = ("source", "origin", "sha256")
 
 
 @dataclass(frozen=True)
@@ -44,11 +50,15 @@ class Clip:
     url: Any
     start_s: Any
     end_s: Any
+    source_id: Any = None  # the YouTube id mirrors name files by (manifest ``source_id``)
 
 
 def read_status(path: str | os.PathLike) -> pd.DataFrame:
     """Read a status table, checking it has the columns of :data:`STATUS_SCHEMA`."""
     table = pq.read_table(path)
+    for name in PROVENANCE_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
     missing = [name for name in STATUS_SCHEMA.names if name not in table.column_names]
     if missing:
         raise ValueError(f"{path}: not a download status table, missing columns {missing}")
@@ -64,9 +74,12 @@ def clips_from_rows(rows: pd.DataFrame) -> list[Clip]:
     duplicated = sorted({str(x) for x in ids[ids.duplicated() & ids.notna()]})
     if duplicated:
         raise ValueError(f"duplicate clip_id(s) in the shard's rows: {duplicated[:10]}")
+    source_ids = rows["source_id"] if "source_id" in rows.columns else [None] * len(rows)
     return [
-        Clip(_none_if_na(r.clip_id), _none_if_na(r.url), r.start_s, r.end_s)
-        for r in rows[list(REQUIRED_COLUMNS)].itertuples(index=False)
+        Clip(_none_if_na(r.clip_id), _none_if_na(r.url), r.start_s, r.end_s, _none_if_na(sid))
+        for r, sid in zip(
+            rows[list(REQUIRED_COLUMNS)].itertuples(index=False), source_ids, strict=True
+        )
     ]
 
 
@@ -83,6 +96,9 @@ def status_row(clip: Clip, status: str, reason: str, attempts: int) -> dict[str,
         "section_start_s": None,
         "section_end_s": None,
         "url": _str_or_none(clip.url),
+        "source": None,
+        "origin": None,
+        "sha256": None,
     }
 
 
@@ -98,6 +114,9 @@ def row_from_entry(
             file=entry.file,
             section_start_s=entry.section_start_s or 0.0,
             section_end_s=math.nan if entry.section_end_s is None else entry.section_end_s,
+            source=entry.source,
+            origin=entry.url,
+            sha256=entry.sha256,
         )
     return row
 

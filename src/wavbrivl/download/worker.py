@@ -32,6 +32,7 @@ from wavbrivl.download.journal import Journal, JournalEntry
 from wavbrivl.download.options import DownloadConfig, build_ydl_options, plan_section
 from wavbrivl.download.status_table import Clip, row_from_entry, status_row
 from wavbrivl.ffmpeg_bin import ffmpeg_exe
+from wavbrivl.hashing import sha256_of
 
 TMP_PREFIX = ".tmp-"
 PROBE_TIMEOUT_S = 120.0
@@ -64,7 +65,9 @@ class ClipWorker:
         journal: Journal,
         history: dict[str, list[JournalEntry]],
         pacer: Pacer,
+        source_name: str = "url",
     ) -> None:
+        self.source_name = source_name  # the source step's name in status rows
         self.out_dir = out_dir
         self.cfg = cfg
         self.journal = journal
@@ -152,18 +155,7 @@ class ClipWorker:
 
     def _check_media(self, path: Path) -> Classification:
         """Does the file hold the streams we need? (yt-dlp happily saves an HTML error page.)"""
-        size = path.stat().st_size
-        if size == 0:
-            return classify_media(0, "", require_video=self.cfg.require_video)
-        probe = subprocess.run(  # noqa: S603 - argv list from a pure builder, no shell
-            media_probe_argv(self.ffmpeg, path),
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=PROBE_TIMEOUT_S,
-            check=False,  # `ffmpeg -i` without an output always exits 1; stderr is the answer
-        )
-        return classify_media(size, probe.stderr, require_video=self.cfg.require_video)
+        return check_media_file(self.ffmpeg, path, require_video=self.cfg.require_video)
 
     def _entry(
         self,
@@ -188,6 +180,8 @@ class ClipWorker:
                 None if not ok or math.isnan(fetched.section_end_s) else fetched.section_end_s
             ),
             finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            source=self.source_name if ok else None,
+            sha256=sha256_of(fetched.path) if ok else None,  # hashed before the move
         )
 
     def _move_into_place(
@@ -207,6 +201,22 @@ class ClipWorker:
         if previous_file and previous_file != entry.file:
             (self.out_dir / previous_file).unlink(missing_ok=True)  # e.g. an old .webm
         return entry
+
+
+def check_media_file(ffmpeg: str, path: Path, *, require_video: bool) -> Classification:
+    """Probe ``path`` with ffmpeg and classify it: ok, or bad_media with the reason."""
+    size = path.stat().st_size
+    if size == 0:
+        return classify_media(0, "", require_video=require_video)
+    probe = subprocess.run(  # noqa: S603 - argv list from a pure builder, no shell
+        media_probe_argv(ffmpeg, path),
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=PROBE_TIMEOUT_S,
+        check=False,  # `ffmpeg -i` without an output always exits 1; stderr is the answer
+    )
+    return classify_media(size, probe.stderr, require_video=require_video)
 
 
 class Pacer:
@@ -275,7 +285,9 @@ def _use_ffmpeg_in_this_thread(ffmpeg: str) -> None:
 def _replace(entry: JournalEntry, **changes: Any) -> JournalEntry:
     fields = {**entry.__dict__, **changes}
     if changes.get("status", st.OK) != st.OK:
-        fields.update(bytes=0, file=None, section_start_s=None, section_end_s=None)
+        fields.update(
+            bytes=0, file=None, section_start_s=None, section_end_s=None, source=None, sha256=None
+        )
     return JournalEntry(**fields)
 
 

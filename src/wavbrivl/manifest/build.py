@@ -95,18 +95,24 @@ def build_manifest(
     mapping: Mapping[str, str] | None = None,
     label_names: Mapping[str, str] | None = None,
     report: ParseReport | None = None,
+    keep_without_url: bool = False,
 ) -> tuple[pa.Table, ParseReport]:
     """The manifest table of the (selected) rows of a parsed dataset table.
 
     Rows whose source id has no URL in ``mapping`` are dropped as malformed ("no source
     url", with their CSV line); the returned report is ``report`` updated with them.
     ``label_names`` maps labels to display names (a label without one is kept as is).
+    ``keep_without_url``: the dataset has mirror sources, so a row without a URL stays (url
+    null; neither rule given: no row has one).
     """
     report = replace(report or ParseReport(n_rows=len(df), n_ok=len(df)))
     report.examples = list(report.examples)
     report.no_url_examples = list(report.no_url_examples)
-    urls = source_urls(df["source_id"].to_list(), url_template=url_template, mapping=mapping)
-    has_url = [url is not None for url in urls]
+    if keep_without_url and url_template is None and mapping is None:
+        urls: list[str | None] = [None] * len(df)
+    else:
+        urls = source_urls(df["source_id"].to_list(), url_template=url_template, mapping=mapping)
+    has_url = [url is not None or keep_without_url for url in urls]
     if not all(has_url):
         for line, source_id, ok in zip(df["line"], df["source_id"], has_url, strict=True):
             if not ok:

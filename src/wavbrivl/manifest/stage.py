@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from wavbrivl.configs import check_block, default_field, from_mapping, schema_default
+from wavbrivl.download.sources import mirror_steps, parse_source, url_step
 from wavbrivl.manifest.audioset import (
     check_known_labels,
     default_split_name,
@@ -35,7 +36,6 @@ from wavbrivl.manifest.select import select_clips
 from wavbrivl.manifest.vggsound import read_vggsound_csv
 
 YOUTUBE_URL_TEMPLATE = schema_default("dataset", "source")["url_template"]
-SOURCE_KEYS = ("url_template", "mapping_csv")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ class DatasetConfig:
     split_name: str | None = default_field("dataset", "split_name")
     # VGGSound clips are [start, start + clip_seconds).
     clip_seconds: float = default_field("dataset", "clip_seconds")
-    # How a source id becomes a URL: {"url_template": "...{id}..."} or {"mapping_csv": path}.
+    # Where clips come from: {"url_template": "...{id}..."}, {"mapping_csv": path}, a mirror
+    # ({"folder": ...} or {"tar": ...}) or {"chain": [...]} (wavbrivl.download.sources).
     source: Mapping[str, str] = default_field("dataset", "source")
     # What to keep (wavbrivl.manifest.select.select_clips).
     splits: Sequence[str] | None = default_field("dataset", "splits")
@@ -66,10 +67,7 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"unknown dataset format {self.format!r}; expected one of {FORMATS}")
-        if len(self.source) != 1 or next(iter(self.source)) not in SOURCE_KEYS:
-            raise ValueError(
-                f"source must have exactly one key, url_template or mapping_csv: {self.source}"
-            )
+        parse_source(self.source)  # its shape; the files are checked by the workflow
         check_block(self, "dataset")  # after the checks above: their messages are clearer
 
     @classmethod
@@ -130,15 +128,18 @@ def make_manifest(
     )
     log(f"selected {len(selected)} of {len(df)} clips ({_describe(selection)})")
 
-    mapping_csv = cfg.source.get("mapping_csv")
+    steps = parse_source(cfg.source)
+    url = url_step(steps)
+    mapping_csv = url.mapping_csv if url else None
     mapping = read_source_mapping(local_copy(mapping_csv, cache_dir)) if mapping_csv else None
     table, full_report = build_manifest(
         selected,
         n_shards=cfg.n_shards,
-        url_template=cfg.source.get("url_template"),
+        url_template=url.url_template if url else None,
         mapping=mapping,
         label_names=label_names,
         report=report,
+        keep_without_url=bool(mirror_steps(steps)),
     )
     n_no_url = full_report.n_malformed - report.n_malformed
     if n_no_url:
