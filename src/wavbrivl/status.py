@@ -13,11 +13,12 @@ RATE_LIMITED = "rate_limited"  # HTTP 429, "too many requests", bot checks
 TIMEOUT = "timeout"  # network or process time-out
 BAD_MEDIA = "bad_media"  # got a file but it lacks a stream, is truncated, or too short
 ERROR = "error"  # anything else, including an unsafe clip id
+DEFERRED = "deferred"  # not asked: the shard's circuit breaker had tripped (we were blocked)
 
-ALL_STATUSES = (OK, UNAVAILABLE, PRIVATE, RATE_LIMITED, TIMEOUT, BAD_MEDIA, ERROR)
+ALL_STATUSES = (OK, UNAVAILABLE, PRIVATE, RATE_LIMITED, TIMEOUT, BAD_MEDIA, ERROR, DEFERRED)
 
 # Worth another try on a later run: the cause may be gone by then.
-RETRIABLE = frozenset({RATE_LIMITED, TIMEOUT, ERROR})
+RETRIABLE = frozenset({RATE_LIMITED, TIMEOUT, ERROR, DEFERRED})
 
 
 def count_summary(statuses) -> str:

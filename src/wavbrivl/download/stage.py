@@ -24,6 +24,7 @@ from tqdm import tqdm
 from wavbrivl import status as st
 from wavbrivl.atomic import write_table_atomic
 from wavbrivl.clip_ids import UnsafeClipId, check_clip_id
+from wavbrivl.download.breaker import CircuitBreaker, blocked_advice
 from wavbrivl.download.journal import JOURNAL_NAME, Journal, JournalEntry, group_by_clip
 from wavbrivl.download.options import DownloadConfig, span_problem, url_problem
 from wavbrivl.download.status_table import (
@@ -71,7 +72,8 @@ def download_shard(
             _decide_offline(clip, history, out_dir, cfg) for clip in clips
         ]
         todo = [i for i, row in enumerate(results) if row is None]
-        worker = ClipWorker(out_dir, cfg, journal, history, Pacer(cfg.pace_s))
+        breaker = CircuitBreaker(cfg.breaker_after)
+        worker = ClipWorker(out_dir, cfg, journal, history, Pacer(cfg.pace_s), breaker)
         with tqdm(
             total=len(clips),
             initial=len(clips) - len(todo),
@@ -85,7 +87,12 @@ def download_shard(
 
     table = pa.Table.from_pylist(results, schema=STATUS_SCHEMA)
     write_table_atomic(status_path, table)
-    print(f"download: {out_dir}: {st.count_summary(table['status'].to_pylist())}", file=log)
+    statuses = table["status"].to_pylist()
+    if breaker.tripped:
+        # The job still succeeds: the table is complete and the next run retries these clips.
+        n_deferred = statuses.count(st.DEFERRED)
+        print(blocked_advice(str(out_dir), n_deferred, breaker, str(status_path)), file=log)
+    print(f"download: {out_dir}: {st.count_summary(statuses)}", file=log)
     return table.to_pandas()
 
 

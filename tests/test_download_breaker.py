@@ -1,0 +1,321 @@
+"""The shard's circuit breaker: blocked by the source -> `deferred`, one line, retried later.
+
+Unit tests of wavbrivl.download.breaker, the bot-check text as yt-dlp builds it, and
+download_shard with real yt-dlp against a loopback server that answers 429 after K clips.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+
+import pandas as pd
+import pytest
+from httpserver import LoopbackMediaServer, make_test_mp4
+from yt_dlp.extractor.youtube import YoutubeIE
+from yt_dlp.utils import DownloadError, ExtractorError
+
+from wavbrivl import status as st
+from wavbrivl.download import DownloadConfig, download_shard, worker
+from wavbrivl.download.breaker import CircuitBreaker, blocked_advice
+from wavbrivl.download.classify import classify_exception, classify_message
+from wavbrivl.download.journal import JOURNAL_NAME, Journal, read_journal
+from wavbrivl.download.status_table import Clip
+
+# YouTube's own words (the playability reason; yt-dlp passes it through and adds its hint).
+BOT_CHECK_REASON = "Sign in to confirm you\u2019re not a bot"
+
+
+def bot_check_error(video_id: str = "dQw4w9WgXcQ") -> DownloadError:
+    """The exception yt-dlp raises for a bot check, built the way yt-dlp builds it.
+
+    ``_video.py``: a reason containing "sign in" becomes ``f"{reason}. {_youtube_login_hint}"``
+    and goes to ``raise_no_formats`` (an expected ``ExtractorError``); ``YoutubeDL`` reports it
+    as ``DownloadError("ERROR: " + message)`` carrying the original in ``exc_info``.
+    """
+    message = f"{BOT_CHECK_REASON}. {YoutubeIE()._youtube_login_hint}"
+    try:
+        raise ExtractorError(message, expected=True, video_id=video_id, ie="youtube")
+    except ExtractorError as exc:
+        return DownloadError(f"ERROR: {exc}", sys.exc_info())
+
+
+def rows_of(*clips) -> pd.DataFrame:
+    return pd.DataFrame(clips, columns=["clip_id", "url", "start_s", "end_s"])
+
+
+# -- the breaker alone -------------------------------------------------------------------------
+
+
+def test_trips_exactly_at_the_nth_rate_limit_in_a_row():
+    breaker = CircuitBreaker(3)
+    assert [breaker.record(st.RATE_LIMITED, f"429 #{i}") for i in (1, 2, 3)] == [
+        False,
+        False,
+        True,
+    ]
+    assert breaker.tripped and breaker.in_a_row == 3
+    assert breaker.last_reason == "429 #3"
+
+
+def test_answers_from_a_serving_source_reset_the_count():
+    for reset in (st.OK, st.UNAVAILABLE, st.PRIVATE, st.BAD_MEDIA):
+        breaker = CircuitBreaker(2)
+        assert breaker.record(st.RATE_LIMITED, "429") is False
+        assert breaker.record(reset, "") is False
+        assert breaker.in_a_row == 0, reset
+        assert breaker.record(st.RATE_LIMITED, "429") is False, reset  # 1 again, not 2
+        assert not breaker.tripped
+
+
+def test_timeouts_and_errors_neither_count_nor_reset():
+    breaker = CircuitBreaker(2)
+    breaker.record(st.RATE_LIMITED, "first 429")
+    for other in (st.TIMEOUT, st.ERROR, st.DEFERRED):
+        assert breaker.record(other, "timed out") is False
+        assert breaker.in_a_row == 1
+    assert breaker.last_reason == "first 429"  # only rate-limit answers name the block
+    assert breaker.record(st.RATE_LIMITED, "second 429") is True
+
+
+def test_once_tripped_it_stays_tripped_for_the_run():
+    breaker = CircuitBreaker(1)
+    assert breaker.record(st.RATE_LIMITED, "bot check") is True
+    assert breaker.record(st.OK, "") is True
+    assert breaker.record(st.RATE_LIMITED, "a later 429") is True
+    assert breaker.tripped and breaker.last_reason == "bot check"
+
+
+def test_zero_turns_it_off():
+    breaker = CircuitBreaker(0)
+    assert not any(breaker.record(st.RATE_LIMITED, "429") for _ in range(500))
+    assert not breaker.tripped and breaker.in_a_row == 500
+
+
+def test_fresh_breaker_is_closed_with_no_reason():
+    breaker = CircuitBreaker(5)
+    assert (breaker.tripped, breaker.in_a_row, breaker.last_reason) == (False, 0, "")
+
+
+@pytest.mark.parametrize("bad", [-1, True, 2.5, "5", None])
+def test_bad_threshold_is_refused_naming_the_key(bad):
+    with pytest.raises(ValueError, match=r"download\.breaker_after must be an integer >= 0"):
+        CircuitBreaker(bad)
+
+
+def test_counts_every_answer_from_many_threads():
+    breaker = CircuitBreaker(0)
+    barrier = threading.Barrier(8)
+
+    def hammer() -> None:
+        barrier.wait()
+        for _ in range(2000):
+            breaker.record(st.RATE_LIMITED, "429")
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert breaker.in_a_row == 16000
+
+
+def test_deferred_reason_and_the_advice_line():
+    breaker = CircuitBreaker(2)
+    breaker.record(st.RATE_LIMITED, "HTTP Error 429: Too Many Requests")
+    breaker.record(st.RATE_LIMITED, "HTTP Error 429: Too Many Requests")
+    assert breaker.deferred_reason() == (
+        "not asked: 2 rate-limit/bot-check answers in a row stopped this shard; "
+        "last answer: HTTP Error 429: Too Many Requests"
+    )
+    line = blocked_advice("results/download/vgg/007", 6, breaker, "results/x/007.status.parquet")
+    assert "\n" not in line
+    assert line.startswith(
+        "download: results/download/vgg/007: BLOCKED after 2 rate-limit/bot-check answers in a "
+        "row (last: HTTP Error 429: Too Many Requests); 6 clip(s) deferred, none marked "
+        "unavailable. To do: wait"
+    )
+    for advice in (
+        "snakemake --forcerun results/x/007.status.parquet",
+        "download.cookies_file",
+        "download.js_runtime",
+        "download.pace_s",
+    ):
+        assert advice in line
+
+
+# -- YouTube's bot check ----------------------------------------------------------------------
+
+
+def test_bot_check_text_is_a_rate_limit_and_trips_the_breaker():
+    exc = bot_check_error()
+    assert "[youtube] dQw4w9WgXcQ: Sign in to confirm you\u2019re not a bot" in str(exc)
+    assert "--cookies" in str(exc)  # yt-dlp's own hint came along
+    verdict = classify_exception(exc)
+    assert verdict.status == st.RATE_LIMITED  # "sign in" must not make it private
+    breaker = CircuitBreaker(2)
+    breaker.record(verdict.status, verdict.reason)
+    assert breaker.record(verdict.status, verdict.reason) is True
+    assert "not a bot" in breaker.deferred_reason()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # yt-dlp's wording when YouTube asks for a captcha / rate-limits the session
+        "ERROR: [youtube] abcdefghijk: Please confirm. YouTube is requiring a captcha challenge"
+        " before playback",
+        "ERROR: [youtube] abcdefghijk: This content isn't available, try again later.",
+    ],
+)
+def test_other_youtube_blocks_are_rate_limits(message):
+    assert classify_message(message).status == st.RATE_LIMITED
+
+
+def test_bot_checks_in_a_shard_defer_the_rest_never_unavailable(tmp_path, monkeypatch):
+    asked: list[str] = []
+
+    def blocked_fetch(self, url, tmp_dir, section):
+        asked.append(url)
+        raise bot_check_error(url.rsplit("/", 1)[-1])
+
+    monkeypatch.setattr(worker.ClipWorker, "_fetch", blocked_fetch)
+    ids = [f"yt{i}" for i in range(5)]
+    rows = rows_of(*[(c, f"https://www.youtube.com/watch?v={c}", 0.0, 10.0) for c in ids])
+    cfg = DownloadConfig(breaker_after=2, max_attempts=3, backoff_s=0.0)
+    log = io.StringIO()
+
+    table = download_shard(rows, tmp_path / "m", tmp_path / "s.parquet", cfg, threads=1, log=log)
+
+    # Retries are answers too: yt0's first two attempts trip the breaker, its third is not made.
+    assert asked == [rows["url"][0]] * 2
+    statuses = dict(zip(table["clip_id"], table["status"], strict=True))
+    assert statuses == {
+        "yt0": st.RATE_LIMITED,
+        "yt1": st.DEFERRED,
+        "yt2": st.DEFERRED,
+        "yt3": st.DEFERRED,
+        "yt4": st.DEFERRED,
+    }
+    assert table["attempts"].tolist() == [2, 0, 0, 0, 0]
+    lines = log.getvalue().rstrip().splitlines()
+    assert sum("BLOCKED" in line for line in lines) == 1
+    assert "not a bot" in lines[-2] and "4 clip(s) deferred" in lines[-2]
+    assert lines[-1].endswith("rate_limited=1 deferred=4")
+    deferred = table[table["status"] == st.DEFERRED]
+    assert deferred["reason"].str.contains("not a bot").all()
+    # Nothing was journalled for the deferred clips: the next run asks them afresh.
+    journalled = [e.clip_id for e in read_journal(tmp_path / "m" / JOURNAL_NAME).entries]
+    assert journalled == ["yt0", "yt0"]
+
+
+# -- real yt-dlp against a loopback server that starts answering 429 ---------------------------
+
+FAST = dict(socket_timeout_s=2.0, backoff_s=0.0, max_attempts=1)
+N_CLIPS = 7
+
+
+@pytest.fixture(scope="module")
+def clip_bytes(tmp_path_factory) -> bytes:
+    return make_test_mp4(tmp_path_factory.mktemp("breaker_src") / "src.mp4", 3.0).read_bytes()
+
+
+def quota_rows(server: LoopbackMediaServer) -> pd.DataFrame:
+    return rows_of(*[(f"q{i}", server.url(f"quota/q{i}.mp4"), 0.5, 2.0) for i in range(N_CLIPS)])
+
+
+def test_blocked_shard_defers_the_rest_and_a_rerun_fetches_them(tmp_path, clip_bytes):
+    files = {f"q{i}.mp4": clip_bytes for i in range(N_CLIPS)}
+    out, status_path = tmp_path / "media", tmp_path / "003.status.parquet"
+    # One thread, one attempt per clip, no pacing: the clips are asked in row order.
+    cfg = DownloadConfig(breaker_after=2, **FAST)
+    with LoopbackMediaServer(files, quota=3) as server:
+        rows = quota_rows(server)
+        log = io.StringIO()
+        first = download_shard(rows, out, status_path, cfg, threads=1, log=log)
+
+        # By hand: q0-q2 fit the quota; q3 and q4 get 429 (2 in a row: tripped); q5-q6 wait.
+        assert first["status"].tolist() == [st.OK] * 3 + [st.RATE_LIMITED] * 2 + [st.DEFERRED] * 2
+        assert first["attempts"].tolist() == [1, 1, 1, 1, 1, 0, 0]
+        assert server.admitted() == ["q0.mp4", "q1.mp4", "q2.mp4"]
+        for cid in ("q5", "q6"):  # a deferred clip was never asked for
+            assert server.count(f"quota/{cid}.mp4") == 0, cid
+        assert server.count("quota/q4.mp4") >= 1
+        deferred_reasons = first.loc[first["status"] == st.DEFERRED, "reason"]
+        assert deferred_reasons.str.contains("HTTP Error 429").all()
+        lines = log.getvalue().rstrip().splitlines()
+        blocked = [line for line in lines if "BLOCKED" in line]
+        assert len(blocked) == 1
+        assert "2 clip(s) deferred" in blocked[0]
+        assert f"--forcerun {status_path}" in blocked[0]
+        assert lines[-1].endswith("ok=3 rate_limited=2 deferred=2")
+        assert sorted(p.name for p in out.glob("*.mp4")) == ["q0.mp4", "q1.mp4", "q2.mp4"]
+
+        # The block is over: the rerun asks only what is not ok, and gets it all.
+        server.quota = None
+        before = server.counts()
+        log = io.StringIO()
+        second = download_shard(rows, out, status_path, cfg, threads=1, log=log)
+        after = server.counts()
+    assert second["status"].tolist() == [st.OK] * N_CLIPS
+    assert second["attempts"].tolist() == [1, 1, 1, 2, 2, 1, 1]
+    for i in range(3):
+        path = f"/quota/q{i}.mp4"
+        assert after[path] == before[path], path
+    for i in range(3, N_CLIPS):
+        assert after[f"/quota/q{i}.mp4"] > before.get(f"/quota/q{i}.mp4", 0), i
+    assert "BLOCKED" not in log.getvalue()
+
+
+def test_breaker_off_asks_every_clip(tmp_path, clip_bytes):
+    files = {f"q{i}.mp4": clip_bytes for i in range(N_CLIPS)}
+    cfg = DownloadConfig(breaker_after=0, **FAST)
+    with LoopbackMediaServer(files, quota=3) as server:
+        table = download_shard(
+            quota_rows(server), tmp_path / "m", tmp_path / "s.parquet", cfg, threads=1
+        )
+        assert all(server.count(f"quota/q{i}.mp4") >= 1 for i in range(N_CLIPS))
+    assert table["status"].tolist() == [st.OK] * 3 + [st.RATE_LIMITED] * 4
+
+
+def test_threads_never_ask_a_deferred_clip(tmp_path, clip_bytes):
+    # Order across threads is not fixed; what must hold whatever the order is asserted.
+    files = {f"q{i}.mp4": clip_bytes for i in range(N_CLIPS)}
+    cfg = DownloadConfig(breaker_after=1, **FAST)
+    with LoopbackMediaServer(files, quota=2) as server:
+        table = download_shard(
+            quota_rows(server), tmp_path / "m", tmp_path / "s.parquet", cfg, threads=3
+        )
+        for row in table.to_dict("records"):
+            asked = server.count(f"quota/{row['clip_id']}.mp4")
+            assert (asked == 0) == (row["status"] == st.DEFERRED), row
+    assert set(table["status"]) <= {st.OK, st.RATE_LIMITED, st.DEFERRED}
+    assert (table["status"] == st.OK).sum() == 2
+    assert (table["status"] == st.DEFERRED).sum() >= 1  # 5 refused, the first 429 trips it
+
+
+def test_a_clip_waiting_for_its_turn_when_the_breaker_trips_is_not_asked(tmp_path, clip_bytes):
+    """The pacer's wait can outlast the block: the check after it must stop the request."""
+    breaker = CircuitBreaker(1)
+
+    class TrippingPacer(worker.Pacer):
+        def wait_turn(self) -> float:
+            breaker.record(st.RATE_LIMITED, "HTTP Error 429 (another thread)")
+            return 0.0
+
+    with LoopbackMediaServer({"a.mp4": clip_bytes}) as server:
+        clip = Clip("late", server.url("media/a.mp4"), 0.5, 2.0)
+        out = tmp_path / "m"
+        out.mkdir()
+        with Journal(out / JOURNAL_NAME) as journal:
+            journal.open()
+            clip_worker = worker.ClipWorker(
+                out, DownloadConfig(**FAST), journal, {}, TrippingPacer(0.0), breaker
+            )
+            row = clip_worker.download(clip)
+        assert server.counts() == {}
+    assert row["status"] == st.DEFERRED and row["attempts"] == 0
+    assert "another thread" in row["reason"]
+    assert read_journal(out / JOURNAL_NAME).entries == []
+    assert not list(out.glob(".tmp-*"))
