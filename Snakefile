@@ -41,6 +41,11 @@ rule downloads:
         get_download_statuses(),
 
 
+rule availability:
+    input:
+        get_availability_reports(),
+
+
 rule media:
     input:
         get_media_shards(),

@@ -105,6 +105,7 @@ def test_defaults_are_filled_from_the_schema(tmp_path):
         "build_manifest": 1,
         "prepare_tiny_wavlm": 1,  # audio.wavlm: tiny
         "download_clips": 1,
+        "report_availability": 1,  # clips per status per class, in the report
         "extract_media": 1,
         "embed_images": 1,
         "train_audio_encoder": 1,

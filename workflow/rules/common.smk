@@ -63,6 +63,22 @@ def get_download_statuses():
     ]
 
 
+def get_dataset_statuses(wildcards):
+    """Every shard's download status table of one dataset (its availability report's input)."""
+    return [
+        f"results/download/{wildcards.dataset}/{shard}.status.parquet"
+        for shard in get_shards(wildcards.dataset)
+    ]
+
+
+def get_availability_reports():
+    return [
+        f"results/reports/availability/{name}.{ext}"
+        for name in dataset_names()
+        for ext in ("tsv", "png")
+    ]
+
+
 def get_media_shards():
     return [
         f"results/media/{name}/{shard}.parquet"
@@ -72,7 +88,13 @@ def get_media_shards():
 
 
 def get_final_outputs():
-    return get_media_shards() + get_embedding_shards() + get_model_outputs() + get_sheet_outputs()
+    return (
+        get_media_shards()
+        + get_availability_reports()
+        + get_embedding_shards()
+        + get_model_outputs()
+        + get_sheet_outputs()
+    )
 
 
 def _is_url(path):
