@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -110,6 +111,8 @@ def test_tsv_text_by_hand():
 
 def test_tsv_of_an_empty_dataset():
     counts = av.availability_counts({}, {})
+    assert list(counts.columns) == VOCABULARY and len(counts) == 0
+    assert all(dtype == "int64" for dtype in counts.dtypes)
     text = av.availability_tsv(counts)
     assert text.splitlines()[1] == "(all)\t0\t" + "\t".join(["0"] * 8) + "\t0.0000"
     assert len(text.splitlines()) == 2
@@ -160,7 +163,7 @@ def test_plot_stacks_each_class_shares_with_all_classes_on_top(tmp_path, monkeyp
     labels = [t.get_text() for t in ax.get_yticklabels()]
     # (all), then by ok share: cat 1/3, dog 2/4, (no label) 1/1
     assert labels == ["(all) (n=8)", "cat (n=3)", "dog (n=4)", "(no label) (n=1)"]
-    assert ax.yaxis_inverted()
+    assert ax.yaxis_inverted() and ax.get_ylim() == (3.5, -0.5)
     bars = _bars(fig)
     # only statuses that occur, in column order
     assert list(bars) == ["ok", "unavailable", "rate_limited", "deferred", "no_row"]
@@ -175,11 +178,29 @@ def test_plot_stacks_each_class_shares_with_all_classes_on_top(tmp_path, monkeyp
     for status, colour in (("ok", "#2ca02c"), ("deferred", "#1f77b4"), ("no_row", "#7f7f7f")):
         (ax_container,) = [c for c in ax.containers if c.get_label() == status]
         assert ax_container.patches[0].get_facecolor() == to_rgba(colour), status
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["ok", "unavailable", "rate_limited", "deferred", "no_row"]
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "ok",
+        "unavailable",
+        "rate_limited",
+        "deferred",
+        "no_row",
+    ]
+    assert legend._loc == 8  # "lower center" (matplotlib's location code)
+    assert legend._ncols == 5  # one row: a column per status shown
+    assert legend.get_texts()[0].get_fontsize() == 8
     assert ax.get_xlim() == (0, 1)
+    assert ax.get_xlabel() == "share of the class's clips"
     assert ax.get_title() == "vgg: 8 clips"
+    assert ax.title.get_fontsize() == 10
     assert isinstance(ax.patches[0], Rectangle)
+    assert ax.get_subplotspec().get_geometry() == (1, 1, 0, 0)
+    assert isinstance(fig.canvas, FigureCanvasAgg)  # no pyplot, no display
+    # the axes (with their tick labels) sit above the legend's strip of 0.4 inches
+    strip = av.LEGEND_INCHES / fig.get_size_inches()[1]
+    assert av.LEGEND_INCHES == 0.4
+    assert ax.get_tightbbox().y0 / fig.bbox.height >= strip - 1e-3
+    assert ax.get_position().y0 < 3 * strip  # not pushed further up than needed
 
 
 def test_plot_size_grows_with_the_classes_and_the_png_is_written(tmp_path, monkeypatch):
@@ -188,6 +209,26 @@ def test_plot_size_grows_with_the_classes_and_the_png_is_written(tmp_path, monke
     png = (tmp_path / "a.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", png[16:24]) == (900, 280)
+
+
+def test_plot_of_an_empty_dataset_has_one_empty_bar(tmp_path, monkeypatch):
+    fig = _draw(av.availability_counts({}, {}), tmp_path / "a.png", monkeypatch)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["(all) (n=0)"]
+    assert ax.containers == [] and ax.get_xlim() == (0, 1)
+    assert fig.legends == []  # nothing to name
+
+
+def test_plot_shares_divide_by_each_class_total(tmp_path, monkeypatch):
+    counts = av.availability_counts(
+        {"a": "one", "b": "two", "c": "two"}, {"a": st.UNAVAILABLE, "b": st.OK, "c": st.ERROR}
+    )
+    bars = _bars(_draw(counts, tmp_path / "a.png", monkeypatch))
+    # rows: (all) 3 clips, then one (ok share 0), two (ok share 1/2)
+    assert [w for _, _, w in bars["unavailable"]] == pytest.approx([1 / 3, 1.0, 0.0])
+    assert [w for _, _, w in bars["ok"]] == pytest.approx([1 / 3, 0.0, 0.5])
+    assert [left for _, left, _ in bars["error"]] == pytest.approx([2 / 3, 1.0, 0.5])
+    assert list(bars) == ["ok", "unavailable", "error"]  # each occurs exactly once
 
 
 def test_plot_of_many_classes_shows_the_worst_and_says_so(tmp_path, monkeypatch):
@@ -276,3 +317,29 @@ def test_a_report_without_a_log_is_silent_and_without_strays_says_nothing_of_the
     assert (tmp_path / "b.tsv").read_text(encoding="utf-8") == (tmp_path / "a.tsv").read_text(
         encoding="utf-8"
     )
+
+
+def test_a_report_lists_at_most_five_strays_and_makes_each_output_folder(tmp_path):
+    manifest = _manifest(tmp_path / "m.parquet")
+    strays = {f"s{i}": st.OK for i in range(7)}
+    shard = _status_table(tmp_path / "000.status.parquet", STATUSES | strays)
+    log = io.StringIO()
+    tsv, png = tmp_path / "t" / "deep" / "vgg.tsv", tmp_path / "p" / "deep" / "vgg.png"
+    av.write_availability_report(manifest, [shard], tsv, png, "vgg", log=log)
+    first = log.getvalue().splitlines()[0]
+    assert first.endswith("(left out): ['s0', 's1', 's2', 's3', 's4']")
+    assert first.startswith("availability: 8 status row(s) name clips not in")
+    assert tsv.read_text(encoding="utf-8") == EXPECTED_TSV
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_report_of_no_clips_says_so(tmp_path):
+    manifest = tmp_path / "m.parquet"
+    empty = pa.schema([("clip_id", pa.string()), ("labels", pa.list_(pa.string()))])
+    empty = empty.append(pa.field("label_names", pa.list_(pa.string())))
+    pq.write_table(empty.empty_table(), manifest)
+    log = io.StringIO()
+    av.write_availability_report(
+        manifest, [], tmp_path / "a.tsv", tmp_path / "a.png", "none", log=log
+    )
+    assert log.getvalue() == "availability: none: no clips\n"

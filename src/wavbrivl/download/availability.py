@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 import pandas as pd
 
 from wavbrivl import status as st
@@ -27,6 +28,7 @@ ALL_CLASSES = "(all)"
 NO_LABEL = "(no label)"
 NO_ROW = "no_row"  # a manifest clip that no status table mentions
 MAX_PLOTTED_CLASSES = 40
+LEGEND_INCHES = 0.4
 
 # Fixed colours, so two reports read alike; statuses not listed get grey.
 STATUS_COLOURS = {
@@ -59,7 +61,7 @@ def availability_counts(
     classes = sorted(counts)
     return pd.DataFrame(
         [[counts[c][s] for s in columns] for c in classes],
-        index=pd.Index(classes, name="class", dtype=object),
+        index=pd.Index(classes, name="class"),
         columns=columns,
         dtype="int64",
     )
@@ -88,8 +90,7 @@ def plotted_classes(counts: pd.DataFrame, limit: int = MAX_PLOTTED_CLASSES) -> l
 
     Ordered by ok share, lowest first, then by name.
     """
-    totals = counts.sum(axis=1)
-    share = counts[st.OK] / totals.where(totals > 0, 1)
+    share = counts[st.OK] / counts.sum(axis=1)  # every class has at least one clip
     order = sorted(counts.index, key=lambda cls: (share[cls], cls))
     return order[:limit]
 
@@ -104,29 +105,31 @@ def plot_availability(
     shown = plotted_classes(counts, limit)
     table = pd.concat([counts.sum(axis=0).to_frame(ALL_CLASSES).T, counts.loc[shown]])
     totals = table.sum(axis=1)
-    shares = table.div(totals.where(totals > 0, 1), axis=0)
+    shares = table.div(totals.clip(lower=1), axis=0)  # an empty dataset: zeros, not NaN
     labels = [f"{cls} (n={int(totals[cls])})" for cls in table.index]
-    statuses = [s for s in table.columns if table[s].sum() > 0]
+    statuses = [s for s in counts.columns if counts[s].sum() > 0]
 
-    fig = Figure(figsize=(9, 1.6 + 0.3 * len(table)), dpi=100)
+    height = 1.6 + 0.3 * len(table)
+    fig = Figure(figsize=(9, height), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    y = list(range(len(table)))
-    left = [0.0] * len(table)
+    y = np.arange(len(table))
+    left = np.zeros(len(table))
     for status in statuses:
-        widths = shares[status].tolist()
-        colour = STATUS_COLOURS.get(status, OTHER_COLOUR)
-        ax.barh(y, widths, left=left, color=colour, label=status, height=0.8)
-        left = [a + b for a, b in zip(left, widths, strict=True)]
+        widths = shares[status].to_numpy(dtype=float)
+        ax.barh(y, widths, left=left, color=STATUS_COLOURS.get(status, OTHER_COLOUR), label=status)
+        left = left + widths
     ax.set_yticks(y, labels)
-    ax.invert_yaxis()  # (all) on top, then the worst classes
+    ax.set_ylim(len(table) - 0.5, -0.5)  # (all) on top, then the worst classes; no margins
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the class's clips")
     if len(shown) < len(counts):
         title += f" ({len(shown)} of {len(counts)} classes, lowest ok share first)"
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6 / len(table) - 0.05), ncol=4)
-    fig.tight_layout()
+    # The legend in a strip of LEGEND_INCHES under the axes.
+    if statuses:
+        fig.legend(loc="lower center", ncol=len(statuses), fontsize=8)
+    fig.tight_layout(rect=(0, LEGEND_INCHES / height, 1, 1))
     fig.savefig(path, format="png")
 
 
@@ -155,7 +158,7 @@ def write_availability_report(
     png_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(tsv_path, availability_tsv(counts))
     n = int(counts.to_numpy().sum())
-    with atomic_path(png_path, suffix=".png") as tmp:
+    with atomic_path(png_path) as tmp:
         plot_availability(counts, tmp, f"{dataset}: {n} clips, {len(counts)} classes")
     if log is not None:
         totals = counts.sum(axis=0)
@@ -167,8 +170,7 @@ def write_availability_report(
 def _statuses(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
     statuses: dict[str, str] = {}
     for path in paths:
-        table = read_status(path)
-        statuses.update(zip(table["clip_id"], table["status"], strict=True))
+        statuses.update(read_status(path).set_index("clip_id")["status"].to_dict())
     return statuses
 
 
