@@ -192,7 +192,7 @@ def test_plot_stacks_each_class_shares_with_all_classes_on_top(tmp_path, monkeyp
     assert ax.get_xlim() == (0, 1)
     assert ax.get_xlabel() == "share of the class's clips"
     assert ax.get_title() == "vgg: 8 clips"
-    assert ax.title.get_fontsize() == 10
+    assert ax.title.get_fontsize() == 9
     assert isinstance(ax.patches[0], Rectangle)
     assert ax.get_subplotspec().get_geometry() == (1, 1, 0, 0)
     assert isinstance(fig.canvas, FigureCanvasAgg)  # no pyplot, no display
@@ -201,6 +201,7 @@ def test_plot_stacks_each_class_shares_with_all_classes_on_top(tmp_path, monkeyp
     assert av.LEGEND_INCHES == 0.4
     assert ax.get_tightbbox().y0 / fig.bbox.height >= strip - 1e-3
     assert ax.get_position().y0 < 3 * strip  # not pushed further up than needed
+    assert ax.get_tightbbox().x1 <= fig.bbox.width and ax.get_tightbbox().y1 <= fig.bbox.height
 
 
 def test_plot_size_grows_with_the_classes_and_the_png_is_written(tmp_path, monkeypatch):

@@ -105,7 +105,7 @@ def plot_availability(
     shown = plotted_classes(counts, limit)
     table = pd.concat([counts.sum(axis=0).to_frame(ALL_CLASSES).T, counts.loc[shown]])
     totals = table.sum(axis=1)
-    shares = table.div(totals.clip(lower=1), axis=0)  # an empty dataset: zeros, not NaN
+    shares = table.div(totals, axis=0)  # a drawn status has clips, so (all) is never 0
     labels = [f"{cls} (n={int(totals[cls])})" for cls in table.index]
     statuses = [s for s in counts.columns if counts[s].sum() > 0]
 
@@ -116,7 +116,7 @@ def plot_availability(
     y = np.arange(len(table))
     left = np.zeros(len(table))
     for status in statuses:
-        widths = shares[status].to_numpy(dtype=float)
+        widths = shares[status].to_numpy()
         ax.barh(y, widths, left=left, color=STATUS_COLOURS.get(status, OTHER_COLOUR), label=status)
         left = left + widths
     ax.set_yticks(y, labels)
@@ -125,7 +125,7 @@ def plot_availability(
     ax.set_xlabel("share of the class's clips")
     if len(shown) < len(counts):
         title += f" ({len(shown)} of {len(counts)} classes, lowest ok share first)"
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9)
     # The legend in a strip of LEGEND_INCHES under the axes.
     if statuses:
         fig.legend(loc="lower center", ncol=len(statuses), fontsize=8)
