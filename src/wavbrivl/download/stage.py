@@ -5,6 +5,8 @@ permanent failures are skipped), then try up to ``max_attempts`` times with expo
 backoff. yt-dlp writes into the clip's own ``.tmp-<clip_id>/`` folder; a file is checked
 with ffmpeg, journalled, and only then renamed to ``<clip_id>.<ext>``, so a killed job never
 leaves a half file under a finished name (and a journal line without its file is re-done).
+The shard's circuit breaker (:mod:`wavbrivl.download.breaker`) stops all requests once the
+source keeps refusing; the clips not yet asked are ``deferred`` and the log says what to do.
 """
 
 from __future__ import annotations
