@@ -43,6 +43,11 @@ rule downloads:
         get_used_clips(),
 
 
+rule availability:
+    input:
+        get_availability_reports(),
+
+
 rule media:
     input:
         get_media_shards(),

@@ -9,6 +9,9 @@ Routes (``name`` is a key of the ``files`` mapping given to the server):
 - ``/held/<name>``       waits until :meth:`LoopbackMediaServer.release`, then as ``/media/``
 - ``/ratelimited/<name>`` HTTP 429
 - ``/gone/<name>``       HTTP 410
+- ``/quota/<name>``      as ``/media/`` for the first ``quota`` distinct names asked for (and
+                         every later request for those), HTTP 429 for any other name: a source
+                         that starts refusing after K clips. ``quota = None`` (settable): no limit
 - anything else          HTTP 404
 
 Every request is counted per path, so a test can assert what was (not) fetched again, and
@@ -43,10 +46,13 @@ class LoopbackMediaServer:
         *,
         ranges: bool = True,
         stall_s: float = 5.0,
+        quota: int | None = None,
     ) -> None:
         self.files = dict(files)
         self.ranges = ranges
         self.stall_s = stall_s
+        self.quota = quota
+        self._admitted: list[str] = []  # /quota/ names served, in the order first asked for
         self._counts: Counter[str] = Counter()
         self._log: list[tuple[float, str]] = []
         self._lock = threading.Lock()
@@ -104,6 +110,20 @@ class LoopbackMediaServer:
             for t, p in self._log:
                 first.setdefault(p, t)
         return first
+
+    def admitted(self) -> list[str]:
+        """The ``/quota/`` names served so far, in the order they were first asked for."""
+        with self._lock:
+            return list(self._admitted)
+
+    def _admit(self, name: str) -> bool:
+        with self._lock:
+            if name in self._admitted:
+                return True
+            if self.quota is not None and len(self._admitted) >= self.quota:
+                return False
+            self._admitted.append(name)
+            return True
 
     def _record(self, path: str) -> None:
         with self._lock:
@@ -203,6 +223,13 @@ def _make_handler(server: LoopbackMediaServer) -> type[BaseHTTPRequestHandler]:
         def _ratelimited(self, data: bytes, send_body: bool) -> None:
             self._status_only(429)
 
+        def _quota(self, data: bytes, send_body: bool) -> None:
+            name = self.path.split("?", 1)[0].strip("/").split("/", 1)[1]
+            if server._admit(name):
+                self._media(data, send_body)
+            else:
+                self._status_only(429)
+
         def _gone(self, data: bytes, send_body: bool) -> None:
             self._status_only(410)
 
@@ -226,6 +253,7 @@ def _make_handler(server: LoopbackMediaServer) -> type[BaseHTTPRequestHandler]:
         "held": Handler._held,
         "ratelimited": Handler._ratelimited,
         "gone": Handler._gone,
+        "quota": Handler._quota,
     }
     return Handler
 

@@ -76,6 +76,9 @@ MESSAGES = [
         "Your account has been rate-limited by YouTube for up to an hour.",
         st.RATE_LIMITED,
     ),
+    # yt-dlp's other block wordings (extractor/youtube/_video.py), without "rate-limited"
+    ("ERROR: [youtube] abc: Please confirm. YouTube is requiring a captcha", st.RATE_LIMITED),
+    ("ERROR: [youtube] abc: This content isn't available, try again later.", st.RATE_LIMITED),
     (
         "ERROR: [generic] a: Unable to download webpage: Read timed out. (read timeout=1.0)",
         st.TIMEOUT,

@@ -107,6 +107,7 @@ def test_defaults_are_filled_from_the_schema(tmp_path):
         "prepare_tiny_wavlm": 1,  # audio.wavlm: tiny
         "download_clips": 1,
         "list_used_clips": 1,  # results/download/vgg/used_clips.csv
+        "report_availability": 1,  # clips per status per class, in the report
         "extract_media": 1,
         "embed_images": 1,
         "train_audio_encoder": 1,

@@ -157,6 +157,7 @@ RUNTIME_CHANGES = {
         retry_permanent=True,
         rate_limit="1M",
         sleep_requests_s=0.1,
+        breaker_after=2,
     ),
     "embed": dict(batch_size=3, device="cpu"),
     "train": dict(

@@ -50,6 +50,7 @@ TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("download", "retry_permanent", RUNTIME, "whether clips failed for good are tried again"),
     ("download", "rate_limit", RUNTIME, "bandwidth cap"),
     ("download", "sleep_requests_s", RUNTIME, "pacing between requests"),
+    ("download", "breaker_after", RUNTIME, "when a blocked shard stops asking"),
     # -- embed: what decides an embedding, versus how fast it is computed
     ("embed", "encoder", RERUN, "the image encoder"),
     ("embed", "weights", RERUN, "brivl only; enters by content (SHA-256), not by path"),

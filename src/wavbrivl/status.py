@@ -14,11 +14,14 @@ TIMEOUT = "timeout"  # network or process time-out
 BAD_MEDIA = "bad_media"  # got a file but it lacks a stream, is truncated, or too short
 ERROR = "error"  # anything else, including an unsafe clip id
 MISSING = "missing"  # no source of the dataset has it (a mirror may be filled later)
+DEFERRED = "deferred"  # not asked: the shard's circuit breaker had tripped (we were blocked)
 
-ALL_STATUSES = (OK, UNAVAILABLE, PRIVATE, RATE_LIMITED, TIMEOUT, BAD_MEDIA, ERROR, MISSING)
+ALL_STATUSES = (
+    OK, UNAVAILABLE, PRIVATE, RATE_LIMITED, TIMEOUT, BAD_MEDIA, ERROR, MISSING, DEFERRED
+)
 
 # Worth another try on a later run: the cause may be gone by then.
-RETRIABLE = frozenset({RATE_LIMITED, TIMEOUT, ERROR, MISSING})
+RETRIABLE = frozenset({RATE_LIMITED, TIMEOUT, ERROR, MISSING, DEFERRED})
 
 
 def count_summary(statuses) -> str:

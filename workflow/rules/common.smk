@@ -80,6 +80,22 @@ def get_download_statuses():
     ]
 
 
+def get_dataset_statuses(wildcards):
+    """Every shard's download status table of one dataset (its availability report's and used_clips.csv's input)."""
+    return [
+        f"results/download/{wildcards.dataset}/{shard}.status.parquet"
+        for shard in get_shards(wildcards.dataset)
+    ]
+
+
+def get_availability_reports():
+    return [
+        f"results/reports/availability/{name}.{ext}"
+        for name in dataset_names()
+        for ext in ("tsv", "png")
+    ]
+
+
 def get_media_shards():
     return [
         f"results/media/{name}/{shard}.parquet"
@@ -97,6 +113,7 @@ def get_final_outputs():
         get_checked_weights(None)
         + get_media_shards()
         + get_used_clips()
+        + get_availability_reports()
         + get_embedding_shards()
         + get_model_outputs()
         + get_sheet_outputs()
@@ -187,13 +204,6 @@ def get_download_identity(wildcards):
 
 def get_dataset_source(wildcards):
     return config["datasets"][wildcards.dataset]["source"]
-
-
-def get_dataset_statuses(wildcards):
-    return [
-        f"results/download/{wildcards.dataset}/{shard}.status.parquet"
-        for shard in get_shards(wildcards.dataset)
-    ]
 
 
 def get_tar_index_dir(wildcards):

@@ -38,3 +38,27 @@ rule list_used_clips:
         "../../envs/media.yaml"
     script:
         "../scripts/list_used_clips.py"
+
+
+# Clips per status per class over all of a dataset's shards: a TSV and a bar plot (report).
+rule report_availability:
+    input:
+        manifest="results/manifest/{dataset}.parquet",
+        statuses=get_dataset_statuses,
+    output:
+        table=report(
+            "results/reports/availability/{dataset}.tsv",
+            caption="../report/availability.rst",
+            category="Data",
+        ),
+        plot=report(
+            "results/reports/availability/{dataset}.png",
+            caption="../report/availability.rst",
+            category="Data",
+        ),
+    log:
+        "logs/report_availability/{dataset}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/report_availability.py"

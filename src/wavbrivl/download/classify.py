@@ -27,7 +27,8 @@ _MESSAGE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         # Bot checks and throttling first: their texts also say "sign in" or "not available".
         (
             st.RATE_LIMITED,
-            r"http error 429|too many requests|rate[- ]?limit|confirm you.re not a bot",
+            r"http error 429|too many requests|rate[- ]?limit|confirm you.re not a bot"
+            r"|captcha|try again later",
         ),
         (st.TIMEOUT, r"timed out|timeout"),
         # A format mismatch is our selector's problem, not a missing video.

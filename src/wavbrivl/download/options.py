@@ -58,6 +58,8 @@ class DownloadConfig:
     sleep_requests_s: float = default_field("download", "sleep_requests_s")
     # A file without a video stream is bad_media.
     require_video: bool = default_field("download", "require_video")
+    # Rate-limit / bot-check answers in a row before a shard stops asking (0: never).
+    breaker_after: int = default_field("download", "breaker_after")
 
     def __post_init__(self) -> None:
         check_block(self, "download")

@@ -5,6 +5,8 @@ permanent failures are skipped), then try up to ``max_attempts`` times with expo
 backoff. yt-dlp writes into the clip's own ``.tmp-<clip_id>/`` folder; a file is checked
 with ffmpeg, journalled, and only then renamed to ``<clip_id>.<ext>``, so a killed job never
 leaves a half file under a finished name (and a journal line without its file is re-done).
+The shard's circuit breaker (:mod:`wavbrivl.download.breaker`) stops all requests once the
+source keeps refusing; the clips not yet asked are ``deferred`` and the log says what to do.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tqdm import tqdm
 from wavbrivl import status as st
 from wavbrivl.atomic import write_table_atomic
 from wavbrivl.clip_ids import UnsafeClipId, check_clip_id
+from wavbrivl.download.breaker import CircuitBreaker, blocked_advice
 from wavbrivl.download.chain import ChainRunner
 from wavbrivl.download.journal import JOURNAL_NAME, Journal, JournalEntry, group_by_clip
 from wavbrivl.download.options import DownloadConfig, span_problem, url_problem
@@ -85,12 +88,14 @@ def download_shard(
         else:
             results = [_decide_offline(clip, history, out_dir, cfg) for clip in clips]
         todo = [i for i, row in enumerate(results) if row is None]
+        breaker = CircuitBreaker(cfg.breaker_after)
         worker = ClipWorker(
             out_dir,
             cfg,
             journal,
             history,
             Pacer(cfg.pace_s),
+            breaker,
             source_name=url.name if url else "url",
         )
 
@@ -123,7 +128,12 @@ def download_shard(
 
     table = pa.Table.from_pylist(results, schema=STATUS_SCHEMA)
     write_table_atomic(status_path, table)
-    print(f"download: {out_dir}: {st.count_summary(table['status'].to_pylist())}", file=log)
+    statuses = table["status"].to_pylist()
+    if breaker.tripped:
+        # The job still succeeds: the table is complete and the next run retries these clips.
+        n_deferred = statuses.count(st.DEFERRED)
+        print(blocked_advice(str(out_dir), n_deferred, breaker, str(status_path)), file=log)
+    print(f"download: {out_dir}: {st.count_summary(statuses)}", file=log)
     return table.to_pandas()
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import yt_dlp
 
 from wavbrivl import status as st
+from wavbrivl.download.breaker import CircuitBreaker
 from wavbrivl.download.classify import (
     Classification,
     classify_exception,
@@ -47,6 +48,10 @@ class _Fetched:
     section_end_s: float  # NaN: to the end of the source
 
 
+class _Deferred(Exception):
+    """The breaker tripped while this clip waited for its turn: no request was made."""
+
+
 def backoff_delay(attempt: int, base_s: float, rng: random.Random) -> float:
     """Seconds to wait after failed attempt ``attempt`` (1-based): doubling, plus up to 50 % jitter.
 
@@ -56,7 +61,7 @@ def backoff_delay(attempt: int, base_s: float, rng: random.Random) -> float:
 
 
 class ClipWorker:
-    """Downloads single clips; shared by the pool's threads (state is the journal and pacer)."""
+    """Downloads single clips; shared by the pool's threads (state: journal, pacer, breaker)."""
 
     def __init__(
         self,
@@ -65,6 +70,7 @@ class ClipWorker:
         journal: Journal,
         history: dict[str, list[JournalEntry]],
         pacer: Pacer,
+        breaker: CircuitBreaker | None = None,
         source_name: str = "url",
     ) -> None:
         self.source_name = source_name  # the source step's name in status rows
@@ -73,6 +79,7 @@ class ClipWorker:
         self.journal = journal
         self.history = history
         self.pacer = pacer
+        self.breaker = CircuitBreaker(cfg.breaker_after) if breaker is None else breaker
         self.ffmpeg = ffmpeg_exe()
 
     def download(self, clip: Clip) -> dict[str, Any]:
@@ -81,15 +88,25 @@ class ClipWorker:
         past = [e for e in self.history.get(clip.clip_id, []) if e.url == clip.url]
         previous_file = past[-1].file if past else None
         attempts = len(past)
+        entry = None
         try:
             for n in range(1, self.cfg.max_attempts + 1):
+                if self.breaker.tripped:  # blocked: ask no more; keep the last real answer
+                    break
                 attempts += 1
-                entry = self._attempt(clip, attempt=attempts, previous_file=previous_file)
+                try:
+                    entry = self._attempt(clip, attempt=attempts, previous_file=previous_file)
+                except _Deferred:
+                    attempts -= 1  # no request was made
+                    break
+                self.breaker.record(entry.status, entry.reason)
                 if entry.status == st.OK or entry.status not in st.RETRIABLE:
                     break
                 if n < self.cfg.max_attempts:
                     rng = random.Random(f"{clip.clip_id}/{attempts}")  # seeded: reproducible waits
                     time.sleep(backoff_delay(n, self.cfg.backoff_s, rng))
+            if entry is None:  # this run made no request for the clip
+                return status_row(clip, st.DEFERRED, self.breaker.deferred_reason(), attempts)
         except Exception as exc:  # a bug here must cost one clip, not the shard
             reason = clean_message(f"internal error: {type(exc).__name__}: {exc}")
             return status_row(clip, st.ERROR, reason, attempts) | {
@@ -106,6 +123,8 @@ class ClipWorker:
                 _fresh_dir(tmp_dir)
                 fetched = self._fetch_with_fallback(clip, tmp_dir)
                 verdict = self._check_media(fetched.path)
+            except _Deferred:
+                raise
             except Exception as exc:  # every failure becomes this clip's status, not the shard's
                 fetched, verdict = None, classify_exception(exc)
             entry = self._entry(clip, attempt, verdict, fetched, time.monotonic() - started)
@@ -138,6 +157,8 @@ class ClipWorker:
         with yt_dlp.YoutubeDL(options) as ydl:
             # Pace after the (slow, CPU-bound) set-up so the gaps land between the requests.
             self.pacer.wait_turn()
+            if self.breaker.tripped:  # it tripped while this thread waited for its turn
+                raise _Deferred
             info = ydl.extract_info(url, download=True)
         downloads = (info or {}).get("requested_downloads") or []
         if not downloads:
