@@ -56,15 +56,16 @@ VOCABULARY = [
     "timeout",
     "bad_media",
     "error",
+    "missing",
     "deferred",
 ]
 EXPECTED_TSV = (
-    "class\tclips\tok\tunavailable\tprivate\trate_limited\ttimeout\tbad_media\terror\tdeferred"
+    "class\tclips\tok\tunavailable\tprivate\trate_limited\ttimeout\tbad_media\terror\tmissing\tdeferred"
     "\tno_row\tok_share\n"
-    "(all)\t8\t4\t1\t0\t1\t0\t0\t0\t1\t1\t0.5000\n"
-    "(no label)\t1\t1\t0\t0\t0\t0\t0\t0\t0\t0\t1.0000\n"
-    "cat\t3\t1\t0\t0\t1\t0\t0\t0\t0\t1\t0.3333\n"
-    "dog\t4\t2\t1\t0\t0\t0\t0\t0\t1\t0\t0.5000\n"
+    "(all)\t8\t4\t1\t0\t1\t0\t0\t0\t0\t1\t1\t0.5000\n"
+    "(no label)\t1\t1\t0\t0\t0\t0\t0\t0\t0\t0\t0\t1.0000\n"
+    "cat\t3\t1\t0\t0\t1\t0\t0\t0\t0\t0\t1\t0.3333\n"
+    "dog\t4\t2\t1\t0\t0\t0\t0\t0\t0\t1\t0\t0.5000\n"
 )
 
 
@@ -90,8 +91,8 @@ def test_counts_per_class_and_status_by_hand():
 
 
 def test_every_vocabulary_status_is_a_column_even_when_absent_and_others_follow_sorted():
-    counts = av.availability_counts({"a": "x", "b": "x", "c": "y"}, {"a": "zeta", "b": "missing"})
-    assert list(counts.columns) == [*VOCABULARY, "missing", "no_row", "zeta"]
+    counts = av.availability_counts({"a": "x", "b": "x", "c": "y"}, {"a": "zeta", "b": "held"})
+    assert list(counts.columns) == [*VOCABULARY, "held", "no_row", "zeta"]
     assert counts.loc["x"].sum() == 2 and counts.loc["y", "no_row"] == 1
 
 
@@ -114,7 +115,7 @@ def test_tsv_of_an_empty_dataset():
     assert list(counts.columns) == VOCABULARY and len(counts) == 0
     assert all(dtype == "int64" for dtype in counts.dtypes)
     text = av.availability_tsv(counts)
-    assert text.splitlines()[1] == "(all)\t0\t" + "\t".join(["0"] * 8) + "\t0.0000"
+    assert text.splitlines()[1] == "(all)\t0\t" + "\t".join(["0"] * 9) + "\t0.0000"
     assert len(text.splitlines()) == 2
 
 

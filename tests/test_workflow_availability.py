@@ -22,7 +22,7 @@ ddddddddddd,0,cat meowing,test
 """
 
 HEADER = (
-    "class\tclips\tok\tunavailable\tprivate\trate_limited\ttimeout\tbad_media\terror\tdeferred"
+    "class\tclips\tok\tunavailable\tprivate\trate_limited\ttimeout\tbad_media\terror\tmissing\tdeferred"
     "\tok_share"
 )
 
@@ -48,6 +48,7 @@ def test_availability_report_gathers_every_shard_and_enters_the_report(tmp_path)
             }
         },
         "download": {"allow_file_urls": True, "max_attempts": 1},
+        "allow_toy_models": True,  # the schema's default models are the demo's toys
     }
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     args = ("availability", "--configfile", "cfg.yaml")
@@ -65,9 +66,9 @@ def test_availability_report_gathers_every_shard_and_enters_the_report(tmp_path)
     tsv = (tmp_path / "results/reports/availability/vgg.tsv").read_text(encoding="utf-8")
     assert tsv == (
         f"{HEADER}\n"
-        "(all)\t4\t3\t1\t0\t0\t0\t0\t0\t0\t0.7500\n"
-        "cat meowing\t2\t1\t1\t0\t0\t0\t0\t0\t0\t0.5000\n"
-        "dog barking\t2\t2\t0\t0\t0\t0\t0\t0\t0\t1.0000\n"
+        "(all)\t4\t3\t1\t0\t0\t0\t0\t0\t0\t0\t0.7500\n"
+        "cat meowing\t2\t1\t1\t0\t0\t0\t0\t0\t0\t0\t0.5000\n"
+        "dog barking\t2\t2\t0\t0\t0\t0\t0\t0\t0\t0\t1.0000\n"
     )
     log = (tmp_path / "logs/report_availability/vgg.log").read_text()
     assert "availability: vgg: ok=3 unavailable=1" in log

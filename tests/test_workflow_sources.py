@@ -31,6 +31,7 @@ def _config(tmp_path, source, n_shards=1):
             }
         },
         "extract": {"frame_size": 32},
+        "allow_toy_models": True,  # the schema's default models are the demo's toys
     }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))

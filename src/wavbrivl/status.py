@@ -17,7 +17,15 @@ MISSING = "missing"  # no source of the dataset has it (a mirror may be filled l
 DEFERRED = "deferred"  # not asked: the shard's circuit breaker had tripped (we were blocked)
 
 ALL_STATUSES = (
-    OK, UNAVAILABLE, PRIVATE, RATE_LIMITED, TIMEOUT, BAD_MEDIA, ERROR, MISSING, DEFERRED
+    OK,
+    UNAVAILABLE,
+    PRIVATE,
+    RATE_LIMITED,
+    TIMEOUT,
+    BAD_MEDIA,
+    ERROR,
+    MISSING,
+    DEFERRED,
 )
 
 # Worth another try on a later run: the cause may be gone by then.
