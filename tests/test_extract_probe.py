@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import pytest
 from media_factory import (
@@ -20,12 +21,15 @@ from media_factory import (
 
 from wavbrivl.extract.probe import (
     ProbeError,
+    describe_run,
     ffmpeg_failure_reason,
     last_showinfo_time,
     parse_probe,
     probe_argv,
     probe_media,
+    split_description,
 )
+from wavbrivl.ffmpeg_bin import ffmpeg_exe
 
 # --- canned stderr (written for these tests in the shape ffmpeg prints) ---------------------
 
@@ -182,6 +186,69 @@ def test_last_showinfo_time_takes_the_last_frame():
     )
     assert last_showinfo_time(text) == pytest.approx(0.06)
     assert last_showinfo_time("nothing here") is None
+
+
+# The stderr of an extraction run: a demuxer error before the description, the description
+# (a rotated phone video), then the run's own lines, with showinfo's per-frame side data
+# that must not be read as the stream's.
+RUN_DESCRIPTION = """\
+[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:phone.mov':
+[info]   Duration: 00:00:07.40, start: 0.000000, bitrate: 9000 kb/s
+[info]   Stream #0:0[0x1](und): Video: h264 (High), yuv420p(progressive), 640x360, 25 fps, 25 tbr, 600 tbn
+[info]     Side data:
+[info]       Display Matrix: rotation of -90.00 degrees
+[info]   Stream #0:1[0x2](und): Audio: aac (LC), 48000 Hz, stereo, fltp, 128 kb/s"""
+RUN_MESSAGES_BEFORE = "[h264 @ 0x5f01] [error] corrupt block"
+RUN_MESSAGES_AFTER = """\
+[info] Stream mapping:
+[info]   Stream #0:0 (h264) -> trim:default
+[Parsed_showinfo_2 @ 0x7f01] [info] n:   0 pts:      0 pts_time:0       duration:    24
+[Parsed_showinfo_2 @ 0x7f01] [info]     side data - display matrix: rotation of 90.00 degrees
+[aac @ 0x5f02] [error] Invalid data
+[info] Output #0, image2, to 'file:frame.ppm':"""
+RUN_STDERR = "\n".join([RUN_MESSAGES_BEFORE, RUN_DESCRIPTION, RUN_MESSAGES_AFTER]) + "\n"
+
+
+def test_split_description_separates_the_description_from_the_run_messages():
+    description, messages = split_description(RUN_STDERR)
+    assert description == RUN_DESCRIPTION
+    assert messages == RUN_MESSAGES_BEFORE + "\n" + RUN_MESSAGES_AFTER
+
+
+def test_split_description_of_a_run_that_opened_nothing():
+    assert split_description(TRUNCATED_TAGGED) == ("", TRUNCATED_TAGGED.rstrip("\n"))
+    # A description at the very end of the text (nothing after it).
+    assert split_description(RUN_DESCRIPTION) == (RUN_DESCRIPTION, "")
+
+
+def test_describe_run_reads_only_the_description():
+    info = describe_run(RUN_STDERR)
+    assert (info.duration_s, info.container) == (7.4, "mov,mp4,m4a,3gp,3g2,mj2")
+    # 270 degrees from the description (-90), not the 90 of showinfo's frame side data.
+    assert (info.video.width, info.video.height, info.video.rotation) == (360, 640, 270)
+    assert (info.audio.sample_rate, info.audio.channels) == (48000, 2)
+
+
+def test_describe_run_without_a_description_raises_with_the_reason():
+    with pytest.raises(ProbeError) as err:
+        describe_run(TRUNCATED_TAGGED)
+    assert str(err.value) == (
+        "moov atom not found; Error opening input: Invalid data found when processing input"
+    )
+    with pytest.raises(ProbeError, match="^ffmpeg printed no input description$"):
+        describe_run("")
+
+
+def test_describe_run_of_a_real_run_matches_the_probe(tmp_path):
+    path = vfr_clip(tmp_path)
+    run = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "level+info", "-i", f"file:{path}"]
+        + ["-t", "0.5", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert describe_run(run.stderr) == probe_media(path)
 
 
 def test_probe_argv_keeps_a_dash_name_from_being_an_option():
