@@ -59,11 +59,11 @@ def test_whole_argv_of_a_seeked_clip_written_out_by_hand():
 
     Clip at 5 s for 10 s, frame 2.5 s in, default config (224 px, 16 kHz): the seek lands at
     4 s, so the clip starts 1 s into the decoded timeline, the frame is at 3.5 s, only frames
-    of the second before it are selected (from 2.5 s), and the video branch stops 1 s later
-    (4.5 s); ffmpeg reads 1 + 10 + 0.5 s.
+    of the second before it are selected (from 2.5 s), and the video branch stops at the
+    first frame past it (trim's end 1 ms later, 3.501 s); ffmpeg reads 1 + 10 + 0.5 s.
     """
     frame_graph = (
-        "[0:V:0]trim=start=1.000000:end=4.500000,"
+        "[0:V:0]trim=start=1.000000:end=3.501000,"
         "select=lte(t\\,3.500000)*gte(t\\,2.500000)+eq(n\\,0),"
         "showinfo=checksum=0,scale=round(iw*sar):ih,setsar=1,crop=min(iw\\,ih):min(iw\\,ih),"
         "scale=224:224:flags=bicubic,format=rgb24[frame]"
@@ -86,7 +86,8 @@ def test_whole_argv_of_a_seeked_clip_written_out_by_hand():
 
 
 def test_every_frame_selects_every_frame_up_to_the_time():
-    """The same clip with ``every_frame``: only the select differs from the default argv."""
+    """The same clip with ``every_frame``: every frame up to 3.5 s, the video branch running
+    1 s past it (4.5 s); only the frame graph differs from the default argv."""
     default = build(offset_s=5.0, duration_s=10.0, frame_offset_s=2.5)
     every = build(offset_s=5.0, duration_s=10.0, frame_offset_s=2.5, every_frame=True)
     frame, audio = graphs(every)

@@ -279,7 +279,7 @@ def test_a_section_too_short_for_a_file_that_is_not_media_is_bad_media(tmp_path)
 
 @pytest.fixture(scope="module")
 def gappy(tmp_path_factory) -> Path:
-    """3 s at 25 fps with no frame in [0.5, 2.5): frames at 0, 0.04, ..., 0.48, 2.5, ..."""
+    """3 s at 25 fps with no frame in [0.5, 2.5): frames at 0, 0.04, ..., 0.48, 2.52, ..."""
     d = tmp_path_factory.mktemp("gappy")
     argv = make_av_argv(d / "gap.mp4", AvSpec(duration_s=3.0, vfr=True), ffmpeg_exe())
     i = next(i for i, item in enumerate(argv) if "select=" in item)
@@ -314,6 +314,47 @@ def test_a_gap_before_the_frame_time_is_searched_frame_by_frame(
     assert calls == every_frame_runs
     assert row["status"] == st.OK
     assert row["frame_time_s"] == pytest.approx(0.48, abs=1e-6)  # the last frame before
+
+
+def test_a_frame_time_before_the_first_frame_keeps_the_first_frame_after_it(gappy, monkeypatch):
+    """Clip [0.6, 3.0): middle 1.8 s, and the first frame of the window comes at 2.52 s (the
+    first 25 fps frame past 2.5 s). The first run stops at 1.8 s and writes no frame; the
+    second runs a second past the frame time and keeps the window's first frame, 0.72 s
+    after the time."""
+    calls = []
+    real = clip.extract_clip_argv
+
+    def spy(src, **kwargs):
+        calls.append(kwargs["every_frame"])
+        return real(src, **kwargs)
+
+    monkeypatch.setattr(clip, "extract_clip_argv", spy)
+    job = ClipJob("gap_600", 0.6, 3.0, download(file="gap.mp4", section=(0.0, math.nan)))
+    row = run(job, gappy)
+    assert calls == [False, True]
+    assert (row["status"], row["reason"]) == (st.OK, "")
+    assert row["frame_time_s"] == pytest.approx(2.52, abs=1e-6)
+
+
+def test_a_rerun_never_takes_the_outputs_of_the_run_before(gappy, monkeypatch):
+    """The second run (every frame) writes nothing: the first run's frame and audio must
+    not stand in for its own."""
+    real = subprocess.run
+    runs = []
+
+    def fake(argv, **kwargs):
+        if "-filter_complex" not in argv:
+            return real(argv, **kwargs)
+        runs.append(argv)
+        if len(runs) == 1:
+            return real(argv, **kwargs)
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    monkeypatch.setattr(clip.subprocess, "run", fake)
+    job = ClipJob("gap_0", 0.0, 3.0, download(file="gap.mp4", section=(0.0, math.nan)))
+    row = run(job, gappy)
+    assert len(runs) == 2
+    assert (row["status"], row["reason"]) == (st.BAD_MEDIA, "no video frame decoded in the window")
 
 
 def test_less_audio_than_the_probe_promised_is_too_short(downloads, monkeypatch):

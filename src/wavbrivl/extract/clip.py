@@ -84,7 +84,8 @@ def extract_clip(
     One ffmpeg process does the work and describes the file on its stderr (docs/ffmpeg.md,
     "What a clip costs"). It runs again only when that description shows the file ending
     inside the window (the clip is then cut where the file ends), or when no frame fell in
-    the last second before the frame time (every frame up to it is then selected).
+    the last second before the frame time (every frame up to it is then selected, and up
+    to a second past it).
     """
     if not is_safe_clip_id(job.clip_id):
         raise ClipFailure(st.ERROR, f"unsafe clip id {job.clip_id!r}")
@@ -131,10 +132,7 @@ def extract_clip(
             return fail(st.BAD_MEDIA, _too_short(max(available_s, 0.0), offset_s, cfg))
         if available_s != planned_s:  # the file ends inside the window: cut the clip there
             done = run(available_s)
-        kept_at = last_showinfo_time(done.stderr)
-        if kept_at is not None and kept_at < frame_window_start(
-            offset_s, done.frame_at_s - start_s
-        ):  # the window's first frame, kept by eq(n,0): a later one may have been skipped
+        if _frame_needs_every_frame(done, frame_out, window):
             done = run(available_s, every_frame=True)
 
         stderr = done.stderr
@@ -177,6 +175,16 @@ def extract_clip(
     )
 
 
+def _frame_needs_every_frame(done: FfmpegRun, frame_out: Path, window: ClipWindow) -> bool:
+    """Whether the window's frames did not settle the frame: none was written, or only the
+    first one (``eq(n,0)``), earlier than the window, so a later one may have been skipped."""
+    if not frame_out.is_file() or frame_out.stat().st_size == 0:
+        return True
+    kept_at = last_showinfo_time(done.stderr)
+    start_s = frame_window_start(window.offset_s, done.frame_at_s - window.start_s)
+    return kept_at is not None and kept_at < start_s
+
+
 class FfmpegRun(NamedTuple):
     returncode: int
     stderr: str
@@ -195,7 +203,10 @@ def _run_ffmpeg(
     ffmpeg: str,
     resampler: str,
 ) -> FfmpegRun:
-    """The extraction process for the first ``window_s`` seconds of the clip."""
+    """The extraction process for the first ``window_s`` seconds of the clip (its outputs
+    start absent: nothing of an earlier run can pass for this one's)."""
+    frame_out.unlink(missing_ok=True)
+    audio_out.unlink(missing_ok=True)
     frame_at_s = frame_time(cfg.frame_policy, clip_id, window.start_s, window_s, cfg.seed)
     argv = extract_clip_argv(
         window.src,
