@@ -59,12 +59,12 @@ def test_whole_argv_of_a_seeked_clip_written_out_by_hand():
 
     Clip at 5 s for 10 s, frame 2.5 s in, default config (224 px, 16 kHz): the seek lands at
     4 s, so the clip starts 1 s into the decoded timeline, the frame is at 3.5 s, only frames
-    of the second before it are selected (from 2.5 s), and the video branch stops at the
+    of the quarter second before it are selected (from 3.25 s), and the video branch stops at the
     first frame past it (trim's end 1 ms later, 3.501 s); ffmpeg reads 1 + 10 + 0.5 s.
     """
     frame_graph = (
         "[0:V:0]trim=start=1.000000:end=3.501000,"
-        "select=lte(t\\,3.500000)*gte(t\\,2.500000)+eq(n\\,0),"
+        "select=lte(t\\,3.500000)*gte(t\\,3.250000)+eq(n\\,0),"
         "showinfo=checksum=0,scale=round(iw*sar):ih,setsar=1,crop=min(iw\\,ih):min(iw\\,ih),"
         "scale=224:224:flags=bicubic,format=rgb24[frame]"
     )
@@ -104,10 +104,10 @@ def test_every_frame_selects_every_frame_up_to_the_time():
 @pytest.mark.parametrize(
     ("offset_s", "frame_offset_s", "expected"),
     [
-        (5.0, 2.5, 2.5),  # seek at 4 s: clip 1 s in, frame at 3.5 s, window from 2.5 s
-        (0.25, 2.0, 1.25),  # no seek: the clip starts 0.25 s in, frame at 2.25 s
-        (1.5, 0.5, 0.5),  # seek at 0.5 s: clip 1 s in, frame at 1.5 s, window from 0.5 s
-        (0.25, 0.5, -0.25),  # a frame in the first second: the window starts before 0
+        (5.0, 2.5, 3.25),  # seek at 4 s: clip 1 s in, frame at 3.5 s, window from 3.25 s
+        (0.25, 2.0, 2.0),  # no seek: the clip starts 0.25 s in, frame at 2.25 s
+        (1.5, 0.5, 1.25),  # seek at 0.5 s: clip 1 s in, frame at 1.5 s, window from 1.25 s
+        (0.0, 0.125, -0.125),  # a frame at the very start: the window starts before 0
     ],
 )
 def test_frame_window_start_by_hand(offset_s, frame_offset_s, expected):

@@ -291,11 +291,11 @@ def gappy(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     ("end_s", "every_frame_runs"),
     [
-        # middle 1.5 s: no frame in [0.5, 1.5], only the window's first one (0 s) is kept,
+        # middle 1.5 s: no frame in [1.25, 1.5], only the window's first one (0 s) is kept,
         # so the second run selects every frame up to 1.5 s and keeps 0.48 s
         (3.0, [False, True]),
-        # middle 1.48 s: the window starts at 0.48 s, where a frame is: one run keeps it
-        (2.96, [False]),
+        # middle 0.73 s: the window starts at 0.48 s, where a frame is: one run keeps it
+        (1.46, [False]),
     ],
 )
 def test_a_gap_before_the_frame_time_is_searched_frame_by_frame(

@@ -9,14 +9,14 @@ by timestamp (all filter times are relative to the seek point, see ``seek_point`
    overwriting one PPM file, so the file ends up holding the *last* frame at or before the
    time (right for variable frame rates too); ``trim`` ends the video branch at the first
    frame past the time, so no more video is decoded. Only the selected frames are scaled
-   and written, so that work stays at a second of video whatever the frame time.
-   ``showinfo`` (without its per-frame checksums, which cost more than the scaling) logs
-   each kept frame's time (relative to the seek point), so the runner can record the true
-   one. ``eq(n,0)`` also keeps the window's first frame; kept alone, it means the window
-   held no frame (a gap of more than a second, or a time before the first frame), and the
-   runner asks again with ``every_frame=True``: every frame up to the time is selected,
-   and the branch runs ``FRAME_LOOKAHEAD_S`` past the time, so a first frame up to a
-   second after it is kept when none came before (see ``frame_window_start``).
+   and written, a quarter of a second of video whatever the frame time. ``showinfo``
+   (without its per-frame checksums, which cost more than the scaling) logs each kept
+   frame's time (relative to the seek point), so the runner can record the true one.
+   ``eq(n,0)`` also keeps the window's first frame; kept alone, it means the window held
+   no frame (a gap of more than 0.25 s: video under 4 fps, or a time before the first
+   frame), and the runner asks again with ``every_frame=True``: every frame up to the
+   time is selected, and the branch runs ``FRAME_LOOKAHEAD_S`` past the time, so a first
+   frame up to a second after it is kept when none came before (``frame_window_start``).
 2. the audio: first audio stream, downmixed to mono and resampled in one ``aresample``
    step (soxr when the build has it), 16-bit FLAC.
 
@@ -45,8 +45,9 @@ FRAME_LOOKAHEAD_S = 1.0
 # Otherwise it stops at the first frame this little past the frame time (trim's end is
 # exclusive; select keeps nothing past the time itself).
 FRAME_PAST_S = 0.001
-# Frames older than this before the frame time are not selected (not scaled, not written).
-FRAME_WINDOW_S = 1.0
+# Frames older than this before the frame time are not selected (not scaled, not written):
+# 6 frames at 25 fps. Video under 4 fps has no frame in it and takes a second run.
+FRAME_WINDOW_S = 0.25
 
 
 def file_url(path: str | os.PathLike) -> str:

@@ -84,7 +84,7 @@ def extract_clip(
     One ffmpeg process does the work and describes the file on its stderr (docs/ffmpeg.md,
     "What a clip costs"). It runs again only when that description shows the file ending
     inside the window (the clip is then cut where the file ends), or when no frame fell in
-    the last second before the frame time (every frame up to it is then selected, and up
+    the quarter second before the frame time (every frame up to it is then selected, and up
     to a second past it).
     """
     if not is_safe_clip_id(job.clip_id):
