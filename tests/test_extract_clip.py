@@ -88,7 +88,14 @@ def patch_ffmpeg(monkeypatch, change):
         seen.append((argv, kwargs))
         frame = Path(argv[argv.index("ppm") + 1].removeprefix("file:"))
         audio = Path(argv[-1].removeprefix("file:"))
-        return change(frame, audio, result) or result
+        log = kwargs["stderr"]  # the runner reads ffmpeg's stderr from this file
+        log.flush()
+        result.stderr = Path(log.name).read_bytes()
+        final = change(frame, audio, result) or result
+        log.seek(0)
+        log.truncate()
+        log.write(final.stderr)
+        return final
 
     monkeypatch.setattr(clip.subprocess, "run", fake)
     return seen
@@ -120,14 +127,19 @@ def test_a_clip_inside_a_downloaded_section_gives_the_exact_row(downloads, monke
     assert len(audio) == 40000
     assert dominant_hz(audio[800:15200], 16000) == pytest.approx(tone_hz_at(3.5), abs=3)
     assert dominant_hz(audio[16800:31200], 16000) == pytest.approx(tone_hz_at(4.5), abs=3)
-    # ffmpeg ran once, with the stage's guards: no stdin, output captured, the time limit.
+    # ffmpeg ran once, with the stage's guards: no stdin, stderr kept, the time limit.
     ((argv, kwargs),) = seen
-    assert kwargs == {"stdin": subprocess.DEVNULL, "capture_output": True, "timeout": 37.0}
-    # Its outputs went to fixed names in a per-clip temp dir, removed afterwards.
+    stderr_out = Path(kwargs.pop("stderr").name)
+    assert kwargs == {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "timeout": 37.0}
+    # Its outputs and its stderr went to fixed names in a per-clip temp dir, removed afterwards.
     frame_out = Path(argv[argv.index("ppm") + 1].removeprefix("file:"))
     audio_out = Path(argv[-1].removeprefix("file:"))
-    assert (frame_out.name, audio_out.name) == ("frame.ppm", "audio.flac")
-    assert frame_out.parent == audio_out.parent
+    assert (frame_out.name, audio_out.name, stderr_out.name) == (
+        "frame.ppm",
+        "audio.flac",
+        "stderr.txt",
+    )
+    assert frame_out.parent == audio_out.parent == stderr_out.parent
     assert frame_out.parent.name.startswith("wavbrivl-extract-")
     assert not frame_out.parent.exists()
 

@@ -191,7 +191,7 @@ def stage_run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=16, help="clips per kind")
+    parser.add_argument("--clips", type=int, default=32, help="clips per kind")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per kind")
     parser.add_argument("--kinds", default="demo,360p", help="comma-separated: demo, 360p")
     args = parser.parse_args()

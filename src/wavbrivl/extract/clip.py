@@ -220,10 +220,18 @@ def _run_ffmpeg(
         resampler=resampler,
         every_frame=every_frame,
     )
-    result = subprocess.run(  # noqa: S603 - argv list from the pure builder, no shell
-        argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=cfg.clip_timeout_s
-    )
-    return FfmpegRun(result.returncode, result.stderr.decode("utf-8", errors="replace"), frame_at_s)
+    # stderr goes to a file, not a pipe: no wake-up of this process per line ffmpeg logs
+    stderr_out = frame_out.with_name("stderr.txt")
+    with stderr_out.open("wb") as stderr:
+        result = subprocess.run(  # noqa: S603 - argv list from the pure builder, no shell
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            timeout=cfg.clip_timeout_s,
+        )
+    text = stderr_out.read_bytes().decode("utf-8", errors="replace")
+    return FfmpegRun(result.returncode, text, frame_at_s)
 
 
 class ClipWindow(NamedTuple):
