@@ -76,7 +76,7 @@ def frame_window_start(offset_s: float, frame_offset_s: float) -> float:
 
 
 def frame_filtergraph(
-    clip_at_s: float, frame_at_s: float, frame_size: int, *, every_frame: bool = False
+    clip_at_s: float, frame_at_s: float, frame_size: int, *, every_frame: bool
 ) -> str:
     """``[0:V:0]`` -> ``[frame]``; times are relative to the seek point."""
     window = "" if every_frame else f"*gte(t\\,{seconds(frame_at_s - FRAME_WINDOW_S)})"
