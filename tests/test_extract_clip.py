@@ -348,25 +348,57 @@ def test_a_frame_time_before_the_first_frame_keeps_the_first_frame_after_it(gapp
     assert row["frame_time_s"] == pytest.approx(2.52, abs=1e-6)
 
 
-def test_a_rerun_never_takes_the_outputs_of_the_run_before(gappy, monkeypatch):
-    """The second run (every frame) writes nothing: the first run's frame and audio must
-    not stand in for its own."""
+@pytest.mark.parametrize(
+    ("written", "reason"),
+    [
+        ((), "no video frame decoded in the window"),
+        (("frame",), "no audio decoded in the window"),
+    ],
+)
+def test_a_rerun_never_takes_the_outputs_of_the_run_before(gappy, monkeypatch, written, reason):
+    """The second run (every frame) writes only ``written``: the first run's frame and audio
+    must not stand in for its own."""
     real = subprocess.run
     runs = []
+    good_frame = []  # the first run's frame, for the second run to write
 
     def fake(argv, **kwargs):
         if "-filter_complex" not in argv:
             return real(argv, **kwargs)
         runs.append(argv)
+        frame = Path(argv[argv.index("ppm") + 1].removeprefix("file:"))
         if len(runs) == 1:
-            return real(argv, **kwargs)
+            result = real(argv, **kwargs)
+            good_frame.append(frame.read_bytes())
+            return result
+        if "frame" in written:
+            frame.write_bytes(good_frame[0])
         return subprocess.CompletedProcess(argv, 0, b"", b"")
 
     monkeypatch.setattr(clip.subprocess, "run", fake)
     job = ClipJob("gap_0", 0.0, 3.0, download(file="gap.mp4", section=(0.0, math.nan)))
     row = run(job, gappy)
     assert len(runs) == 2
-    assert (row["status"], row["reason"]) == (st.BAD_MEDIA, "no video frame decoded in the window")
+    assert (row["status"], row["reason"]) == (st.BAD_MEDIA, reason)
+
+
+def test_a_too_short_window_is_described_by_the_stage_binary_within_the_time_limit(
+    downloads, monkeypatch
+):
+    """The section leaves 0.3 s: no extraction run (the binary does not even exist), one
+    description of the file by the stage's ffmpeg, under the clip's time limit."""
+    calls = []
+
+    def fake_probe(path, *, ffmpeg, timeout_s):
+        calls.append((path, ffmpeg, timeout_s))
+        return MediaInfo(6.0, 0.0, video(), audio_stream())
+
+    monkeypatch.setattr(clip, "probe_media", fake_probe)
+    job = ClipJob("late", 35.2, 38.2, download(section=(30.0, 35.5)))
+    row = run(job, downloads, ffmpeg="/opt/ffmpeg")
+    assert calls == [(downloads / "cut.mp4", "/opt/ffmpeg", 37.0)]
+    reason = "too short: 0.30 s of media from offset 5.20 s (min_seconds 1)"
+    assert row == failure("late", st.BAD_MEDIA, reason, **SOURCE_FACTS)
 
 
 def test_less_audio_than_the_probe_promised_is_too_short(downloads, monkeypatch):
@@ -437,9 +469,12 @@ def test_a_missing_output_is_bad_media_with_the_errors_as_cause(
             audio.unlink()
         result.stderr += stderr
 
-    patch_ffmpeg(monkeypatch, change)
+    seen = patch_ffmpeg(monkeypatch, change)
     row = run(ClipJob("cut_33000", 33.0, 35.5, download()), downloads)
     assert row == failure("cut_33000", st.BAD_MEDIA, reason, **SOURCE_FACTS)
+    # No frame (or an empty one) is asked for again with every frame; missing audio is not.
+    every_frame = ["*gte(" not in argv[argv.index("-filter_complex") + 1] for argv, _ in seen]
+    assert every_frame == ([False] if lose == "audio" else [False, True])
 
 
 def test_errors_in_a_run_that_succeeded_are_noted(downloads, monkeypatch):
