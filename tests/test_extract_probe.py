@@ -19,9 +19,12 @@ from media_factory import (
     vfr_clip,
 )
 
+from wavbrivl.extract import probe
 from wavbrivl.extract.probe import (
     ProbeError,
+    _close,
     describe_run,
+    ffmpeg_errors,
     ffmpeg_failure_reason,
     last_showinfo_time,
     parse_probe,
@@ -253,7 +256,82 @@ def test_describe_run_of_a_real_run_matches_the_probe(tmp_path):
 
 def test_probe_argv_keeps_a_dash_name_from_being_an_option():
     argv = probe_argv("-x.mp4", "ffmpeg")
-    assert argv[-2:] == ["-i", "file:-x.mp4"]
+    assert argv == [
+        "ffmpeg",
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "level+info",
+        "-i",
+        "file:-x.mp4",
+    ]
+
+
+def test_a_description_cut_short_by_an_unindented_line():
+    text = "[info] Input #0, wav, from 'file:x.wav':\n[error] boom\n[info]   Stream #0:0: x"
+    assert split_description(text) == (
+        "[info] Input #0, wav, from 'file:x.wav':",
+        "[error] boom\n[info]   Stream #0:0: x",
+    )
+
+
+# Three error lines (one repeated, one generic), info lines around them.
+TAGGED_RUN = """\
+[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:x.mp4':
+[h264 @ 0x5f] [error] first damage
+[h264 @ 0x5f] [error] second damage
+[info] frame=   12 fps=0.0
+[h264 @ 0x5f] [error] first damage
+[error] Conversion failed!
+[aac @ 0x60] [error] third damage
+[info] video:1kB audio:2kB
+"""
+
+
+def test_ffmpeg_errors_are_the_last_distinct_error_lines():
+    # Distinct lines in order of their last appearance: second, first, third.
+    assert ffmpeg_errors(TAGGED_RUN) == "first damage; third damage"
+    assert ffmpeg_errors(TAGGED_RUN, n_lines=3) == "second damage; first damage; third damage"
+    assert ffmpeg_errors("[info] all fine\n[warning] odd\n") == ""
+
+
+def test_failure_reason_with_level_tags_takes_only_error_lines():
+    assert ffmpeg_failure_reason(TAGGED_RUN) == "first damage; third damage"
+    assert ffmpeg_failure_reason(TAGGED_RUN, 1) == "third damage"
+
+
+def test_a_generic_line_does_not_end_the_search_for_reasons():
+    text = "[error] Conversion failed!\n[error] the real reason\n"
+    assert ffmpeg_failure_reason(text) == "the real reason"
+
+
+def test_close_is_inclusive_and_relative():
+    assert _close(101.0, 100.0)  # exactly 1 % apart (both sides exact in binary)
+    assert not _close(101.5, 100.0)
+    assert _close(99.0, 100.0)
+
+
+def test_probe_media_runs_without_stdin_within_the_time_limit(tmp_path, monkeypatch):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"x")
+    calls = []
+
+    def fake_run(argv, **kwargs):
+        calls.append((argv, kwargs))
+        # Bytes that are not UTF-8 in a metadata line must not stop the parse.
+        stderr = MP4_H264_AAC.replace("Lavf61.7.100", "Lavf\udcff").encode(
+            "utf-8", "surrogateescape"
+        )
+        return subprocess.CompletedProcess(argv, 1, b"", stderr)
+
+    monkeypatch.setattr(probe.subprocess, "run", fake_run)
+    assert probe_media(path, ffmpeg="/opt/ffmpeg") == parse_probe(MP4_H264_AAC)
+    probe_media(path, ffmpeg="/opt/ffmpeg", timeout_s=5.0)
+    expected = {"stdin": subprocess.DEVNULL, "capture_output": True}
+    assert calls == [
+        (probe_argv(path, "/opt/ffmpeg"), {**expected, "timeout": 60.0}),
+        (probe_argv(path, "/opt/ffmpeg"), {**expected, "timeout": 5.0}),
+    ]
 
 
 # --- real files -----------------------------------------------------------------------------
