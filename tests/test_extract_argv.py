@@ -12,6 +12,7 @@ from wavbrivl.extract.argv import (
     READ_MARGIN_S,
     audio_filtergraph,
     extract_clip_argv,
+    frame_window_start,
     seek_point,
 )
 from wavbrivl.extract.config import ExtractConfig
@@ -57,12 +58,14 @@ def test_whole_argv_of_a_seeked_clip_written_out_by_hand():
     """Every item of one argv, spelled out: a renamed option or value cannot slip through.
 
     Clip at 5 s for 10 s, frame 2.5 s in, default config (224 px, 16 kHz): the seek lands at
-    4 s, so the clip starts 1 s into the decoded timeline, the frame is at 3.5 s and the video
-    branch stops 1 s later (4.5 s); ffmpeg reads 1 + 10 + 0.5 s.
+    4 s, so the clip starts 1 s into the decoded timeline, the frame is at 3.5 s, only frames
+    of the quarter second before it are selected (from 3.25 s), and the video branch stops at the
+    first frame past it (trim's end 1 ms later, 3.501 s); ffmpeg reads 1 + 10 + 0.5 s.
     """
     frame_graph = (
-        "[0:V:0]trim=start=1.000000:end=4.500000,select=lte(t\\,3.500000)+eq(n\\,0),"
-        "showinfo,scale=round(iw*sar):ih,setsar=1,crop=min(iw\\,ih):min(iw\\,ih),"
+        "[0:V:0]trim=start=1.000000:end=3.501000,"
+        "select=lte(t\\,3.500000)*gte(t\\,3.250000)+eq(n\\,0),"
+        "showinfo=checksum=0,scale=round(iw*sar):ih,setsar=1,crop=min(iw\\,ih):min(iw\\,ih),"
         "scale=224:224:flags=bicubic,format=rgb24[frame]"
     )
     audio_graph = (
@@ -80,6 +83,37 @@ def test_whole_argv_of_a_seeked_clip_written_out_by_hand():
         "-fflags", "+bitexact", "-flags:a", "+bitexact", "-f", "flac", "file:/tmp/clip/audio.flac",
     ]  # fmt: skip
     assert build(offset_s=5.0, duration_s=10.0, frame_offset_s=2.5) == expected
+
+
+def test_every_frame_selects_every_frame_up_to_the_time():
+    """The same clip with ``every_frame``: every frame up to 3.5 s, the video branch running
+    1 s past it (4.5 s); only the frame graph differs from the default argv."""
+    default = build(offset_s=5.0, duration_s=10.0, frame_offset_s=2.5)
+    every = build(offset_s=5.0, duration_s=10.0, frame_offset_s=2.5, every_frame=True)
+    frame, audio = graphs(every)
+    assert frame == (
+        "[0:V:0]trim=start=1.000000:end=4.500000,select=lte(t\\,3.500000)+eq(n\\,0),"
+        "showinfo=checksum=0,scale=round(iw*sar):ih,setsar=1,crop=min(iw\\,ih):min(iw\\,ih),"
+        "scale=224:224:flags=bicubic,format=rgb24[frame]"
+    )
+    assert audio == graphs(default)[1]
+    i = every.index("-filter_complex")
+    assert every[:i] + every[i + 2 :] == default[:i] + default[i + 2 :]
+
+
+@pytest.mark.parametrize(
+    ("offset_s", "frame_offset_s", "expected"),
+    [
+        (5.0, 2.5, 3.25),  # seek at 4 s: clip 1 s in, frame at 3.5 s, window from 3.25 s
+        (0.25, 2.0, 2.0),  # no seek: the clip starts 0.25 s in, frame at 2.25 s
+        (1.5, 0.5, 1.25),  # seek at 0.5 s: clip 1 s in, frame at 1.5 s, window from 1.25 s
+        (0.0, 0.125, -0.125),  # a frame at the very start: the window starts before 0
+    ],
+)
+def test_frame_window_start_by_hand(offset_s, frame_offset_s, expected):
+    assert frame_window_start(offset_s, frame_offset_s) == pytest.approx(expected, abs=1e-12)
+    frame, _ = graphs(build(offset_s=offset_s, duration_s=3.0, frame_offset_s=frame_offset_s))
+    assert f"*gte(t\\,{expected:.6f})+" in frame
 
 
 def test_audio_graph_defaults_to_the_soxr_resampler():

@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from media_factory import AvSpec, dominant_hz, make_av, second_of_grey, tone_hz_at
+from media_factory import (
+    AvSpec,
+    dominant_hz,
+    make_av,
+    make_av_argv,
+    second_of_grey,
+    tone_hz_at,
+)
 from PIL import Image
 
 from wavbrivl import status as st
@@ -68,7 +75,7 @@ def patch_ffmpeg(monkeypatch, change):
     """Run the real extraction ffmpeg, then let ``change(frame, audio, result)`` alter its
     outcome: touch the output files, edit ``result``, or return another result.
 
-    Only the extraction call (the one with a filter graph) is changed, not the probe. Returns
+    Only the extraction call (the one with a filter graph) is changed, not a probe. Returns
     the list of its ``(argv, kwargs)``.
     """
     real = subprocess.run
@@ -81,7 +88,14 @@ def patch_ffmpeg(monkeypatch, change):
         seen.append((argv, kwargs))
         frame = Path(argv[argv.index("ppm") + 1].removeprefix("file:"))
         audio = Path(argv[-1].removeprefix("file:"))
-        return change(frame, audio, result) or result
+        log = kwargs["stderr"]  # the runner reads ffmpeg's stderr from this file
+        log.flush()
+        result.stderr = Path(log.name).read_bytes()
+        final = change(frame, audio, result) or result
+        log.seek(0)
+        log.truncate()
+        log.write(final.stderr)
+        return final
 
     monkeypatch.setattr(clip.subprocess, "run", fake)
     return seen
@@ -113,14 +127,19 @@ def test_a_clip_inside_a_downloaded_section_gives_the_exact_row(downloads, monke
     assert len(audio) == 40000
     assert dominant_hz(audio[800:15200], 16000) == pytest.approx(tone_hz_at(3.5), abs=3)
     assert dominant_hz(audio[16800:31200], 16000) == pytest.approx(tone_hz_at(4.5), abs=3)
-    # ffmpeg ran once, with the stage's guards: no stdin, output captured, the time limit.
+    # ffmpeg ran once, with the stage's guards: no stdin, stderr kept, the time limit.
     ((argv, kwargs),) = seen
-    assert kwargs == {"stdin": subprocess.DEVNULL, "capture_output": True, "timeout": 37.0}
-    # Its outputs went to fixed names in a per-clip temp dir, removed afterwards.
+    stderr_out = Path(kwargs.pop("stderr").name)
+    assert kwargs == {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "timeout": 37.0}
+    # Its outputs and its stderr went to fixed names in a per-clip temp dir, removed afterwards.
     frame_out = Path(argv[argv.index("ppm") + 1].removeprefix("file:"))
     audio_out = Path(argv[-1].removeprefix("file:"))
-    assert (frame_out.name, audio_out.name) == ("frame.ppm", "audio.flac")
-    assert frame_out.parent == audio_out.parent
+    assert (frame_out.name, audio_out.name, stderr_out.name) == (
+        "frame.ppm",
+        "audio.flac",
+        "stderr.txt",
+    )
+    assert frame_out.parent == audio_out.parent == stderr_out.parent
     assert frame_out.parent.name.startswith("wavbrivl-extract-")
     assert not frame_out.parent.exists()
 
@@ -221,6 +240,167 @@ def test_too_little_media_in_the_file_is_bad_media(downloads, start, reason):
     assert run(job, downloads) == failure("late", st.BAD_MEDIA, reason, **SOURCE_FACTS)
 
 
+def test_a_file_that_ends_inside_the_window_is_extracted_again_up_to_its_end(
+    downloads, monkeypatch
+):
+    """The first run asks for the whole window [34, 40) (6 s from file time 4 s, frame 3 s
+    in); the file's description says it ends at 6 s, so the second run asks for the 2 s it
+    holds (frame 1 s in), exactly as if the duration had been known before."""
+    calls = []
+    real = clip.extract_clip_argv
+
+    def spy(src, **kwargs):
+        calls.append((kwargs["offset_s"], kwargs["duration_s"], kwargs["frame_offset_s"]))
+        assert kwargs["every_frame"] is False
+        return real(src, **kwargs)
+
+    monkeypatch.setattr(clip, "extract_clip_argv", spy)
+    seen = patch_ffmpeg(monkeypatch, lambda frame, audio, result: None)
+    row = run(ClipJob("cut_34000", 34.0, 40.0, download(section=(30.0, math.nan))), downloads)
+    assert calls == [(4.0, 6.0, 3.0), (4.0, 2.0, 1.0)]
+    assert len(seen) == 2
+    assert (row["status"], row["n_samples"]) == (st.OK, 32000)
+    # The frame in the middle of [34, 36): 35 s, file time 5 s.
+    assert row["frame_time_s"] == pytest.approx(35.0, abs=1e-3)
+
+
+def test_a_window_that_fits_the_file_is_extracted_once(downloads, monkeypatch):
+    # The section row says [30, 36) and the file holds 6 s: the window is known up front.
+    seen = patch_ffmpeg(monkeypatch, lambda frame, audio, result: None)
+    row = run(ClipJob("cut_30000", 30.0, 36.0, download()), downloads)
+    assert (row["status"], row["n_samples"], len(seen)) == (st.OK, 96000, 1)
+
+
+def test_a_section_too_short_for_any_clip_is_only_described(downloads, monkeypatch):
+    """The section ends 0.3 s after the clip start: too short whatever the file holds, so
+    ffmpeg only describes the file (no extraction run) and the reason gives those 0.3 s."""
+    seen = patch_ffmpeg(monkeypatch, lambda frame, audio, result: None)
+    row = run(ClipJob("late", 35.2, 38.2, download(section=(30.0, 35.5))), downloads)
+    reason = "too short: 0.30 s of media from offset 5.20 s (min_seconds 1)"
+    assert row == failure("late", st.BAD_MEDIA, reason, **SOURCE_FACTS)
+    assert seen == []
+
+
+def test_a_section_too_short_for_a_file_that_is_not_media_is_bad_media(tmp_path):
+    (tmp_path / "junk.mp4").write_bytes(b"not a video at all" * 64)
+    job = ClipJob("junk", 35.2, 38.2, download(file="junk.mp4", section=(30.0, 35.5)))
+    row = run(job, tmp_path)
+    assert (row["status"], row["source_width"]) == (st.BAD_MEDIA, None)
+    assert "Invalid data found when processing input" in row["reason"]
+
+
+@pytest.fixture(scope="module")
+def gappy(tmp_path_factory) -> Path:
+    """3 s at 25 fps with no frame in [0.5, 2.5): frames at 0, 0.04, ..., 0.48, 2.52, ..."""
+    d = tmp_path_factory.mktemp("gappy")
+    argv = make_av_argv(d / "gap.mp4", AvSpec(duration_s=3.0, vfr=True), ffmpeg_exe())
+    i = next(i for i, item in enumerate(argv) if "select=" in item)
+    argv[i] = argv[i].replace("lt(t\\,1)+not(mod(n\\,3))", "lt(t\\,0.5)+gte(t\\,2.5)")
+    subprocess.run(argv, check=True, capture_output=True)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("end_s", "every_frame_runs"),
+    [
+        # middle 1.5 s: no frame in [1.25, 1.5], only the window's first one (0 s) is kept,
+        # so the second run selects every frame up to 1.5 s and keeps 0.48 s
+        (3.0, [False, True]),
+        # middle 0.73 s: the window starts at 0.48 s, where a frame is: one run keeps it
+        (1.46, [False]),
+    ],
+)
+def test_a_gap_before_the_frame_time_is_searched_frame_by_frame(
+    gappy, monkeypatch, end_s, every_frame_runs
+):
+    calls = []
+    real = clip.extract_clip_argv
+
+    def spy(src, **kwargs):
+        calls.append(kwargs["every_frame"])
+        return real(src, **kwargs)
+
+    monkeypatch.setattr(clip, "extract_clip_argv", spy)
+    job = ClipJob("gap_0", 0.0, end_s, download(file="gap.mp4", section=(0.0, math.nan)))
+    row = run(job, gappy)
+    assert calls == every_frame_runs
+    assert row["status"] == st.OK
+    assert row["frame_time_s"] == pytest.approx(0.48, abs=1e-6)  # the last frame before
+
+
+def test_a_frame_time_before_the_first_frame_keeps_the_first_frame_after_it(gappy, monkeypatch):
+    """Clip [0.6, 3.0): middle 1.8 s, and the first frame of the window comes at 2.52 s (the
+    first 25 fps frame past 2.5 s). The first run stops at 1.8 s and writes no frame; the
+    second runs a second past the frame time and keeps the window's first frame, 0.72 s
+    after the time."""
+    calls = []
+    real = clip.extract_clip_argv
+
+    def spy(src, **kwargs):
+        calls.append(kwargs["every_frame"])
+        return real(src, **kwargs)
+
+    monkeypatch.setattr(clip, "extract_clip_argv", spy)
+    job = ClipJob("gap_600", 0.6, 3.0, download(file="gap.mp4", section=(0.0, math.nan)))
+    row = run(job, gappy)
+    assert calls == [False, True]
+    assert (row["status"], row["reason"]) == (st.OK, "")
+    assert row["frame_time_s"] == pytest.approx(2.52, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("written", "reason"),
+    [
+        ((), "no video frame decoded in the window"),
+        (("frame",), "no audio decoded in the window"),
+    ],
+)
+def test_a_rerun_never_takes_the_outputs_of_the_run_before(gappy, monkeypatch, written, reason):
+    """The second run (every frame) writes only ``written``: the first run's frame and audio
+    must not stand in for its own."""
+    real = subprocess.run
+    runs = []
+    good_frame = []  # the first run's frame, for the second run to write
+
+    def fake(argv, **kwargs):
+        if "-filter_complex" not in argv:
+            return real(argv, **kwargs)
+        runs.append(argv)
+        frame = Path(argv[argv.index("ppm") + 1].removeprefix("file:"))
+        if len(runs) == 1:
+            result = real(argv, **kwargs)
+            good_frame.append(frame.read_bytes())
+            return result
+        if "frame" in written:
+            frame.write_bytes(good_frame[0])
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    monkeypatch.setattr(clip.subprocess, "run", fake)
+    job = ClipJob("gap_0", 0.0, 3.0, download(file="gap.mp4", section=(0.0, math.nan)))
+    row = run(job, gappy)
+    assert len(runs) == 2
+    assert (row["status"], row["reason"]) == (st.BAD_MEDIA, reason)
+
+
+def test_a_too_short_window_is_described_by_the_stage_binary_within_the_time_limit(
+    downloads, monkeypatch
+):
+    """The section leaves 0.3 s: no extraction run (the binary does not even exist), one
+    description of the file by the stage's ffmpeg, under the clip's time limit."""
+    calls = []
+
+    def fake_probe(path, *, ffmpeg, timeout_s):
+        calls.append((path, ffmpeg, timeout_s))
+        return MediaInfo(6.0, 0.0, video(), audio_stream())
+
+    monkeypatch.setattr(clip, "probe_media", fake_probe)
+    job = ClipJob("late", 35.2, 38.2, download(section=(30.0, 35.5)))
+    row = run(job, downloads, ffmpeg="/opt/ffmpeg")
+    assert calls == [(downloads / "cut.mp4", "/opt/ffmpeg", 37.0)]
+    reason = "too short: 0.30 s of media from offset 5.20 s (min_seconds 1)"
+    assert row == failure("late", st.BAD_MEDIA, reason, **SOURCE_FACTS)
+
+
 def test_less_audio_than_the_probe_promised_is_too_short(downloads, monkeypatch):
     def half_a_second(frame, audio, result):
         sf.write(audio, np.zeros(8000, dtype=np.int16), 16000, format="FLAC")
@@ -234,9 +414,20 @@ def test_less_audio_than_the_probe_promised_is_too_short(downloads, monkeypatch)
 # --- ffmpeg misbehaving -----------------------------------------------------------------------
 
 
+def _description(stderr: bytes) -> bytes:
+    """The input description a real run printed: its lines up to "Stream mapping:"."""
+    head = stderr.split(b"[info] Stream mapping:")[0]
+    assert b"Input #0" in head and b"Stream #0:1" in head
+    return head
+
+
 def _replaced(returncode: int, stderr: bytes):
+    """Replace the run's messages (the stream facts come from its input description)."""
+
     def change(frame, audio, result):
-        return subprocess.CompletedProcess(result.args, returncode, b"", stderr)
+        return subprocess.CompletedProcess(
+            result.args, returncode, b"", _description(result.stderr) + stderr
+        )
 
     return change
 
@@ -278,9 +469,12 @@ def test_a_missing_output_is_bad_media_with_the_errors_as_cause(
             audio.unlink()
         result.stderr += stderr
 
-    patch_ffmpeg(monkeypatch, change)
+    seen = patch_ffmpeg(monkeypatch, change)
     row = run(ClipJob("cut_33000", 33.0, 35.5, download()), downloads)
     assert row == failure("cut_33000", st.BAD_MEDIA, reason, **SOURCE_FACTS)
+    # No frame (or an empty one) is asked for again with every frame; missing audio is not.
+    every_frame = ["*gte(" not in argv[argv.index("-filter_complex") + 1] for argv, _ in seen]
+    assert every_frame == ([False] if lose == "audio" else [False, True])
 
 
 def test_errors_in_a_run_that_succeeded_are_noted(downloads, monkeypatch):
@@ -345,19 +539,20 @@ def audio_stream(sample_rate=44100, layout="mono", channels=1):
 
 
 def probed(monkeypatch, info_or_error):
-    def fake_probe(path, *, ffmpeg, timeout_s):
-        assert ffmpeg == "/opt/ffmpeg"  # the stage's binary, not whatever is found
-        assert timeout_s == 37.0  # the clip's time limit reaches the probe
+    """The extraction run describes the file as ``info_or_error`` says."""
+
+    def fake_describe(stderr):
+        assert "Input #0, mov,mp4" in stderr  # the real run's stderr
         if isinstance(info_or_error, Exception):
             raise info_or_error
         return info_or_error
 
-    monkeypatch.setattr(clip, "probe_media", fake_probe)
+    monkeypatch.setattr(clip, "describe_run", fake_describe)
 
 
 def test_a_file_the_probe_cannot_read_is_bad_media_with_its_reason(downloads, monkeypatch):
     probed(monkeypatch, ProbeError("moov atom not found"))
-    row = run(ClipJob("cut_33000", 33.0, 35.5, download()), downloads, ffmpeg="/opt/ffmpeg")
+    row = run(ClipJob("cut_33000", 33.0, 35.5, download()), downloads)
     assert row == failure("cut_33000", st.BAD_MEDIA, "moov atom not found")
 
 
@@ -375,7 +570,7 @@ def test_a_file_the_probe_cannot_read_is_bad_media_with_its_reason(downloads, mo
 )
 def test_a_missing_stream_is_bad_media_naming_it(downloads, monkeypatch, streams, reason, facts):
     probed(monkeypatch, MediaInfo(6.0, 0.0, *streams))
-    row = run(ClipJob("cut_33000", 33.0, 35.5, download()), downloads, ffmpeg="/opt/ffmpeg")
+    row = run(ClipJob("cut_33000", 33.0, 35.5, download()), downloads)
     assert row == failure("cut_33000", st.BAD_MEDIA, reason, **facts)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import pytest
 from media_factory import (
@@ -18,14 +19,20 @@ from media_factory import (
     vfr_clip,
 )
 
+from wavbrivl.extract import probe
 from wavbrivl.extract.probe import (
     ProbeError,
+    _close,
+    describe_run,
+    ffmpeg_errors,
     ffmpeg_failure_reason,
     last_showinfo_time,
     parse_probe,
     probe_argv,
     probe_media,
+    split_description,
 )
+from wavbrivl.ffmpeg_bin import ffmpeg_exe
 
 # --- canned stderr (written for these tests in the shape ffmpeg prints) ---------------------
 
@@ -184,9 +191,147 @@ def test_last_showinfo_time_takes_the_last_frame():
     assert last_showinfo_time("nothing here") is None
 
 
+# The stderr of an extraction run: a demuxer error before the description, the description
+# (a rotated phone video), then the run's own lines, with showinfo's per-frame side data
+# that must not be read as the stream's.
+RUN_DESCRIPTION = """\
+[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:phone.mov':
+[info]   Duration: 00:00:07.40, start: 0.000000, bitrate: 9000 kb/s
+[info]   Stream #0:0[0x1](und): Video: h264 (High), yuv420p(progressive), 640x360, 25 fps, 25 tbr, 600 tbn
+[info]     Side data:
+[info]       Display Matrix: rotation of -90.00 degrees
+[info]   Stream #0:1[0x2](und): Audio: aac (LC), 48000 Hz, stereo, fltp, 128 kb/s"""
+RUN_MESSAGES_BEFORE = "[h264 @ 0x5f01] [error] corrupt block"
+RUN_MESSAGES_AFTER = """\
+[info] Stream mapping:
+[info]   Stream #0:0 (h264) -> trim:default
+[Parsed_showinfo_2 @ 0x7f01] [info] n:   0 pts:      0 pts_time:0       duration:    24
+[Parsed_showinfo_2 @ 0x7f01] [info]     side data - display matrix: rotation of 90.00 degrees
+[aac @ 0x5f02] [error] Invalid data
+[info] Output #0, image2, to 'file:frame.ppm':"""
+RUN_STDERR = "\n".join([RUN_MESSAGES_BEFORE, RUN_DESCRIPTION, RUN_MESSAGES_AFTER]) + "\n"
+
+
+def test_split_description_separates_the_description_from_the_run_messages():
+    description, messages = split_description(RUN_STDERR)
+    assert description == RUN_DESCRIPTION
+    assert messages == RUN_MESSAGES_BEFORE + "\n" + RUN_MESSAGES_AFTER
+
+
+def test_split_description_of_a_run_that_opened_nothing():
+    assert split_description(TRUNCATED_TAGGED) == ("", TRUNCATED_TAGGED.rstrip("\n"))
+    # A description at the very end of the text (nothing after it).
+    assert split_description(RUN_DESCRIPTION) == (RUN_DESCRIPTION, "")
+
+
+def test_describe_run_reads_only_the_description():
+    info = describe_run(RUN_STDERR)
+    assert (info.duration_s, info.container) == (7.4, "mov,mp4,m4a,3gp,3g2,mj2")
+    # 270 degrees from the description (-90), not the 90 of showinfo's frame side data.
+    assert (info.video.width, info.video.height, info.video.rotation) == (360, 640, 270)
+    assert (info.audio.sample_rate, info.audio.channels) == (48000, 2)
+
+
+def test_describe_run_without_a_description_raises_with_the_reason():
+    with pytest.raises(ProbeError) as err:
+        describe_run(TRUNCATED_TAGGED)
+    assert str(err.value) == (
+        "moov atom not found; Error opening input: Invalid data found when processing input"
+    )
+    with pytest.raises(ProbeError, match="^ffmpeg printed no input description$"):
+        describe_run("")
+
+
+def test_describe_run_of_a_real_run_matches_the_probe(tmp_path):
+    path = vfr_clip(tmp_path)
+    run = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "level+info", "-i", f"file:{path}"]
+        + ["-t", "0.5", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert describe_run(run.stderr) == probe_media(path)
+
+
 def test_probe_argv_keeps_a_dash_name_from_being_an_option():
     argv = probe_argv("-x.mp4", "ffmpeg")
-    assert argv[-2:] == ["-i", "file:-x.mp4"]
+    assert argv == [
+        "ffmpeg",
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "level+info",
+        "-i",
+        "file:-x.mp4",
+    ]
+
+
+def test_a_description_cut_short_by_an_unindented_line():
+    text = "[info] Input #0, wav, from 'file:x.wav':\n[error] boom\n[info]   Stream #0:0: x"
+    assert split_description(text) == (
+        "[info] Input #0, wav, from 'file:x.wav':",
+        "[error] boom\n[info]   Stream #0:0: x",
+    )
+
+
+# Three error lines (one repeated, one generic), info lines around them.
+TAGGED_RUN = """\
+[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:x.mp4':
+[h264 @ 0x5f] [error] first damage
+[h264 @ 0x5f] [error] second damage
+[info] frame=   12 fps=0.0
+[h264 @ 0x5f] [error] first damage
+[error] Conversion failed!
+[aac @ 0x60] [error] third damage
+[info] video:1kB audio:2kB
+"""
+
+
+def test_ffmpeg_errors_are_the_last_distinct_error_lines():
+    # Distinct lines in order of their last appearance: second, first, third.
+    assert ffmpeg_errors(TAGGED_RUN) == "first damage; third damage"
+    assert ffmpeg_errors(TAGGED_RUN, n_lines=3) == "second damage; first damage; third damage"
+    assert ffmpeg_errors("[info] all fine\n[warning] odd\n") == ""
+
+
+def test_failure_reason_with_level_tags_takes_only_error_lines():
+    assert ffmpeg_failure_reason(TAGGED_RUN) == "first damage; third damage"
+    assert ffmpeg_failure_reason(TAGGED_RUN, 1) == "third damage"
+
+
+def test_a_generic_line_does_not_end_the_search_for_reasons():
+    text = "[error] Conversion failed!\n[error] the real reason\n"
+    assert ffmpeg_failure_reason(text) == "the real reason"
+
+
+def test_close_is_inclusive_and_relative():
+    assert _close(101.0, 100.0)  # exactly 1 % apart (both sides exact in binary)
+    assert not _close(101.5, 100.0)
+    assert _close(99.0, 100.0)
+
+
+def test_probe_media_runs_without_stdin_within_the_time_limit(tmp_path, monkeypatch):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"x")
+    calls = []
+
+    def fake_run(argv, **kwargs):
+        calls.append((argv, kwargs))
+        # Bytes that are not UTF-8 in a metadata line must not stop the parse.
+        stderr = MP4_H264_AAC.replace("Lavf61.7.100", "Lavf\udcff").encode(
+            "utf-8", "surrogateescape"
+        )
+        return subprocess.CompletedProcess(argv, 1, b"", stderr)
+
+    monkeypatch.setattr(probe.subprocess, "run", fake_run)
+    assert probe_media(path, ffmpeg="/opt/ffmpeg") == parse_probe(MP4_H264_AAC)
+    probe_media(path, ffmpeg="/opt/ffmpeg", timeout_s=5.0)
+    expected = {"stdin": subprocess.DEVNULL, "capture_output": True}
+    assert calls == [
+        (probe_argv(path, "/opt/ffmpeg"), {**expected, "timeout": 60.0}),
+        (probe_argv(path, "/opt/ffmpeg"), {**expected, "timeout": 5.0}),
+    ]
 
 
 # --- real files -----------------------------------------------------------------------------

@@ -1,17 +1,30 @@
-"""Benchmark: extraction clips/s on demo clips against a bare ffmpeg loop doing the same work.
+"""Benchmark: extraction clips/s against a bare ffmpeg loop doing the same decode work.
+
+Two kinds of clip, each a 10 s window of H.264/AAC:
+
+* ``demo``: the demo's own clips (160x120, 12 fps, 12 s files), where per-process cost
+  dominates;
+* ``360p``: realistic ones like YouTube's 360p (640x360, 25 fps testsrc2 + a sine tone,
+  libx264 + AAC stereo, 10 s files), where decoding dominates.
 
 The baseline runs, per clip, one plain ffmpeg call that seeks to the clip, writes one
 square frame and 16 kHz mono FLAC (the same decode work), and nothing else: no probe, no
-JPEG re-encode, no Parquet, no thread pool. The ratio shows what the stage's bookkeeping
-costs (threads=1) and what its thread pool buys (threads=2). Prints figures; asserts nothing.
+JPEG re-encode, no Parquet, no thread pool. The ratio (stage clips/s / bare clips/s, both
+measured in the same round) shows what the stage's bookkeeping costs (threads=1) and what
+its thread pool buys (threads=2). Each round measures the bare loop and then the stage at 1
+and 2 threads; the table gives every round and the median ratio per row, and the load
+average, because the figures mean little on a busy machine. Prints figures; asserts nothing.
 
-    .venv/bin/python tests/benchmarks/bench_extract.py [n_clips_per_class]
+    .venv/bin/python tests/benchmarks/bench_extract.py [--clips N] [--rounds R] [--kinds demo,360p]
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import resource
+import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,38 +35,98 @@ from wavbrivl.demo.stage import synthesise_demo
 from wavbrivl.extract import ExtractConfig, extract_shard
 from wavbrivl.ffmpeg_bin import ffmpeg_exe
 
+WINDOW_S = 10.0
 
-def demo_clips(root: Path, clips_per_class: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children so far (user + system)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def demo_clips(root: Path, n_clips: int) -> tuple[pd.DataFrame, Path]:
+    """``(manifest with a file column, videos dir)`` for ``n_clips`` demo clips."""
+    n_classes = 8
     synthesise_demo(
-        root, clips_per_class=clips_per_class, audioset_clips_per_class=1, log=lambda msg: None
+        root,
+        clips_per_class=max(1, -(-n_clips // n_classes)),
+        audioset_clips_per_class=1,
+        n_classes=n_classes,
+        log=lambda msg: None,
     )
     rows = pd.read_csv(root / "vggsound.csv", header=None, names=["id", "start", "label", "split"])
+    rows = rows.head(n_clips)
     manifest = pd.DataFrame(
         {
             "clip_id": rows["id"] + "_" + (rows["start"] * 1000).astype(str),
             "start_s": rows["start"].astype(float),
-            "end_s": rows["start"].astype(float) + 10.0,
+            "end_s": rows["start"].astype(float) + WINDOW_S,
+            "file": [f"{i}.mp4" for i in rows["id"]],
         }
     )
-    status = pd.DataFrame(
-        {
-            "clip_id": manifest["clip_id"],
-            "status": "ok",
-            "reason": "",
-            "file": [f"../videos/{i}.mp4" for i in rows["id"]],
-            "section_start_s": 0.0,
-            "section_end_s": float("nan"),
-        }
-    )
-    return manifest, status
+    return manifest, root / "videos"
 
 
-def bare_loop(manifest: pd.DataFrame, videos: Path, out: Path, size: int) -> float:
+def realistic_clips(root: Path, n_clips: int) -> tuple[pd.DataFrame, Path]:
+    """``n_clips`` 10 s 640x360 H.264/AAC files like YouTube's 360p, made with lavfi."""
+    videos = root / "videos"
+    videos.mkdir(parents=True)
     ffmpeg = ffmpeg_exe()
+    ids = [f"real{i:04d}" for i in range(n_clips)]
+    for i, clip in enumerate(ids):
+        subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [
+                ffmpeg,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=s=640x360:r=25:d={WINDOW_S:g}",
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=f={220 + 55 * i}:sample_rate=44100:d={WINDOW_S:g}",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "50",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "128k",
+                "-ac",
+                "2",
+                "-movflags",
+                "+faststart",
+                str(videos / f"{clip}.mp4"),
+            ],
+            check=True,
+        )
+    manifest = pd.DataFrame(
+        {
+            "clip_id": [f"{clip}_0" for clip in ids],
+            "start_s": 0.0,
+            "end_s": WINDOW_S,
+            "file": [f"{clip}.mp4" for clip in ids],
+        }
+    )
+    return manifest, videos
+
+
+def bare_loop(manifest: pd.DataFrame, videos: Path, out: Path, size: int) -> tuple[float, float]:
+    """``(seconds, CPU seconds)`` for one plain ffmpeg call per clip (frame at the middle +
+    16 kHz FLAC)."""
+    ffmpeg = ffmpeg_exe()
+    cpu = cpu_seconds()
     start = time.perf_counter()
-    for clip_id, start_s in zip(manifest["clip_id"], manifest["start_s"], strict=True):
-        src = videos / f"{clip_id.rsplit('_', 1)[0]}.mp4"
-        subprocess.run(
+    for name, start_s in zip(manifest["file"], manifest["start_s"], strict=True):
+        subprocess.run(  # noqa: S603 - fixed argv, no shell
             [
                 ffmpeg,
                 "-v",
@@ -62,13 +135,14 @@ def bare_loop(manifest: pd.DataFrame, videos: Path, out: Path, size: int) -> flo
                 "-ss",
                 str(start_s),
                 "-t",
-                "10",
+                f"{WINDOW_S:g}",
                 "-i",
-                str(src),
+                str(videos / name),
                 "-map",
                 "0:v:0",
                 "-vf",
-                f"select=gte(t\\,5),crop=min(iw\\,ih):min(iw\\,ih),scale={size}:{size}",
+                f"select=gte(t\\,{WINDOW_S / 2:g}),crop=min(iw\\,ih):min(iw\\,ih),"
+                f"scale={size}:{size}",
                 "-frames:v",
                 "1",
                 str(out / "f.jpg"),
@@ -82,42 +156,92 @@ def bare_loop(manifest: pd.DataFrame, videos: Path, out: Path, size: int) -> flo
             ],
             check=True,
         )
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds() - cpu
+
+
+def stage_run(
+    manifest: pd.DataFrame, videos: Path, out: Path, cfg: ExtractConfig, threads: int
+) -> tuple[float, float, int]:
+    """``(seconds, CPU seconds, ok clips)`` for ``extract_shard`` over the clips."""
+    status = pd.DataFrame(
+        {
+            "clip_id": manifest["clip_id"],
+            "status": "ok",
+            "reason": "",
+            "file": manifest["file"],
+            "section_start_s": 0.0,
+            "section_end_s": float("nan"),
+        }
+    )
+    cpu = cpu_seconds()
+    start = time.perf_counter()
+    with open(os.devnull, "w") as devnull:
+        table = extract_shard(
+            manifest[["clip_id", "start_s", "end_s"]],
+            status,
+            videos,
+            out / f"m{threads}.parquet",
+            cfg,
+            threads=threads,
+            log=devnull,
+        )
+    seconds = time.perf_counter() - start
+    return seconds, cpu_seconds() - cpu, int((table["status"] == "ok").sum())
 
 
 def main() -> None:
-    per_class = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=32, help="clips per kind")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per kind")
+    parser.add_argument("--kinds", default="demo,360p", help="comma-separated: demo, 360p")
+    args = parser.parse_args()
+    makers = {"demo": demo_clips, "360p": realistic_clips}
+    labels = {"demo": "demo 160x120", "360p": "360p 640x360"}
+    cfg = ExtractConfig(frame_size=224)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"clips per kind: {args.clips}, rounds: {args.rounds}, ffmpeg: {ffmpeg_exe()}")
+    print("each row: the bare loop, then the stage; cpu = CPU ms per clip (user + system)")
+    header = (
+        f"{'clip kind':<14} {'threads':>7} {'bare c/s':>9} {'stage c/s':>9} {'ratio':>6} "
+        f"{'bare cpu':>9} {'stage cpu':>9}"
+    )
+    print(f"{header} {'round':>5} {'ok':>7}")
+    rows: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        manifest, status = demo_clips(root / "demo", per_class)
-        # extract_shard reads files from the download dir; point it at the videos.
-        download_dir = root / "demo" / "dl"
-        download_dir.mkdir()
-        status["file"] = [f.replace("../videos/", "") for f in status["file"]]
-        for f in status["file"]:
-            (download_dir / f).symlink_to(root / "demo" / "videos" / f)
-        n = len(manifest)
-        cfg = ExtractConfig(frame_size=224)
-        bare = bare_loop(manifest, root / "demo" / "videos", root, cfg.frame_size)
-        print(f"clips: {n} (demo, 10 s windows, 160x120 H.264/AAC)")
-        print(f"bare ffmpeg loop     : {n / bare:6.2f} clips/s")
-        for threads in (1, 2):
-            start = time.perf_counter()
-            table = extract_shard(
-                manifest,
-                status,
-                download_dir,
-                root / f"m{threads}.parquet",
-                cfg,
-                threads=threads,
-                log=open("/dev/null", "w"),
-            )
-            seconds = time.perf_counter() - start
-            ok = int((table["status"] == "ok").sum())
-            print(
-                f"extract_shard t={threads}  : {n / seconds:6.2f} clips/s "
-                f"(ratio to bare {bare / seconds:.2f}, ok {ok}/{n})"
-            )
+        for kind in args.kinds.split(","):
+            root = Path(tmp) / kind
+            manifest, videos = makers[kind](root, args.clips)
+            n = len(manifest)
+            for round_no in range(1, args.rounds + 1):
+                for threads in (1, 2):
+                    bare_s, bare_cpu = bare_loop(manifest, videos, root, cfg.frame_size)
+                    stage_s, stage_cpu, ok = stage_run(manifest, videos, root, cfg, threads)
+                    row = (n / bare_s, n / stage_s, 1000 * bare_cpu / n, 1000 * stage_cpu / n)
+                    rows.setdefault((labels[kind], threads), []).append(row)
+                    print(f"{_line(labels[kind], threads, *row)} {round_no:>5} {ok:>3}/{n:<3}")
+    print(f"\nmedians over {args.rounds} rounds (ratio: the median of the rounds' ratios)")
+    print(header)
+    for (label, threads), runs in rows.items():
+        bare, stage, bare_cpu, stage_cpu = (statistics.median(x) for x in zip(*runs, strict=True))
+        ratio = statistics.median(s / b for b, s, _, _ in runs)
+        print(_line(label, threads, bare, stage, bare_cpu, stage_cpu, ratio))
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _line(
+    label: str,
+    threads: int,
+    bare: float,
+    stage: float,
+    bare_cpu: float,
+    stage_cpu: float,
+    ratio: float | None = None,
+) -> str:
+    ratio = stage / bare if ratio is None else ratio
+    return (
+        f"{label:<14} {threads:>7} {bare:>9.2f} {stage:>9.2f} {ratio:>6.2f} "
+        f"{bare_cpu:>9.1f} {stage_cpu:>9.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -4,15 +4,19 @@ One ffmpeg process per clip decodes the clip window once and writes two outputs.
 input seek lands up to ``PREROLL_S`` before the clip and ``trim``/``atrim`` cut the clip out
 by timestamp (all filter times are relative to the seek point, see ``seek_point``):
 
-1. the frame on screen at ``frame_offset_s``: every frame up to that time passes a
-   ``select`` and the image2 muxer (``-update 1``) keeps overwriting one PPM file, so the
-   file ends up holding the *last* frame at or before the time (right for variable frame
-   rates too). ``eq(n,0)`` also keeps the first frame in case the time falls before it;
-   ``trim`` stops the video branch one second later so the rest is not decoded.
-   ``showinfo`` logs each kept frame's time (relative to the seek point), so the runner
-   can record the true one.
-   Pixels are made square (``iw*sar``), centre-cropped to a square, scaled to S x S;
-   JPEG encoding happens in Python (Pillow) at an exact quality.
+1. the frame on screen at ``frame_offset_s``: the frames of the last ``FRAME_WINDOW_S``
+   up to that time pass a ``select`` and the image2 muxer (``-update 1``) keeps
+   overwriting one PPM file, so the file ends up holding the *last* frame at or before the
+   time (right for variable frame rates too); ``trim`` ends the video branch at the first
+   frame past the time, so no more video is decoded. Only the selected frames are scaled
+   and written, a quarter of a second of video whatever the frame time. ``showinfo``
+   (without its per-frame checksums, which cost more than the scaling) logs each kept
+   frame's time (relative to the seek point), so the runner can record the true one.
+   ``eq(n,0)`` also keeps the window's first frame; kept alone, it means the window held
+   no frame (a gap of more than 0.25 s: video under 4 fps, or a time before the first
+   frame), and the runner asks again with ``every_frame=True``: every frame up to the
+   time is selected, and the branch runs ``FRAME_LOOKAHEAD_S`` past the time, so a first
+   frame up to a second after it is kept when none came before (``frame_window_start``).
 2. the audio: first audio stream, downmixed to mono and resampled in one ``aresample``
    step (soxr when the build has it), 16-bit FLAC.
 
@@ -35,9 +39,15 @@ if TYPE_CHECKING:
 PREROLL_S = 1.0
 # Read a little past the clip end so decoder delay does not clip its last samples.
 READ_MARGIN_S = 0.5
-# The video branch stops this long after the frame time; it only needs to reach one frame
-# past the time, and bounding it spares decoding the rest of the clip's video.
+# With every_frame, the video branch stops this long after the frame time: a first frame
+# up to a second late still gives the clip a frame, and the rest is not decoded.
 FRAME_LOOKAHEAD_S = 1.0
+# Otherwise it stops at the first frame this little past the frame time (trim's end is
+# exclusive; select keeps nothing past the time itself).
+FRAME_PAST_S = 0.001
+# Frames older than this before the frame time are not selected (not scaled, not written):
+# 6 frames at 25 fps. Video under 4 fps has no frame in it and takes a second run.
+FRAME_WINDOW_S = 0.25
 
 
 def file_url(path: str | os.PathLike) -> str:
@@ -55,12 +65,26 @@ def seek_point(offset_s: float) -> float:
     return max(0.0, offset_s - PREROLL_S)
 
 
-def frame_filtergraph(clip_at_s: float, frame_at_s: float, frame_size: int) -> str:
+def frame_window_start(offset_s: float, frame_offset_s: float) -> float:
+    """Where the frame selection's window starts, relative to the seek point.
+
+    A kept frame earlier than this can only be the window's first frame (``eq(n,0)``): a
+    later frame at or before the frame time may then have been skipped, so the runner asks
+    again with ``every_frame=True`` (as it does when no frame was kept at all).
+    """
+    return offset_s - seek_point(offset_s) + frame_offset_s - FRAME_WINDOW_S
+
+
+def frame_filtergraph(
+    clip_at_s: float, frame_at_s: float, frame_size: int, *, every_frame: bool
+) -> str:
     """``[0:V:0]`` -> ``[frame]``; times are relative to the seek point."""
+    window = "" if every_frame else f"*gte(t\\,{seconds(frame_at_s - FRAME_WINDOW_S)})"
+    end_s = frame_at_s + (FRAME_LOOKAHEAD_S if every_frame else FRAME_PAST_S)
     steps = [
-        f"trim=start={seconds(clip_at_s)}:end={seconds(frame_at_s + FRAME_LOOKAHEAD_S)}",
-        f"select=lte(t\\,{seconds(frame_at_s)})+eq(n\\,0)",
-        "showinfo",
+        f"trim=start={seconds(clip_at_s)}:end={seconds(end_s)}",
+        f"select=lte(t\\,{seconds(frame_at_s)}){window}+eq(n\\,0)",
+        "showinfo=checksum=0",
         "scale=round(iw*sar):ih",  # square pixels before cropping (anamorphic sources)
         "setsar=1",
         "crop=min(iw\\,ih):min(iw\\,ih)",  # centred by default
@@ -93,11 +117,14 @@ def extract_clip_argv(
     cfg: ExtractConfig,
     ffmpeg: str,
     resampler: str = "soxr",
+    every_frame: bool = False,
 ) -> list[str]:
     """argv that writes the clip's frame (PPM, S x S) and audio (FLAC, mono) in one decode.
 
     ``offset_s``/``duration_s`` place the clip inside ``src``; ``frame_offset_s`` is the
-    frame time relative to the clip start (the runner's frame policy picks it).
+    frame time relative to the clip start (the runner's frame policy picks it);
+    ``every_frame`` selects every frame up to it, not only the last ``FRAME_WINDOW_S``, and
+    decodes ``FRAME_LOOKAHEAD_S`` past it.
     """
     if offset_s < 0 or duration_s <= 0:
         raise ValueError(f"bad clip window: offset {offset_s} s, duration {duration_s} s")
@@ -107,7 +134,9 @@ def extract_clip_argv(
     clip_at_s = offset_s - seek_s  # where the clip starts on the decoded timeline
     graph = ";".join(
         [
-            frame_filtergraph(clip_at_s, clip_at_s + frame_offset_s, cfg.frame_size),
+            frame_filtergraph(
+                clip_at_s, clip_at_s + frame_offset_s, cfg.frame_size, every_frame=every_frame
+            ),
             audio_filtergraph(clip_at_s, duration_s, cfg.sample_rate, resampler),
         ]
     )

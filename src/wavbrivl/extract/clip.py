@@ -1,5 +1,6 @@
-"""One clip's extraction: locate its download, probe it, run one ffmpeg process, check the
-frame and the audio, and build its media row (a failure becomes the row's status and reason).
+"""One clip's extraction: locate its download, run one ffmpeg process that extracts the
+frame and the audio and describes the file, check them, and build its media row (a failure
+becomes the row's status and reason).
 """
 
 from __future__ import annotations
@@ -20,17 +21,19 @@ from PIL import Image
 
 from wavbrivl import status as st
 from wavbrivl.clip_ids import is_safe_clip_id
-from wavbrivl.extract.argv import extract_clip_argv, seek_point
+from wavbrivl.extract.argv import extract_clip_argv, frame_window_start, seek_point
 from wavbrivl.extract.config import ExtractConfig
 from wavbrivl.extract.frame_policy import frame_time
 from wavbrivl.extract.media import MEDIA_SCHEMA
 from wavbrivl.extract.probe import (
     MediaInfo,
     ProbeError,
+    describe_run,
     ffmpeg_errors,
     ffmpeg_failure_reason,
     last_showinfo_time,
     probe_media,
+    split_description,
 )
 
 # A clip shorter than asked by less than this is not worth a note (container rounding).
@@ -76,53 +79,66 @@ def extract_clip_safely(
 def extract_clip(
     job: ClipJob, *, download_dir: Path, cfg: ExtractConfig, ffmpeg: str, resampler: str
 ) -> dict[str, Any]:
-    """One clip's media row; raises :class:`ClipFailure` for a non-ok outcome."""
+    """One clip's media row; raises :class:`ClipFailure` for a non-ok outcome.
+
+    One ffmpeg process does the work and describes the file on its stderr (docs/ffmpeg.md,
+    "What a clip costs"). It runs again only when that description shows the file ending
+    inside the window (the clip is then cut where the file ends), or when no frame fell in
+    the quarter second before the frame time (every frame up to it is then selected, and up
+    to a second past it).
+    """
     if not is_safe_clip_id(job.clip_id):
         raise ClipFailure(st.ERROR, f"unsafe clip id {job.clip_id!r}")
-    src, start_s, offset_s, asked_s, section_end_s = _locate(job, download_dir)
+    window = _locate(job, download_dir)
+    src, start_s, offset_s, asked_s, section_end_s = window
+    # The window the section allows; the file's own duration is known once ffmpeg opened it.
+    planned_s = asked_s if section_end_s is None else min(asked_s, section_end_s - start_s)
 
-    try:
-        info = probe_media(src, ffmpeg=ffmpeg, timeout_s=cfg.clip_timeout_s)
-    except ProbeError as exc:
-        raise ClipFailure(st.BAD_MEDIA, str(exc)) from None
-    source = _source_facts(info)
-    fail = functools.partial(_failure_row, job.clip_id, source=source)
-    missing = [
-        kind for kind, stream in (("video", info.video), ("audio", info.audio)) if not stream
-    ]
-    if missing:
-        return fail(st.BAD_MEDIA, " and ".join(f"no {kind} stream" for kind in missing))
-
-    # How much of the asked window the file really holds.
-    available_s = asked_s
-    if section_end_s is not None:
-        available_s = min(available_s, section_end_s - start_s)
-    if info.duration_s is not None:
-        available_s = min(available_s, info.duration_s - offset_s)
-    if available_s < cfg.min_seconds:
-        return fail(st.BAD_MEDIA, _too_short(max(available_s, 0.0), offset_s, cfg))
-
-    frame_at_s = frame_time(cfg.frame_policy, job.clip_id, start_s, available_s, cfg.seed)
     with tempfile.TemporaryDirectory(prefix="wavbrivl-extract-") as tmp:
         frame_out, audio_out = Path(tmp) / "frame.ppm", Path(tmp) / "audio.flac"
-        argv = extract_clip_argv(
-            src,
-            offset_s=offset_s,
-            duration_s=available_s,
-            frame_offset_s=frame_at_s - start_s,
+        run = functools.partial(
+            _run_ffmpeg,
+            job.clip_id,
+            window,
             frame_out=frame_out,
             audio_out=audio_out,
             cfg=cfg,
             ffmpeg=ffmpeg,
             resampler=resampler,
         )
-        result = subprocess.run(  # noqa: S603 - argv list from the pure builder, no shell
-            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=cfg.clip_timeout_s
-        )
-        stderr = result.stderr.decode("utf-8", errors="replace")
-        if result.returncode != 0:
-            reason = ffmpeg_failure_reason(stderr) or f"ffmpeg exited with {result.returncode}"
-            return fail(st.BAD_MEDIA, reason)
+        # A window too short whatever the file holds needs only the file's description.
+        done = run(planned_s) if planned_s >= cfg.min_seconds else None
+        try:
+            info = (
+                describe_run(done.stderr)
+                if done
+                else probe_media(src, ffmpeg=ffmpeg, timeout_s=cfg.clip_timeout_s)
+            )
+        except ProbeError as exc:
+            raise ClipFailure(st.BAD_MEDIA, str(exc)) from None
+        source = _source_facts(info)
+        fail = functools.partial(_failure_row, job.clip_id, source=source)
+        missing = [
+            kind for kind, stream in (("video", info.video), ("audio", info.audio)) if not stream
+        ]
+        if missing:
+            return fail(st.BAD_MEDIA, " and ".join(f"no {kind} stream" for kind in missing))
+
+        # How much of the asked window the file really holds.
+        available_s = planned_s
+        if info.duration_s is not None:
+            available_s = min(available_s, info.duration_s - offset_s)
+        if done is None or available_s < cfg.min_seconds:
+            return fail(st.BAD_MEDIA, _too_short(max(available_s, 0.0), offset_s, cfg))
+        if available_s != planned_s:  # the file ends inside the window: cut the clip there
+            done = run(available_s)
+        if _frame_needs_every_frame(done, frame_out, window):
+            done = run(available_s, every_frame=True)
+
+        stderr = done.stderr
+        if done.returncode != 0:
+            reason = ffmpeg_failure_reason(split_description(stderr)[1])
+            return fail(st.BAD_MEDIA, reason or f"ffmpeg exited with {done.returncode}")
         damage = ffmpeg_errors(stderr)  # errors in a run that succeeded: data was skipped
         if not frame_out.is_file() or frame_out.stat().st_size == 0:
             return fail(st.BAD_MEDIA, _with_cause("no video frame decoded in the window", damage))
@@ -135,6 +151,7 @@ def extract_clip(
     got_s = n_samples / cfg.sample_rate
     if got_s < cfg.min_seconds:
         return fail(st.BAD_MEDIA, _too_short(got_s, offset_s, cfg))
+    frame_at_s = done.frame_at_s
     shown_at = last_showinfo_time(stderr)
     if shown_at is not None:  # the frame really kept, on the source timeline
         frame_at_s = start_s - offset_s + seek_point(offset_s) + shown_at
@@ -156,6 +173,65 @@ def extract_clip(
         sample_rate=cfg.sample_rate,
         **source,
     )
+
+
+def _frame_needs_every_frame(done: FfmpegRun, frame_out: Path, window: ClipWindow) -> bool:
+    """Whether the window's frames did not settle the frame: none was written, or only the
+    first one (``eq(n,0)``), earlier than the window, so a later one may have been skipped."""
+    if not frame_out.is_file() or frame_out.stat().st_size == 0:
+        return True
+    kept_at = last_showinfo_time(done.stderr)
+    start_s = frame_window_start(window.offset_s, done.frame_at_s - window.start_s)
+    return kept_at is not None and kept_at < start_s
+
+
+class FfmpegRun(NamedTuple):
+    returncode: int
+    stderr: str
+    frame_at_s: float  # the frame time asked for (source time), from the frame policy
+
+
+def _run_ffmpeg(
+    clip_id: str,
+    window: ClipWindow,
+    window_s: float,
+    *,
+    every_frame: bool = False,
+    frame_out: Path,
+    audio_out: Path,
+    cfg: ExtractConfig,
+    ffmpeg: str,
+    resampler: str,
+) -> FfmpegRun:
+    """The extraction process for the first ``window_s`` seconds of the clip (its outputs
+    start absent: nothing of an earlier run can pass for this one's)."""
+    frame_out.unlink(missing_ok=True)
+    audio_out.unlink(missing_ok=True)
+    frame_at_s = frame_time(cfg.frame_policy, clip_id, window.start_s, window_s, cfg.seed)
+    argv = extract_clip_argv(
+        window.src,
+        offset_s=window.offset_s,
+        duration_s=window_s,
+        frame_offset_s=frame_at_s - window.start_s,
+        frame_out=frame_out,
+        audio_out=audio_out,
+        cfg=cfg,
+        ffmpeg=ffmpeg,
+        resampler=resampler,
+        every_frame=every_frame,
+    )
+    # stderr goes to a file, not a pipe: no wake-up of this process per line ffmpeg logs
+    stderr_out = frame_out.with_name("stderr.txt")
+    with stderr_out.open("wb") as stderr:
+        result = subprocess.run(  # noqa: S603 - argv list from the pure builder, no shell
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            timeout=cfg.clip_timeout_s,
+        )
+    text = stderr_out.read_bytes().decode("utf-8", errors="replace")
+    return FfmpegRun(result.returncode, text, frame_at_s)
 
 
 class ClipWindow(NamedTuple):

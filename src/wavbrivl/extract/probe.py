@@ -3,6 +3,9 @@
 ffmpeg prints the input's description to stderr and then exits because no output was
 given. ``parse_probe`` reads that text; ``probe_media`` runs ffmpeg and parses. Only the
 first input (``Input #0``) is read. Cover art ("attached pic") is not a video stream.
+Every ffmpeg run prints the same description when it opens its input, so
+``describe_run`` reads it from the stderr of a run that also did the work: the extraction
+needs no separate probe process.
 
 The text is meant for people, so the parser is deliberately forgiving: a field it does
 not recognise is left as ``None`` rather than guessed.
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wavbrivl.ffmpeg_bin import ffmpeg_exe
+
+NO_DESCRIPTION = "ffmpeg printed no input description"
 
 
 class ProbeError(RuntimeError):
@@ -131,7 +136,7 @@ def parse_probe(stderr: str) -> MediaInfo:
     lines = [split_log_line(raw)[1] for raw in stderr.splitlines()]
     start = next((i for i, line in enumerate(lines) if _INPUT.match(line)), None)
     if start is None:
-        raise ProbeError(ffmpeg_failure_reason(stderr) or "ffmpeg printed no input description")
+        raise ProbeError(ffmpeg_failure_reason(stderr) or NO_DESCRIPTION)
     container = _INPUT.match(lines[start]).group("container")
 
     duration_s: float | None = None
@@ -155,6 +160,29 @@ def parse_probe(stderr: str) -> MediaInfo:
     )
     audio = next((_parse_audio(*s) for s in streams if s[1] == "Audio"), None)
     return MediaInfo(duration_s, start_s, video, audio, container)
+
+
+def split_description(stderr: str) -> tuple[str, str]:
+    """``(input description, other lines)`` of the stderr of any ffmpeg run on one input.
+
+    The description is the ``Input #0`` line and the indented lines under it ("" when the
+    run printed none); the other lines, joined by newlines, are the run's own messages,
+    where its errors are.
+    """
+    lines = stderr.splitlines()
+    texts = [split_log_line(raw)[1] for raw in lines]
+    first = next((i for i, text in enumerate(texts) if _INPUT.match(text)), len(lines))
+    end = first + 1
+    while end < len(texts) and texts[end].startswith(" "):
+        end += 1
+    return "\n".join(lines[first:end]), "\n".join(lines[:first] + lines[end:])
+
+
+def describe_run(stderr: str) -> MediaInfo:
+    """Stream facts from the description in an ffmpeg run's stderr; :class:`ProbeError`
+    with ffmpeg's reason (the whole stderr's) when it printed none."""
+    description, _ = split_description(stderr)
+    return parse_probe(description or stderr)
 
 
 def probe_argv(path: str | os.PathLike, ffmpeg: str) -> list[str]:

@@ -1,9 +1,10 @@
 """The extraction stage's entry, one shard: a square frame + 16 kHz mono audio per clip.
 
-For each manifest clip (wavbrivl.extract.clip): carry a failed download through, else probe
-the file, classify what is wrong with it (no stream, too short), run one ffmpeg process
-(wavbrivl.extract.argv) into a per-clip temp dir, encode the frame as JPEG, and record one
-row of the media Parquet (docs/architecture.md, "Artefacts"). A clip's failure becomes its
+For each manifest clip (wavbrivl.extract.clip): carry a failed download through, else run
+one ffmpeg process (wavbrivl.extract.argv) into a per-clip temp dir, which also describes
+the file; classify what is wrong with it (no stream, too short), encode the frame as JPEG,
+and record one row of the media Parquet (docs/architecture.md, "Artefacts"); what a clip
+costs is in docs/ffmpeg.md. A clip's failure becomes its
 row's status; it never stops the shard. The shard's rows are extracted in a thread pool and written at once.
 """
 
