@@ -159,8 +159,10 @@ class AudioModel:
         input raises (:class:`~wavbrivl.audiofile.AudioFileError` for a file), naming it;
         :meth:`embed_files` instead reports each failure and goes on."""
         items = _as_items(audio)
-        return np.stack([self.embed_one(a, sample_rate) for a in items]) if items else np.zeros(
-            (0, self.dim), np.float32
+        return (
+            np.stack([self.embed_one(a, sample_rate) for a in items])
+            if items
+            else np.zeros((0, self.dim), np.float32)
         )
 
     def embed_files(
@@ -189,16 +191,23 @@ class AudioModel:
 
         Files of another image space than the model's are refused, naming both fingerprints.
         """
-        from wavbrivl.embed.store import read_common_header, read_embeddings
-
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        ids, matrix = self.image_index(embeddings)
+        queries = self.embed_audio(audio, sample_rate)
+        return rank(queries, ids, matrix, k)
+
+    def image_index(
+        self, embeddings: PathLike | Sequence[PathLike]
+    ) -> tuple[list[str], np.ndarray]:
+        """``(clip_ids, (M, D))``: the clean-frame rows of embedding files of the model's
+        image space (files of another space are refused, naming both fingerprints)."""
+        from wavbrivl.embed.store import read_common_header, read_embeddings
+
         files = [embeddings] if isinstance(embeddings, str | os.PathLike) else list(embeddings)
         header = read_common_header(files)
         check_same_space(self.fingerprint, header.fingerprint, "embeddings", header.path)
-        ids, matrix = read_embeddings(files, view=0)
-        queries = self.embed_audio(audio, sample_rate)
-        return rank(queries, ids, matrix, k)
+        return read_embeddings(files, view=0)
 
     def classify(
         self,
@@ -216,6 +225,15 @@ class AudioModel:
         it must offer ``encode_text`` (a space with a text side) and have the model's
         fingerprint. Scaled by 100 before the softmax, as CLIP-style zero-shot does.
         """
+        text = self.text_embeddings(labels, encoder, template=template)
+        queries = self.embed_audio(audio, sample_rate)
+        return [dict(zip(labels, map(float, p), strict=True)) for p in zero_shot(queries, text)]
+
+    def text_embeddings(
+        self, labels: Sequence[str], encoder: Any, *, template: str = "{}"
+    ) -> np.ndarray:
+        """(L, D) unit rows: the prompts of ``labels`` through the encoder's text side, once
+        the encoder is checked to be of the model's image space and to have a text side."""
         if not labels:
             raise ValueError("classify needs at least one label")
         name = getattr(encoder, "name", type(encoder).__name__)
@@ -231,9 +249,7 @@ class AudioModel:
         with torch.no_grad():
             text = encode_text([template.format(label) for label in labels])
         text = torch.as_tensor(text).float().cpu()
-        text = torch.nn.functional.normalize(text, dim=-1).numpy()
-        queries = self.embed_audio(audio, sample_rate)
-        return [dict(zip(labels, map(float, p), strict=True)) for p in zero_shot(queries, text)]
+        return torch.nn.functional.normalize(text, dim=-1).numpy()
 
 
 def zero_shot(audio: np.ndarray, text: np.ndarray, scale: float = 100.0) -> np.ndarray:

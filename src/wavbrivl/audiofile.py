@@ -66,7 +66,9 @@ def decode_argv(ffmpeg: str, path: PathLike, sample_rate: int = SAMPLE_RATE) -> 
     ]
 
 
-def resample_argv(ffmpeg: str, rate: int, channels: int, sample_rate: int = SAMPLE_RATE) -> list[str]:
+def resample_argv(
+    ffmpeg: str, rate: int, channels: int, sample_rate: int = SAMPLE_RATE
+) -> list[str]:
     """ffmpeg argv: interleaved float32 at ``rate`` Hz with ``channels`` on stdin -> mono
     float32 at ``sample_rate`` on stdout."""
     return [
@@ -137,7 +139,7 @@ def iter_windows(path: PathLike, window: int) -> Iterator[np.ndarray]:
         raise ValueError(f"window must be at least one sample, got {window}")
     path = check_readable(path)
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603 - argv list from the pure builder, no shell
             decode_argv(ffmpeg_exe(), path), stdout=subprocess.PIPE, stderr=err
         )
         total = 0
@@ -193,14 +195,16 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     if sample_rate < 1:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     interleaved = np.ascontiguousarray(x.T, dtype="<f4").tobytes()
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: S603 - argv list from the pure builder, no shell
         resample_argv(ffmpeg_exe(), sample_rate, x.shape[0]),
         input=interleaved,
         capture_output=True,
         check=False,
     )
     if proc.returncode != 0:
-        raise ValueError(f"resampling from {sample_rate} Hz failed: {ffmpeg_reason(proc.stderr.decode())}")
+        raise ValueError(
+            f"resampling from {sample_rate} Hz failed: {ffmpeg_reason(proc.stderr.decode())}"
+        )
     return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
 
 

@@ -167,7 +167,7 @@ def model_card(config: dict[str, Any], space: dict[str, Any], facts: dict[str, A
         "# WavBriVL audio encoder",
         "",
         "Maps audio (16 kHz mono) into a frozen image embedding space: g(audio), L2-normalised.",
-        "Load it with `wavbrivl.load(\"<this folder>\")` or use `wavbrivl embed-audio <this folder> FILES`.",
+        'Load it with `wavbrivl.load("<this folder>")` or use `wavbrivl embed-audio <this folder> FILES`.',
         "",
         "## Image space",
         "",
@@ -279,7 +279,6 @@ def load_export(path: PathLike, *, device: torch.device) -> tuple[torch.nn.Modul
         "metrics": config.get("metrics", {}),
     }
     return model.to(device).eval(), info
-
 
 
 __all__ = [
