@@ -171,12 +171,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from wavbrivl.api import zero_shot
-    from wavbrivl.encoders.from_config import encoder_from_config
-
     labels = [x.strip() for x in args.labels.split(",") if x.strip()]
     if not labels:
         raise CommandError("--labels: give at least one label, comma-separated")
+    from wavbrivl.api import zero_shot
+    from wavbrivl.encoders.from_config import encoder_from_config
+
     model = _load(args)
     block = _config_block(args.config, "embed")
     encoder = encoder_from_config({**block, "device": str(model.device)})
