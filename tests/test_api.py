@@ -512,3 +512,51 @@ def test_model_card_reports_the_run_facts():
     bare = model_card({**config, "metrics": {}}, {"fingerprint": None, "dim": 8}, {})
     assert "- dataset: not recorded\n- clips: not recorded" in bare
     assert "R@1 audio->image not recorded" in bare and "## Training cost\n\n- not recorded" in bare
+
+
+# -- generate ----------------------------------------------------------------------------
+
+
+def test_generate_steers_an_image_per_audio_with_the_workflows_seeds(model_path):
+    from wavbrivl.generate.loop import GenerateConfig
+    from wavbrivl.generate.stage import clip_seed
+    from wavbrivl.vqgan import build_tiny_vqgan
+
+    model = load(model_path)
+    encoder = build_tiny(seed=0)
+    cfg = GenerateConfig(steps=2, cutouts=2, size=(32, 32), min_cut_size=16)
+    results = model.generate(
+        [signal(4000, seed=7), signal(4000, seed=8)],
+        vqgan=build_tiny_vqgan(seed=0),
+        encoder=encoder,
+        cfg=cfg,
+        names=["dog", "rain"],
+        sample_rate=SR,
+    )
+    assert [r.clip_id for r in results] == ["dog", "rain"]
+    assert [r.seed for r in results] == [clip_seed(cfg.seed, "dog"), clip_seed(cfg.seed, "rain")]
+    assert all(r.image.size == (32, 32) and len(r.trace) == 2 for r in results)
+    # the target is the audio's embedding: the final similarity is the cosine with it
+    target = model.embed_audio(signal(4000, seed=7), sample_rate=SR)[0]
+    with torch.no_grad():
+        image_emb = encoder.encode_images([np.asarray(results[0].image)])[0].numpy()
+    assert results[0].final_similarity == pytest.approx(float(image_emb @ target), abs=1e-4)
+    with pytest.raises(ValueError, match="1 names for 2 audio inputs"):
+        model.generate(
+            [signal(4000), signal(4000)],
+            vqgan=build_tiny_vqgan(),
+            encoder=encoder,
+            cfg=cfg,
+            names=["x"],
+            sample_rate=SR,
+        )
+
+
+def test_generate_refuses_an_encoder_of_another_space(model_path):
+    from wavbrivl.vqgan import build_tiny_vqgan
+
+    other = build_tiny(seed=1)
+    with pytest.raises(ImageSpaceMismatch, match=f"{other.fingerprint}.*{SPACE}"):
+        load(model_path).generate(
+            signal(4000), vqgan=build_tiny_vqgan(), encoder=other, sample_rate=SR
+        )

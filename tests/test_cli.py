@@ -234,3 +234,33 @@ def test_the_demo_model_embeds_searches_and_exports(small_demo_run, tmp_path):
     a = np.array(pq.read_table(emb).column("embedding").to_pylist())
     b = np.array(pq.read_table(tmp_path / "d.parquet").column("embedding").to_pylist())
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_generate_writes_a_png_per_good_file_and_a_record(model_dir, inputs, tmp_path):
+    from wavbrivl.generate.png import read_png_metadata
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "embed:\n  encoder: tiny\n  seed: 0\n"
+        "generate:\n  vqgan: tiny\n  steps: 2\n  cutouts: 2\n  size: [32, 32]\n  min_cut_size: 16\n"
+    )
+    out = tmp_path / "pictures"
+    result = wavbrivl(
+        "generate",
+        model_dir,
+        inputs["wav"],
+        inputs["empty"],
+        "--config",
+        cfg,
+        "-o",
+        out,
+        "--steps",
+        "1",
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert error_lines(result) == [f"error: {inputs['empty']}: empty file (0 bytes)"]
+    png = out / f"{inputs['wav'].stem}.png"
+    meta = read_png_metadata(png)
+    assert meta["wavbrivl.audio"] == str(inputs["wav"]) and meta["wavbrivl.image_space"] == SPACE
+    record = json.loads((out / "generation.json").read_text())
+    assert list(record) == [str(inputs["wav"])] and record[str(inputs["wav"])]["png"] == str(png)

@@ -7,6 +7,7 @@
 - ``embed_audio(audio, sample_rate=...)``: g(audio) in the image space, L2-normalised;
 - ``search(audio, embeddings, k)``: audio -> image retrieval over embedding Parquet files;
 - ``classify(audio, labels, encoder)``: zero-shot through the image space's text side;
+- ``generate(audio, vqgan=..., encoder=...)``: images steered towards g(audio);
 - ``info``: what the model is (image space fingerprint, steps, window, metrics).
 
 **How audio of any length is embedded.** Audio is decoded to 16 kHz mono and cut into
@@ -250,6 +251,51 @@ class AudioModel:
             text = encode_text([template.format(label) for label in labels])
         text = torch.as_tensor(text).float().cpu()
         return torch.nn.functional.normalize(text, dim=-1).numpy()
+
+    # -- generation ----------------------------------------------------------------------
+
+    def generate(
+        self,
+        audio: AudioInput | Sequence[AudioInput],
+        *,
+        vqgan: torch.nn.Module,
+        encoder: Any,
+        cfg: Any = None,
+        names: Sequence[str] | None = None,
+        sample_rate: int | None = None,
+        log: Callable[[str], None] = lambda _line: None,
+    ) -> list[Any]:
+        """One image per audio, steered towards its embedding by the run's generator: the
+        VQGAN latent loop of :mod:`wavbrivl.generate.loop` with the frozen ``encoder`` of the
+        model's image space (refused, naming both fingerprints, if it is another).
+
+        ``cfg`` is a :class:`~wavbrivl.generate.loop.GenerateConfig` (default: the config
+        schema's defaults); ``names`` label the results (default ``audio0``, ``audio1``...) and
+        fix each one's seed as the workflow does (:func:`wavbrivl.generate.stage.clip_seed`).
+        Returns :class:`~wavbrivl.generate.loop.GenerationResult` objects (``.image`` is PIL).
+        """
+        from wavbrivl.generate.loop import GenerateConfig, generate
+        from wavbrivl.generate.stage import clip_seed
+
+        name = getattr(encoder, "name", type(encoder).__name__)
+        check_same_space(
+            self.fingerprint, getattr(encoder, "fingerprint", None), "an image encoder", name
+        )
+        cfg = cfg or GenerateConfig()
+        targets = self.embed_audio(audio, sample_rate)
+        names = list(names) if names is not None else [f"audio{i}" for i in range(len(targets))]
+        if len(names) != len(targets):
+            raise ValueError(f"{len(names)} names for {len(targets)} audio inputs")
+        return generate(
+            vqgan,
+            encoder,
+            torch.from_numpy(targets),
+            cfg,
+            clip_ids=names,
+            seeds=[clip_seed(cfg.seed, n) for n in names],
+            device=self.device,
+            log=log,
+        )
 
 
 def zero_shot(audio: np.ndarray, text: np.ndarray, scale: float = 100.0) -> np.ndarray:

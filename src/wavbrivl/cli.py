@@ -22,6 +22,7 @@ EXAMPLES = """examples:
   wavbrivl embed-audio results/models/demo dog.wav street.mp3 clip.mp4 -o emb.parquet
   wavbrivl search results/models/demo dog.wav --embeddings results/embeddings/brivl/vggsound/*.parquet -k 5
   wavbrivl classify results/models/demo dog.wav --labels dog,cat,rain --config config/config.yaml
+  wavbrivl generate results/models/demo dog.wav --config config/config.yaml -o pictures/
   wavbrivl export results/models/demo exported/demo
 """
 
@@ -193,6 +194,56 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return EXIT_FILES_FAILED if failed else EXIT_OK
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from wavbrivl.audiofile import AudioFileError
+    from wavbrivl.configs import from_mapping
+    from wavbrivl.encoders.from_config import encoder_from_config
+    from wavbrivl.generate.loop import GenerateConfig
+    from wavbrivl.generate.png import save_png
+    from wavbrivl.generate.stage import WORKFLOW_ONLY_KEYS, build_vqgan
+
+    model = _load(args)
+    block = _config_block(args.config, "generate")
+    if args.steps is not None:
+        block["steps"] = args.steps
+    cfg = from_mapping(
+        GenerateConfig, {k: v for k, v in block.items() if k not in WORKFLOW_ONLY_KEYS}, "generate"
+    )
+    encoder = encoder_from_config(
+        {**_config_block(args.config, "embed"), "device": str(model.device)}
+    )
+    vqgan = build_vqgan(block, model.device)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    failed, record, used = 0, {}, set()
+    for path in _progress(args.files, args, "generate"):
+        path = Path(path)
+        name = path.stem if path.stem not in used else f"{path.stem}-{len(used)}"
+        used.add(name)
+        try:
+            (result,) = model.generate(path, vqgan=vqgan, encoder=encoder, cfg=cfg, names=[name])
+        except AudioFileError as exc:
+            _report(path, str(exc))
+            failed += 1
+            continue
+        png = out / f"{name}.png"
+        meta = {
+            "wavbrivl.audio": str(path),
+            "wavbrivl.image_space": str(model.fingerprint),
+            "wavbrivl.audio_model": str(model.info["model_fingerprint"]),
+            "wavbrivl.seed": str(result.seed),
+            "wavbrivl.similarity": f"{result.final_similarity:.6f}",
+        }
+        save_png(result.image, png, metadata=meta)
+        record[str(path)] = {
+            "png": str(png),
+            "seed": result.seed,
+            "similarity": result.final_similarity,
+        }
+    _write_json(record, str(out / "generation.json"))
+    return EXIT_FILES_FAILED if failed else EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from wavbrivl.export import export_run
 
@@ -254,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="the run's workflow config (its embed block)")
     p.add_argument("--template", default="{}", help="prompt template, {} is the label")
     p.add_argument("-o", "--output", help="OUT.json (default: stdout)")
+    p = command(
+        "generate", "One image per audio file, steered by the run's generator.", cmd_generate
+    )
+    p.add_argument("--config", required=True, help="the run's workflow config (generate, embed)")
+    p.add_argument("--steps", type=int, help="optimisation steps (default: the config's)")
+    p.add_argument("-o", "--output", required=True, help="folder for <name>.png + generation.json")
     p = command(
         "export",
         "Write a self-contained folder: safetensors, config, model card.",
