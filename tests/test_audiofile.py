@@ -194,7 +194,7 @@ def test_ffmpeg_reason_maps_known_errors_and_keeps_the_last_line_otherwise():
     assert ffmpeg_reason("f: Invalid data found when processing input") == (
         "is not audio ffmpeg can read (invalid data)"
     )
-    assert ffmpeg_reason("first\n  second line  \n\n") == "ffmpeg cannot decode it (second line)"
+    assert ffmpeg_reason("first\n  second line  \n\nthird\n") == "ffmpeg cannot decode it (third)"
     assert ffmpeg_reason("") == "ffmpeg cannot decode it (no error text)"
 
 
@@ -230,6 +230,7 @@ def test_arrays_at_other_rates_are_resampled_keeping_the_pitch():
     t = np.arange(8000 * 2) / 8000  # 2 s at 8 kHz
     x = np.sin(2 * np.pi * 300 * t).astype(np.float32)
     out = to_mono_16k(np.stack([x, x]), 8000)
+    assert out.dtype == np.float32
     assert abs(len(out) - 32_000) <= 16
     assert dominant_hz(out, SR) == pytest.approx(300, abs=3)
 
@@ -238,8 +239,13 @@ def test_arrays_at_other_rates_are_resampled_keeping_the_pitch():
     ("array", "rate", "message"),
     [
         (np.zeros((2, 3, 4)), SR, "must be \\(T,\\) or \\(C, T\\)"),
-        (np.zeros(0), SR, "no samples"),
-        (np.array([0.0, np.nan]), SR, "NaN or infinite"),
+        (np.zeros(0), SR, "^audio array has no samples$"),
+        (np.array([0.0, np.nan]), SR, "^audio array holds NaN or infinite samples$"),
+        (
+            np.zeros(100),
+            2**31,
+            "^resampling from 2147483648 Hz failed: ffmpeg cannot decode it \\(",
+        ),
         (np.zeros((9, 100)), SR, "more than 8 channels"),
         (np.zeros(100), 0, "sample_rate must be positive"),
     ],
@@ -247,3 +253,24 @@ def test_arrays_at_other_rates_are_resampled_keeping_the_pitch():
 def test_bad_arrays_are_refused_with_the_reason(array, rate, message):
     with pytest.raises(ValueError, match=message):
         to_mono_16k(array, rate)
+
+
+def test_edge_values_are_accepted():
+    square = np.array([[1.0, 3.0], [5.0, 7.0]], np.float32)  # 2 channels of 2 samples
+    np.testing.assert_array_equal(to_mono_16k(square, SR), [3.0, 5.0])
+    eight = np.ones((8, 50), np.float32) * np.arange(8)[:, None]
+    np.testing.assert_allclose(to_mono_16k(eight, SR), np.full(50, 3.5))
+    assert len(to_mono_16k(np.zeros(100, np.float32), 1)) == 1_600_000  # 1 Hz is a rate: 100 s
+
+
+def test_a_window_of_one_sample_is_allowed(tmp_path):
+    path = tone(tmp_path / "t.wav", seconds=0.01, rate=SR)
+    windows = list(iter_windows(path, 1))
+    assert len(windows) == 160 and all(len(w) == 1 for w in windows)
+
+
+def test_a_file_name_that_is_not_utf8_still_gets_its_line(tmp_path):
+    name = (bytes(tmp_path) + b"/bad\xff.bin").decode("utf-8", "surrogateescape")
+    Path(name).write_bytes(bytes(range(256)) * 8)  # ffmpeg's error repeats the raw name
+    with pytest.raises(AudioFileError, match="invalid data"):
+        read_audio(name)
