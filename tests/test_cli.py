@@ -236,6 +236,7 @@ def test_the_demo_model_embeds_searches_and_exports(small_demo_run, tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.slow  # over a minute here: a VQGAN loop after the model load, in a subprocess
 def test_generate_writes_a_png_per_good_file_and_a_record(model_dir, inputs, tmp_path):
     from wavbrivl.generate.png import read_png_metadata
 
