@@ -101,7 +101,6 @@ class AudioModel:
         total = np.zeros(self.dim, dtype=np.float64)
         weight = 0
         batch: list[np.ndarray] = []
-        first = True
         n_samples = 0
 
         def flush() -> None:
@@ -118,11 +117,9 @@ class AudioModel:
 
         for w in windows:
             n_samples += len(w)
-            if len(w) < self.min_samples and not first:
-                continue  # a tail too short for one WavLM frame
-            first = False
-            if len(w) >= self.min_samples:
-                batch.append(w)
+            if len(w) < self.min_samples:
+                continue  # too short for one WavLM frame: only the last window can be
+            batch.append(w)
             if len(batch) == batch_size:
                 flush()
         if batch:
