@@ -112,6 +112,16 @@ def test_all_good_files_exit_zero_and_json_output(model_dir, inputs, tmp_path):
     assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_an_output_of_another_kind_is_refused_before_any_work(model_dir, inputs, tmp_path):
+    result = wavbrivl("embed-audio", model_dir, inputs["wav"], "-o", tmp_path / "e.csv")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"wavbrivl: error: -o {tmp_path / 'e.csv'}: name a .parquet or a .json file"
+    )
+    assert not (tmp_path / "e.csv").exists()
+
+
 def test_info_prints_the_model_as_json(model_dir):
     result = wavbrivl("info", model_dir)
     assert result.returncode == 0, result.stderr[-2000:]

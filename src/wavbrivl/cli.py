@@ -108,6 +108,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_embed_audio(args: argparse.Namespace) -> int:
+    if Path(args.output).suffix not in (".parquet", ".json"):
+        raise CommandError(f"-o {args.output}: name a .parquet or a .json file")
     model = _load(args)
     paths, rows, failed = _embed_all(model, args, "embed-audio")
     import numpy as np
