@@ -274,3 +274,23 @@ def test_a_file_name_that_is_not_utf8_still_gets_its_line(tmp_path):
     Path(name).write_bytes(bytes(range(256)) * 8)  # ffmpeg's error repeats the raw name
     with pytest.raises(AudioFileError, match="invalid data"):
         read_audio(name)
+
+
+@pytest.mark.slow
+def test_a_one_hour_file_streams_in_bounded_memory(tmp_path):
+    """The hour at 16 kHz float32 is 230 MB; reading it window by window holds one window."""
+    import tracemalloc
+
+    path = tone(tmp_path / "hour.flac", seconds=3600, rate=SR)
+    window = 2 * SR
+    tracemalloc.start()
+    try:
+        n_windows, n_samples = 0, 0
+        for w in iter_windows(path, window):
+            n_windows += 1
+            n_samples += len(w)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n_samples == 3600 * SR and n_windows == 1800
+    assert peak < 10 * window * 4  # a few windows' worth of bytes, not the 230 MB hour
