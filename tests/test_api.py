@@ -560,3 +560,34 @@ def test_generate_refuses_an_encoder_of_another_space(model_path):
         load(model_path).generate(
             signal(4000), vqgan=build_tiny_vqgan(), encoder=other, sample_rate=SR
         )
+
+
+def test_run_facts_come_from_the_workflow_files_beside_the_model(tmp_path):
+    from wavbrivl.export import run_facts
+
+    run_dir = tmp_path / "results" / "models" / "r1"
+    run_dir.mkdir(parents=True)
+    artefact = run_dir / "audio_encoder.pt"
+    assert run_facts(artefact) == {}
+    (run_dir / "recipe.json").write_text(
+        json.dumps({"settings": {"train": {"dataset": "vggsound"}, "encoder": {"encoder": "tiny"}}})
+    )
+    log = tmp_path / "logs" / "train_audio_encoder" / "r1.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        "device cpu; train 9 clips\ndata: train 4 clips (1 shards), val 2 clips\nstep 1/6\n"
+    )
+    metrics = tmp_path / "results" / "eval" / "r1" / "metrics.json"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text(json.dumps({"n_clips": 6}))
+    bench = tmp_path / "benchmarks" / "train_audio_encoder" / "r1.tsv"
+    bench.parent.mkdir(parents=True)
+    bench.write_text("s\tmax_rss\n10.5\t700\n12.5\t800.1\n")
+    assert run_facts(artefact) == {
+        "dataset": "vggsound",
+        "encoder": {"encoder": "tiny"},
+        "data": "train 4 clips (1 shards), val 2 clips",
+        "test_metrics": {"n_clips": 6},
+        "benchmark": {"s": "12.5", "max_rss": "800.1"},
+    }
+    assert run_facts(Path("/audio_encoder.pt")) == {}

@@ -127,7 +127,7 @@ def run_facts(artefact: Path) -> dict[str, Any]:
     parents = run_dir.parents
     if len(parents) < 3:
         return facts
-    root = parents[1]  # results/models/<run> -> the workflow's working directory
+    root = parents[2]  # results/models/<run> -> the workflow's working directory
     recipe = run_dir / "recipe.json"
     if recipe.is_file():
         settings = json.loads(recipe.read_text()).get("settings", {})
