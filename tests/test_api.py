@@ -591,3 +591,25 @@ def test_run_facts_come_from_the_workflow_files_beside_the_model(tmp_path):
         "benchmark": {"s": "12.5", "max_rss": "800.1"},
     }
     assert run_facts(Path("/audio_encoder.pt")) == {}
+
+
+def test_an_exports_info_matches_the_runs(model_path, tmp_path):
+    out = export_run(model_path, tmp_path / "e")
+    run, exported = load(model_path).info, load(out).info
+    assert exported["source"] == str(out) and exported["format"] == EXPORT_FORMAT
+    for key in (
+        "step",
+        "window_s",
+        "sample_rate",
+        "image_space",
+        "model_fingerprint",
+        "moco_config",
+        "train_config",
+        "metrics",
+    ):
+        assert exported[key] == run[key], key
+    assert exported["train_config"] == {"window_s": WINDOW_S, "batch_size": 3, "lr": 0.01}
+    assert exported["audio_config"] == {
+        **run["audio_config"],
+        "wavlm": "(in this file: wavlm_config)",
+    }
