@@ -613,3 +613,20 @@ def test_an_exports_info_matches_the_runs(model_path, tmp_path):
         **run["audio_config"],
         "wavlm": "(in this file: wavlm_config)",
     }
+
+
+def test_export_records_its_source_and_cleans_up_after_a_failure(model_path, tmp_path, monkeypatch):
+    import wavbrivl.export as export
+
+    out = export_run(model_path, tmp_path / "a" / "b" / "e")  # missing parents are made
+    config = json.loads((out / "config.json").read_text())
+    assert config["exported_from"] == "audio_encoder.pt" and config["metrics"] == {}
+    assert config["model_fingerprint"] == load(model_path).info["model_fingerprint"]
+
+    def broken(*_args):
+        raise RuntimeError("card failed")
+
+    monkeypatch.setattr(export, "model_card", broken)
+    with pytest.raises(RuntimeError, match="card failed"):
+        export_run(model_path, tmp_path / "f")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # no half folder, no temp
