@@ -92,6 +92,26 @@ def read_common_header(paths: Sequence[str | os.PathLike]) -> EmbeddingHeader:
     return first
 
 
+def read_embeddings(
+    paths: Sequence[str | os.PathLike], *, view: int = 0
+) -> tuple[list[str], np.ndarray]:
+    """``(clip_ids, (N, D) float32)``: the rows of one ``view`` (0 = the clean frame) of
+    embedding files that share a header (check it with :func:`read_common_header`)."""
+    ids: list[str] = []
+    blocks: list[np.ndarray] = []
+    dim = 0
+    for path in paths:
+        table = pq.read_table(path, columns=["clip_id", "view", "embedding"])
+        dim = table.schema.field("embedding").type.list_size
+        keep = np.asarray(table.column("view").to_numpy()) == view
+        flat = table.column("embedding").combine_chunks().flatten().to_numpy()
+        blocks.append(flat.reshape(-1, dim)[keep].astype(np.float32))
+        ids += [c for c, k in zip(table.column("clip_id").to_pylist(), keep, strict=True) if k]
+    if not blocks:
+        return [], np.zeros((0, 0), np.float32)
+    return ids, np.concatenate(blocks)
+
+
 class EmbeddingWriter:
     """Append batches of embeddings; the file appears under its name only on ``close()``.
 
