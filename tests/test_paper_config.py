@@ -94,6 +94,8 @@ def test_paper_config_with_stand_ins_plans_the_whole_run_without_toys(tmp_path):
         "check_weights": 1,
         "build_manifest": 2,
         "download_clips": 257,
+        "list_used_clips": 2,  # one per dataset
+        "report_availability": 2,  # one per dataset
         "extract_media": 257,
         "embed_images": 256,
         "train_audio_encoder": 1,
