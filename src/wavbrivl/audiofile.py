@@ -56,13 +56,7 @@ def decode_argv(ffmpeg: str, path: PathLike, sample_rate: int = SAMPLE_RATE) -> 
         "-map",
         "0:a:0",
         "-vn",
-        "-ac",
-        "1",
-        "-ar",
-        str(sample_rate),
-        "-f",
-        "f32le",
-        "pipe:1",
+        *_mono_float32_to_stdout(sample_rate),
     ]
 
 
@@ -84,14 +78,13 @@ def resample_argv(
         str(channels),
         "-i",
         "pipe:0",
-        "-ac",
-        "1",
-        "-ar",
-        str(sample_rate),
-        "-f",
-        "f32le",
-        "pipe:1",
+        *_mono_float32_to_stdout(sample_rate),
     ]
+
+
+def _mono_float32_to_stdout(sample_rate: int) -> list[str]:
+    """The output half both argvs share: mono float32 at ``sample_rate`` on stdout."""
+    return ["-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
 
 
 def check_readable(path: PathLike) -> Path:
