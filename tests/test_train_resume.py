@@ -130,6 +130,23 @@ def test_a_crashed_run_resumes_to_the_same_weights(data_files, reference, tmp_pa
     assert comparable(read_log(tmp_path / "train_log.tsv")) == comparable(reference[1])
 
 
+def test_a_resumed_run_removes_what_a_killed_checkpoint_write_left(data_files, reference, tmp_path):
+    with pytest.raises(Crash):
+        run(data_files, tmp_path, on_step=crash_at(8))
+    ckpt = tmp_path / "checkpoints"
+    # What SIGKILL inside save_checkpoint leaves (atomic_path's names), and two bystanders.
+    killed = [ckpt / ".step_000000009.pt.k2j4x.tmp", ckpt / ".step_000000009.pt.sha256.q1w2.tmp"]
+    bystanders = [ckpt / ".notes.tmp", ckpt / "step_000000009.pt.tmp"]
+    for path in killed + bystanders:
+        path.write_bytes(b"half")
+    log = Recorder()
+    model = run(data_files, tmp_path, log=log)
+    assert [p for p in killed if p.exists()] == []
+    assert all(p.exists() for p in bystanders)
+    assert f"removed {killed[0].name}" in log.text() and f"removed {killed[1].name}" in log.text()
+    assert_same_weights(model.state_dict(), reference[0])
+
+
 @pytest.mark.parametrize(("before", "after"), [(2, 0), (0, 2), (2, 1)])
 def test_a_run_resumed_with_another_num_workers_ends_with_the_same_weights(
     data_files, reference, tmp_path, before, after

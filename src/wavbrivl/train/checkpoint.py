@@ -40,6 +40,8 @@ CHECKPOINT_KEYS = (
     "train_config",
 )
 _NAME = re.compile(r"^step_(\d+)\.pt$")
+# What a write killed mid-way leaves: atomic_path's temporary name of a checkpoint or sidecar.
+_INTERRUPTED = re.compile(r"^\.step_\d+\.pt(\.sha256)?\..+\.tmp$")
 
 PathLike = str | os.PathLike
 
@@ -116,6 +118,18 @@ def load_latest_checkpoint(
         except CorruptCheckpoint as exc:
             log(f"WARNING: skipping unusable checkpoint: {exc}; trying the previous one")
     return None
+
+
+def remove_interrupted_writes(directory: PathLike) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that a kill (SIGKILL, OOM, a node lost)
+    cut short; returns them. Only the one process that owns ``directory`` may call it."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    leftovers = sorted(p for p in directory.iterdir() if _INTERRUPTED.match(p.name))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
 
 
 def prune_checkpoints(directory: PathLike, keep: int) -> None:

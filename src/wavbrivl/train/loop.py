@@ -42,6 +42,7 @@ from wavbrivl.train.checkpoint import (
     load_latest_checkpoint,
     model_configs,
     prune_checkpoints,
+    remove_interrupted_writes,
     restore_rng,
     rng_state,
     save_audio_encoder,
@@ -149,6 +150,9 @@ class _Run:
     def resume_or_start(self) -> None:
         """Restore the newest good checkpoint (model, optimizer, RNG, data position, counters),
         or seed a fresh run."""
+        if self.dist.is_main:
+            for leftover in remove_interrupted_writes(self.ckpt_dir):
+                self.log(f"removed {leftover.name}, left by a checkpoint write that was killed")
         found = load_latest_checkpoint(self.ckpt_dir, log=self.log)
         rank = self.dist.rank
         if found is None:
