@@ -8,8 +8,10 @@ after K clips: tests/test_download_breaker_http.py.)
 from __future__ import annotations
 
 import io
+import os
 import sys
 import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,7 +20,13 @@ from yt_dlp.utils import DownloadError, ExtractorError
 
 from wavbrivl import status as st
 from wavbrivl.download import DownloadConfig, download_shard, worker
-from wavbrivl.download.breaker import CircuitBreaker, blocked_advice
+from wavbrivl.download.breaker import (
+    CircuitBreaker,
+    blocked_advice,
+    mark_for_retry,
+    retry_marker,
+    settle_retry_marker,
+)
 from wavbrivl.download.classify import classify_exception, classify_message
 from wavbrivl.download.journal import JOURNAL_NAME, read_journal
 
@@ -134,11 +142,39 @@ def test_deferred_reason_and_the_advice_line():
     assert line == (
         "download: results/download/vgg/007: BLOCKED after 2 rate-limit/bot-check answers in a "
         "row (last: HTTP Error 429: Too Many Requests); 6 clip(s) deferred, none marked "
-        "unavailable. To do: wait (often an hour) and rerun this shard (snakemake --forcerun "
-        "results/x/007.status.parquet), which retries only deferred and failed clips; if it "
+        "unavailable. To do: wait (often an hour) and run snakemake again: it reruns this shard "
+        "(results/x/007.status.parquet), asking only for the clips not yet ok; if it "
         "persists, set download.cookies_file (cookies.txt of a logged-in browser) and "
         "download.js_runtime (deno or node), and raise download.pace_s."
     )
+
+
+def test_the_retry_marker_sits_beside_the_status_table_and_is_dated_after_it(tmp_path):
+    table = tmp_path / "vgg" / "007.status.parquet"
+    table.parent.mkdir()
+    table.write_bytes(b"table")
+    os.utime(table, (1_000_000.0, 1_000_000.0))
+    assert retry_marker(table) == tmp_path / "vgg" / "007.retry"
+    assert retry_marker("results/download/vgg/00a.status.parquet") == Path(
+        "results/download/vgg/00a.retry"
+    )
+    marker = mark_for_retry(table, "download: BLOCKED ...")
+    assert marker == tmp_path / "vgg" / "007.retry"
+    assert marker.read_text() == "download: BLOCKED ...\n"
+    assert marker.stat().st_mtime == 1_000_001.0  # one second after the table, not "now"
+    assert [p.name for p in table.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_settling_dates_a_marker_before_the_table_and_creates_none(tmp_path):
+    table = tmp_path / "007.status.parquet"
+    table.write_bytes(b"table")
+    os.utime(table, (2_000_000.0, 2_000_000.0))
+    settle_retry_marker(table)  # no marker: nothing is made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["007.status.parquet"]
+    marker = mark_for_retry(table, "blocked")
+    settle_retry_marker(table)
+    assert marker.stat().st_mtime == 1_999_999.0
+    assert marker.read_text() == "blocked\n"
 
 
 # -- YouTube's bot check ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from httpserver import LoopbackMediaServer, make_test_mp4
 
 from wavbrivl import status as st
 from wavbrivl.download import DownloadConfig, download_shard, worker
-from wavbrivl.download.breaker import CircuitBreaker
+from wavbrivl.download.breaker import CircuitBreaker, retry_marker
 from wavbrivl.download.journal import JOURNAL_NAME, Journal, read_journal
 from wavbrivl.download.status_table import Clip
 
@@ -61,7 +61,12 @@ def test_blocked_shard_defers_the_rest_and_a_rerun_fetches_them(tmp_path, clip_b
         blocked = [line for line in lines if "BLOCKED" in line]
         assert len(blocked) == 1
         assert "2 clip(s) deferred" in blocked[0]
-        assert f"--forcerun {status_path}" in blocked[0]
+        assert f"run snakemake again: it reruns this shard ({status_path})" in blocked[0]
+        # The retry marker (a download-rule input) holds the line and is newer than the table.
+        marker = retry_marker(status_path)
+        assert marker == tmp_path / "003.retry"
+        assert marker.read_text() == blocked[0] + "\n"
+        assert marker.stat().st_mtime > status_path.stat().st_mtime
         assert lines[-1].endswith("ok=3 rate_limited=2 deferred=2")
         assert sorted(p.name for p in out.glob("*.mp4")) == ["q0.mp4", "q1.mp4", "q2.mp4"]
 
@@ -73,6 +78,9 @@ def test_blocked_shard_defers_the_rest_and_a_rerun_fetches_them(tmp_path, clip_b
         after = server.counts()
     assert second["status"].tolist() == [st.OK] * N_CLIPS
     assert second["attempts"].tolist() == [1, 1, 1, 2, 2, 1, 1]
+    # Nothing deferred now: the marker is left as it was, older than the new table.
+    assert marker.read_text() == blocked[0] + "\n"
+    assert marker.stat().st_mtime < status_path.stat().st_mtime
     for i in range(3):
         path = f"/quota/q{i}.mp4"
         assert after[path] == before[path], path

@@ -211,6 +211,13 @@ def get_tar_index_dir(wildcards):
     return f"results/download/{wildcards.dataset}/_tar_index"
 
 
+def get_retry_marker(wildcards):
+    """The shard's retry marker once a blocked run left one (wavbrivl.download.breaker): newer
+    than the status table, it reruns the shard; kept afterwards so the input set stays put."""
+    marker = f"results/download/{wildcards.dataset}/{wildcards.shard}.retry"
+    return [marker] if os.path.exists(marker) else []
+
+
 def get_download_dir(wildcards):
     """The shard's media folder: not a declared output, so reruns keep finished clips."""
     return f"results/download/{wildcards.dataset}/{wildcards.shard}"

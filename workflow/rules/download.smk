@@ -3,6 +3,8 @@
 rule download_clips:
     input:
         manifest=get_manifest_for_shard,
+        # Written by a shard the breaker stopped: the next plain run retries its deferred clips.
+        retry=get_retry_marker,
     output:
         status="results/download/{dataset}/{shard}.status.parquet",
     log:

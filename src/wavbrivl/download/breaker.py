@@ -13,9 +13,12 @@ time-out or an internal error is no answer from the source and leaves the count 
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 from wavbrivl import status as st
+from wavbrivl.atomic import write_text_atomic
 
 # Answers that prove the source is talking to us normally.
 _RESETS = frozenset({st.OK, st.UNAVAILABLE, st.PRIVATE, st.BAD_MEDIA})
@@ -78,8 +81,43 @@ def blocked_advice(where: str, n_deferred: int, breaker: CircuitBreaker, status_
     return (
         f"download: {where}: BLOCKED after {breaker.after} rate-limit/bot-check answers in a row "
         f"(last: {breaker.last_reason}); {n_deferred} clip(s) deferred, none marked unavailable. "
-        f"To do: wait (often an hour) and rerun this shard (snakemake --forcerun {status_path}), "
-        "which retries only deferred and failed clips; if it persists, set download.cookies_file "
+        f"To do: wait (often an hour) and run snakemake again: it reruns this shard ({status_path}), "
+        "asking only for the clips not yet ok; if it persists, set download.cookies_file "
         "(cookies.txt of a logged-in browser) and download.js_runtime (deno or node), "
         "and raise download.pace_s."
     )
+
+
+RETRY_SUFFIX = ".retry"
+
+
+def retry_marker(status_path: str | os.PathLike) -> Path:
+    """The file that makes the next Snakemake run redo a shard with deferred clips.
+
+    The download rule lists it as an input once it exists (workflow/rules/common.smk); a marker
+    newer than the status table reruns the job ("updated input files"). It is never deleted:
+    the rule's input set must not change when the retry succeeds, or Snakemake would rerun the
+    shard once more for that.
+    """
+    path = Path(status_path)
+    return path.with_name(path.name.removesuffix(".status.parquet") + RETRY_SUFFIX)
+
+
+def mark_for_retry(status_path: str | os.PathLike, advice: str) -> Path:
+    """Write the retry marker, dated one second after the status table (coarse file clocks)."""
+    marker = retry_marker(status_path)
+    write_text_atomic(marker, advice + "\n")
+    _date(marker, Path(status_path).stat().st_mtime + 1.0)
+    return marker
+
+
+def settle_retry_marker(status_path: str | os.PathLike) -> None:
+    """After a run with nothing deferred: date an existing marker one second before the table,
+    so it no longer reruns the shard (a quick retry can end before the marker's date)."""
+    marker = retry_marker(status_path)
+    if marker.exists():
+        _date(marker, Path(status_path).stat().st_mtime - 1.0)
+
+
+def _date(path: Path, when: float) -> None:
+    os.utime(path, (when, when))

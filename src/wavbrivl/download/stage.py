@@ -26,7 +26,12 @@ from tqdm import tqdm
 from wavbrivl import status as st
 from wavbrivl.atomic import write_table_atomic
 from wavbrivl.clip_ids import UnsafeClipId, check_clip_id
-from wavbrivl.download.breaker import CircuitBreaker, blocked_advice
+from wavbrivl.download.breaker import (
+    CircuitBreaker,
+    blocked_advice,
+    mark_for_retry,
+    settle_retry_marker,
+)
 from wavbrivl.download.chain import ChainRunner
 from wavbrivl.download.journal import JOURNAL_NAME, Journal, JournalEntry, group_by_clip
 from wavbrivl.download.options import DownloadConfig, span_problem, url_problem
@@ -130,9 +135,14 @@ def download_shard(
     write_table_atomic(status_path, table)
     statuses = table["status"].to_pylist()
     if breaker.tripped:
-        # The job still succeeds: the table is complete and the next run retries these clips.
+        # The job still succeeds: the table is complete, and the retry marker makes the next
+        # Snakemake run redo this shard, which asks only for the clips not yet ok.
         n_deferred = statuses.count(st.DEFERRED)
-        print(blocked_advice(str(out_dir), n_deferred, breaker, str(status_path)), file=log)
+        advice = blocked_advice(str(out_dir), n_deferred, breaker, str(status_path))
+        mark_for_retry(status_path, advice)
+        print(advice, file=log)
+    else:
+        settle_retry_marker(status_path)
     print(f"download: {out_dir}: {st.count_summary(statuses)}", file=log)
     return table.to_pandas()
 
