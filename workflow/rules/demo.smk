@@ -14,6 +14,25 @@ rule synthesise_demo:
         "../../envs/media.yaml"
     threads: 2
     params:
-        demo=config["demo"],
+        # The benchmark set has its own rule: its size must not rerun the demo's videos.
+        demo={k: v for k, v in config["demo"].items() if k != "benchmark_clips_per_class"},
     script:
         "../scripts/synthesise_demo.py"
+
+
+# A sound-only set in ESC-50's layout from the same classes: the benchmark harness's demo input.
+rule synthesise_demo_benchmark:
+    output:
+        csv="results/demo/esc50/meta/esc50.csv",
+        audio=directory("results/demo/esc50/audio"),
+    log:
+        "logs/synthesise_demo/benchmark.log",
+    conda:
+        "../../envs/media.yaml"
+    threads: 2
+    params:
+        seed=config["demo"]["seed"],
+        n_classes=config["demo"]["n_classes"],
+        clips_per_class=config["demo"]["benchmark_clips_per_class"],
+    script:
+        "../scripts/synthesise_demo_benchmark.py"
