@@ -38,6 +38,7 @@ from wavbrivl.export import (
     export_run,
     inference_state,
     is_export,
+    load_export,
     model_card,
     read_export,
 )
@@ -464,6 +465,44 @@ def test_weights_that_do_not_fit_the_config_are_refused(model_path, tmp_path):
         ExportError, match=f"does not match its config.json \\(missing \\['{dropped}'\\]"
     ):
         load(out)
+
+
+def test_a_misfit_lists_five_missing_and_five_unexpected_keys(model_path, tmp_path):
+    import ast
+    import re
+
+    from safetensors.torch import load_file, save_file
+
+    out = export_run(model_path, tmp_path / "e")
+    weights = load_file(str(out / "model.safetensors"))
+    moved = sorted(k for k in weights if k.startswith("audio_encoder."))[:7]
+    for key in moved:
+        weights[f"stray.{key}"] = weights.pop(key)
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": EXPORT_FORMAT})
+    with pytest.raises(ExportError) as info:
+        load(out)
+    m = re.search(r"\(missing (\[.*?\]), unexpected (\[.*?\])\)$", str(info.value))
+    assert m, str(info.value)
+    missing, unexpected = ast.literal_eval(m[1]), ast.literal_eval(m[2])
+    assert len(missing) == 5 and set(missing) <= set(moved)
+    assert len(unexpected) == 5 and set(unexpected) <= {f"stray.{k}" for k in moved}
+
+
+def test_an_export_keeps_its_waveform_normalisation_and_loads_onto_the_device(model_path, tmp_path):
+    out = export_run(model_path, tmp_path / "e")
+    config = json.loads((out / "config.json").read_text())
+    for flag in (True, False):
+        config["normalize_waveform"] = flag
+        config.pop("train_config", None)
+        config.pop("metrics", None)
+        (out / "config.json").write_text(json.dumps(config))
+        model, info = load_export(out, device=torch.device("cpu"))
+        assert model.audio_encoder.normalize_waveform is flag
+        assert model.audio_encoder.cfg.wavlm == str(out)  # where its WavLM came from
+        assert info["train_config"] == {} and info["metrics"] == {}  # older exports lack them
+    model, _ = load_export(out, device=torch.device("meta"))
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert not model.training
 
 
 def test_inference_state_keeps_the_encoder_and_g_as_separate_tensors():
