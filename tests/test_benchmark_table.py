@@ -64,6 +64,10 @@ def test_read_rows_takes_model_and_dataset_from_the_results_folders(tmp_path):
         ("wav2clip", "urbansound8k", 10),
         ("wav2clip", "urbansound8k", 10),
     ]
+    chinese = result("zeroshot")
+    chinese["protocol"]["templates"] = ["{}的声音"]
+    path.write_text(json.dumps(chinese, ensure_ascii=False), encoding="utf-8")
+    assert read_rows(path)[0].mean == 50.0
     named = read_rows(path, model="Wav2CLIP (ours)", dataset="us8k")
     assert {(r.model, r.dataset) for r in named} == {("Wav2CLIP (ours)", "us8k")}
 

@@ -90,17 +90,16 @@ AUDIOCLIP_PAPER = "Guzhov et al. 2022, ICASSP (arXiv:2106.13043)"
 IMAGEBIND_PAPER = "Girdhar et al. 2023, CVPR (arXiv:2305.05665)"
 
 
-def _published(model: str, dataset: str, mean: float, reference: str) -> Row:
-    return Row(model, dataset, "zeroshot", "top1", mean, None, None, PUBLISHED_FLAG, reference)
-
-
 #: The peers' figures as published (module docstring); never recomputed here.
-PUBLISHED: tuple[Row, ...] = (
-    _published("Wav2CLIP", "esc50", 41.4, WAV2CLIP_PAPER),
-    _published("Wav2CLIP", "urbansound8k", 40.4, WAV2CLIP_PAPER),
-    _published("AudioCLIP", "esc50", 69.40, AUDIOCLIP_PAPER),
-    _published("AudioCLIP", "urbansound8k", 68.78, AUDIOCLIP_PAPER),
-    _published("ImageBind-H", "esc50", 66.9, IMAGEBIND_PAPER),
+PUBLISHED: tuple[Row, ...] = tuple(
+    Row(model, dataset, "zeroshot", "top1", mean, None, None, PUBLISHED_FLAG, reference)
+    for model, dataset, mean, reference in (
+        ("Wav2CLIP", "esc50", 41.4, WAV2CLIP_PAPER),
+        ("Wav2CLIP", "urbansound8k", 40.4, WAV2CLIP_PAPER),
+        ("AudioCLIP", "esc50", 69.40, AUDIOCLIP_PAPER),
+        ("AudioCLIP", "urbansound8k", 68.78, AUDIOCLIP_PAPER),
+        ("ImageBind-H", "esc50", 66.9, IMAGEBIND_PAPER),
+    )
 )
 
 
@@ -136,7 +135,7 @@ def read_rows(
     ``dataset`` default to the ``<run>`` and ``<dataset>`` folders."""
     path = Path(path)
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
+        result = json.loads(path.read_bytes())  # bytes: UTF-8 (or -16/-32) by JSON's rules
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ResultError(f"{path}: not a readable result JSON ({err})") from None
     if not isinstance(result, dict):
@@ -173,9 +172,8 @@ def _order(row: Row) -> tuple:
 
 
 def _dataset_key(dataset: str) -> tuple[int, str]:
-    if dataset in DATASET_ORDER:
-        return (DATASET_ORDER.index(dataset), "")
-    return (len(DATASET_ORDER), dataset)
+    rank = DATASET_ORDER.index(dataset) if dataset in DATASET_ORDER else len(DATASET_ORDER)
+    return (rank, dataset)
 
 
 def _number(value: float | int | None, digits: int = 2) -> str:
