@@ -207,6 +207,8 @@ def test_wav2clip_fingerprint_follows_weights_and_window_and_records_the_space(r
 
 def test_wav2clip_runs_in_eval_mode_so_embeddings_repeat(release):
     model = build_wav2clip(release)
+    assert (model.window_s, model.window, model.batch_size) == (10.0, 160_000, 16)  # defaults
+    assert model.device == torch.device("cpu")
     assert not model.extractor.training
     assert not model.extractor.transform.training
     clip = signal(SR, 7)
