@@ -402,6 +402,7 @@ def test_embed_clips_with_nothing_to_embed():
     model = Recorder()
     out = embed_clips(model, [np.zeros(1, np.float32)])
     assert out.embeddings.shape == (0, 2)
+    assert out.embeddings.dtype == np.float32
     assert out.kept == []
     assert out.skipped == {0: "too short: 1 samples, the model needs at least 3"}
     assert model.calls == []
@@ -487,7 +488,8 @@ def test_wavbrivl_pools_the_runs_windows_as_evaluation_embeds_them(run):
         unit(direct(reference, clips[2][:WINDOW])),
     ]
     np.testing.assert_allclose(got, np.stack(expected), atol=2e-6)
-    assert build_wavbrivl(run).embed([]).shape == (0, 128)
+    empty = build_wavbrivl(run).embed([])
+    assert (empty.shape, empty.dtype) == ((0, 128), np.float32)
     with pytest.raises(
         AudioModelError, match="^clip 0: too short: 399 samples, the model needs at least 400$"
     ):
