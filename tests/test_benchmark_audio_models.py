@@ -544,3 +544,18 @@ def test_wavbrivl_without_a_recorded_space(tmp_path):
 def test_wavbrivl_names_a_missing_run(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"^{tmp_path / 'x.pt'}: no such model"):
         build_audio_model("wavbrivl", tmp_path / "x.pt")
+
+
+def test_wav2clip_sends_each_batch_to_the_models_device(release, monkeypatch):
+    model = build_wav2clip(release, batch_size=2)
+    model.device = torch.device("meta")  # a device no array lives on by itself
+    seen = []
+
+    def spy(windows):
+        seen.append((windows.device, tuple(windows.shape)))
+        return torch.ones(windows.shape[0], 512)
+
+    monkeypatch.setattr(model, "forward", spy)
+    out = model.embed([signal(SR, 1), signal(SR, 2), signal(SR, 3)])
+    assert seen == [(torch.device("meta"), (2, SR)), (torch.device("meta"), (1, SR))]
+    np.testing.assert_allclose(out, np.full((3, 512), 512**-0.5), rtol=1e-6)
