@@ -324,8 +324,8 @@ def test_read_wav2clip_checkpoint_splits_the_two_parts(release):
 def test_a_zero_embedding_stays_zero_and_others_become_unit_rows():
     from wavbrivl.benchmark.audio_models import _unit_rows
 
-    out = _unit_rows(np.array([[0.0, 0.0], [3.0, 4.0]]))
-    np.testing.assert_allclose(out, [[0.0, 0.0], [0.6, 0.8]], rtol=1e-6)
+    out = _unit_rows(np.array([[0.0, 0.0], [3.0, 4.0], [0.03, 0.04]]))
+    np.testing.assert_allclose(out, [[0.0, 0.0], [0.6, 0.8], [0.6, 0.8]], rtol=1e-6)
     assert out.dtype == np.float32
 
 
@@ -559,3 +559,46 @@ def test_wav2clip_sends_each_batch_to_the_models_device(release, monkeypatch):
     out = model.embed([signal(SR, 1), signal(SR, 2), signal(SR, 3)])
     assert seen == [(torch.device("meta"), (2, SR)), (torch.device("meta"), (1, SR))]
     np.testing.assert_allclose(out, np.full((3, 512), 512**-0.5), rtol=1e-6)
+
+
+def test_wav2clip_takes_float64_clips_as_float32(release):
+    model = build_wav2clip(release)
+    clip = signal(SR, 8)
+    np.testing.assert_array_equal(model.embed([clip.astype(np.float64)]), model.embed([clip]))
+
+
+def test_wav2clip_moves_its_weights_to_the_device_asked_for(release):
+    model = build_wav2clip(release, device="meta")
+    assert model.device == torch.device("meta")
+    assert {p.device for p in model.extractor.parameters()} == {torch.device("meta")}
+
+
+def test_the_classes_defaults_are_the_builders(release, run):
+    from wavbrivl.api import load
+    from wavbrivl.benchmark.audio_models import WavBriVLAudioModel
+
+    assert WavBriVLAudioModel(load(run)).batch_size == 8
+    extractor = ResNetExtractor(scenario="supervise")
+    extractor.transform = MLPLayers()
+    model = Wav2CLIPAudioModel(
+        extractor, weights_sha256="0" * 64, source="x", device=torch.device("cpu")
+    )
+    assert (model.window_s, model.batch_size, model.space.fingerprint) == (10.0, 16, None)
+
+
+def test_build_wavbrivl_passes_device_and_wavlm_to_load(run, monkeypatch, tmp_path):
+    import shutil
+
+    import wavbrivl.api
+
+    calls = []
+    real = wavbrivl.api.load
+
+    def spy(path, **kwargs):
+        calls.append(kwargs)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(wavbrivl.api, "load", spy)
+    moved = shutil.copytree(run.parent / "wavlm", tmp_path / "elsewhere")
+    build_wavbrivl(run, device="cpu", wavlm=str(moved))
+    assert calls == [{"device": "cpu", "wavlm": str(moved)}]
