@@ -244,12 +244,12 @@ def test_hub_name_is_refused_without_a_download(no_network, monkeypatch, tmp_pat
         build_clip("openai/clip-vit-base-patch32")
     message = str(err.value)
     assert "\n" not in message
-    assert "'openai/clip-vit-base-patch32' is a Hugging Face hub name" in message
+    assert "openai/clip-vit-base-patch32: a Hugging Face hub name, not a local path" in message
     assert (
         "hf download openai/clip-vit-base-patch32 --local-dir weights/clip-vit-base-patch32"
         in message
     )
-    assert message.startswith("embed.weights:")
+    assert message.startswith("embed.weights:") and "nothing is downloaded here" in message
 
 
 def test_missing_folder_and_unset_key_are_one_line_errors(no_network, tmp_path):

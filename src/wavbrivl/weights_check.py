@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import zipfile
 from collections.abc import Callable, Mapping
@@ -200,11 +201,24 @@ def hf_wavlm_problem(path: str) -> str | None:
     return "; ".join(problems) or None
 
 
+def looks_like_hub_name(value: str) -> bool:
+    """``org/name`` that is not a path here (see :func:`is_local_path`): a hub id."""
+    return bool(_HUB_NAME.match(value)) and not is_local_path(value)
+
+
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
 def hub_name_problem(path: str) -> str | None:
     """A hub name (``org/name``, ``hf-hub:org/name``) given where a local path is expected."""
     name = path.removeprefix("hf-hub:")
-    if name == path and is_local_path(path):
+    if name == path and not looks_like_hub_name(path):
         return None
+    return hub_advice(name)
+
+
+def hub_advice(name: str) -> str:
+    """What to do with a hub name ``org/name``: download it into a local folder, by hand."""
     return (
         f"a Hugging Face hub name, not a local path, and nothing is downloaded here: "
         f"download it on a machine with internet (`hf download {name} --local-dir "

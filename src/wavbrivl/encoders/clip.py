@@ -28,10 +28,9 @@ from wavbrivl.encoders.clip_family import (
     LocalWeightsError,
     freeze,
     hub_name_error,
-    looks_like_hub_name,
     without_volatile,
 )
-from wavbrivl.weights_check import HF_CLIP_WEIGHTS
+from wavbrivl.weights_check import HF_CLIP_WEIGHTS, looks_like_hub_name
 
 KEY = "embed.weights"
 WHAT = "the HF-format CLIP model folder"
@@ -62,7 +61,7 @@ def check_clip_folder(folder: str | os.PathLike | None, key: str = KEY) -> Path:
         )
     folder = os.fspath(folder)
     if looks_like_hub_name(folder):
-        raise hub_name_error(key, folder, WHAT)
+        raise hub_name_error(key, folder)
     if not os.path.isdir(folder):
         raise LocalWeightsError(
             f"{key}: {folder}: no such folder; put {WHAT} there (config.json, weights, "

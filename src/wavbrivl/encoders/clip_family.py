@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from wavbrivl.encoders.preprocess import ImageLike, brivl_train_augment
+from wavbrivl.weights_check import hub_advice
 
 Images = Sequence[ImageLike] | torch.Tensor
 
@@ -55,29 +54,14 @@ VOLATILE_KEYS = frozenset(
     }
 )
 
-_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
 
 class LocalWeightsError(FileNotFoundError):
     """A model's files are not where the config says (or a hub name was given): one line."""
 
 
-def looks_like_hub_name(value: str) -> bool:
-    """``org/name`` that is not a path here: a Hugging Face hub id, never fetched by us."""
-    if os.path.exists(value) or value.startswith((".", "/", "~")):
-        return False
-    return bool(_HUB_NAME.match(value)) and not os.path.isdir(value.split("/")[0])
-
-
-def hub_name_error(key: str, name: str, what: str) -> LocalWeightsError:
+def hub_name_error(key: str, name: str) -> LocalWeightsError:
     """The refusal of a hub name: nothing is downloaded here, where to put the files instead."""
-    folder = f"weights/{name.split('/')[-1]}"
-    return LocalWeightsError(
-        f"{key}: {name!r} is a Hugging Face hub name, not a local path, and nothing is "
-        f"downloaded here: download {what} on a machine with internet "
-        f"(`hf download {name} --local-dir {folder}`), then set {key}: {folder} "
-        "(weights/README.md)"
-    )
+    return LocalWeightsError(f"{key}: {name}: {hub_advice(name)} (weights/README.md)")
 
 
 def without_volatile(value: Any) -> Any:

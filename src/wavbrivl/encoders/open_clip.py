@@ -26,16 +26,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from wavbrivl.checkpoints import state_dict_sha256
+from wavbrivl.checkpoints import CheckpointMismatchError, state_dict_sha256
 from wavbrivl.encoders.clip_family import (
     ClipFamilyEncoder,
     ClipPreprocess,
     LocalWeightsError,
     freeze,
     hub_name_error,
-    looks_like_hub_name,
 )
-from wavbrivl.weights_check import OPEN_CLIP_WEIGHTS
+from wavbrivl.weights_check import OPEN_CLIP_WEIGHTS, looks_like_hub_name
 
 KEY = "embed.weights"
 NAME_KEY = "embed.model_name"
@@ -51,7 +50,7 @@ def open_clip_source(
     import open_clip
 
     if model_name and model_name.startswith("hf-hub:"):
-        raise hub_name_error(NAME_KEY, model_name.removeprefix("hf-hub:"), "the OpenCLIP model")
+        raise hub_name_error(NAME_KEY, model_name.removeprefix("hf-hub:"))
     if weights is None:
         raise LocalWeightsError(
             f"{KEY} is not set: encoder `open_clip` needs a local checkpoint file (with "
@@ -59,7 +58,7 @@ def open_clip_source(
         )
     weights = os.fspath(weights)
     if weights.startswith("hf-hub:") or looks_like_hub_name(weights):
-        raise hub_name_error(KEY, weights.removeprefix("hf-hub:"), "the OpenCLIP model")
+        raise hub_name_error(KEY, weights.removeprefix("hf-hub:"))
     if os.path.isdir(weights):
         if model_name:
             raise ValueError(
@@ -189,9 +188,16 @@ def build_open_clip(
     import open_clip
 
     name, pretrained, config = open_clip_source(weights, model_name)
-    model, _, transform = open_clip.create_model_and_transforms(
-        name, pretrained=pretrained, require_pretrained=True, weights_only=True
-    )
+    try:
+        model, _, transform = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, require_pretrained=True, weights_only=True
+        )
+    except (RuntimeError, AssertionError, KeyError) as err:  # OpenCLIP's strict load failing
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointMismatchError(
+            f"{KEY}: {os.fspath(weights)}: does not load into the OpenCLIP architecture "
+            f"{model_name or name} ({first})"
+        ) from None
     tokenizer = open_clip.get_tokenizer(name)
     label = Path(os.fspath(weights)).name
     shown = f"{model_name}, {label}" if pretrained else label
