@@ -139,7 +139,10 @@ def test_normalize_by_hand_and_back():
     expected = torch.tensor([1.0, 1.0, -0.0625]).view(1, 3, 1, 1)
     torch.testing.assert_close(_pre().normalize(x), expected)
     torch.testing.assert_close(_pre().denormalize(expected), x)
-    assert _pre().normalize(x.double()).dtype == torch.float64
+    # the statistics follow the pixels' dtype and device (half stays half; "meta" stays there)
+    assert _pre().normalize(x.half()).dtype == torch.float16
+    assert _pre().denormalize(x.half()).dtype == torch.float16
+    assert _pre().normalize(x.to("meta")).device.type == "meta"
 
 
 def test_from_tensor_applies_seeded_augmentation_before_normalising():
@@ -166,7 +169,13 @@ def test_without_volatile_at_every_depth():
         "_name_or_path": "/some/folder",
         "transformers_version": "5.0",
         "a": 1,
-        "nested": {"_commit_hash": "x", "attn_implementation": "sdpa", "b": [{"_name_or_path": 1}]},
+        "nested": {
+            "_commit_hash": "x",
+            "attn_implementation": "sdpa",
+            "_attn_implementation_autoset": True,
+            "_attn_implementation_internal": "eager",
+            "b": [{"_name_or_path": 1}],
+        },
         "pair": (1, 2),
     }
     assert without_volatile(config) == {"a": 1, "nested": {"b": [{}]}, "pair": [1, 2]}

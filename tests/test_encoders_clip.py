@@ -18,6 +18,7 @@ from clip_models import as_tensor, pictures, save_hf_clip
 from safetensors.torch import load_file, save_file
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
+from wavbrivl.checkpoints import state_dict_sha256
 from wavbrivl.encoders.clip import (
     HFClipEncoder,
     build_clip,
@@ -173,6 +174,7 @@ def test_preprocess_is_read_from_the_saved_processor(tmp_path):
     ],
 )
 def test_processor_settings_the_tensor_path_cannot_follow_are_refused(kwargs, match):
+    """Each refused setting is named (the messages are matched in part: they quote values)."""
     base = {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}
     with pytest.raises(ValueError, match=match):
         preprocess_from_processor(CLIPImageProcessor(**{**base, **kwargs}))
@@ -233,6 +235,9 @@ def test_metadata_describes_the_space(folder):
     assert meta["dim"] == "24" and meta["image_size"] == "32" and meta["box_mode"] == "none"
     assert json.loads(meta["preprocessing"])["mean"] == [0.48145466, 0.4578275, 0.40821073]
     identity = json.loads(meta["identity"])
+    assert set(identity) == {"family", "weights_sha256", "config", "image_processor", "tensor_path"}
+    assert identity["weights_sha256"] == state_dict_sha256(enc.model.state_dict())
+    assert identity["image_processor"]["crop_size"] == {"height": 32, "width": 32}
     assert identity["family"] == "hf_clip"
     assert identity["config"]["projection_dim"] == 24
     assert "_name_or_path" not in identity["config"]  # the path is not the model
@@ -254,11 +259,20 @@ def test_hub_name_is_refused_without_a_download(no_network, monkeypatch, tmp_pat
 
 def test_missing_folder_and_unset_key_are_one_line_errors(no_network, tmp_path):
     missing = tmp_path / "weights" / "clip-vit-b32"
-    with pytest.raises(LocalWeightsError, match="no such folder; put the HF-format CLIP") as err:
+    with pytest.raises(LocalWeightsError) as err:
         build_clip(missing)
-    assert str(missing) in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(LocalWeightsError, match="embed.weights is not set"):
+    assert str(err.value) == (
+        f"embed.weights: {missing}: no such folder; put the HF-format CLIP model folder there "
+        "(config.json, weights, preprocessor_config.json, tokenizer files; weights/README.md)"
+    )
+    with pytest.raises(LocalWeightsError) as err:
         build_clip(None)
+    assert str(err.value) == (
+        "embed.weights is not set: encoder `clip` needs a local folder of an HF-format CLIP "
+        "model (weights/README.md)"
+    )
+    with pytest.raises(LocalWeightsError, match="^model.path: "):
+        check_clip_folder(missing, key="model.path")
 
 
 def test_incomplete_folder_names_what_is_missing(folder, tmp_path):
@@ -268,12 +282,14 @@ def test_incomplete_folder_names_what_is_missing(folder, tmp_path):
     (partial / "model.safetensors").unlink()
     with pytest.raises(LocalWeightsError) as err:
         check_clip_folder(partial)
-    message = str(err.value)
-    assert "model.safetensors or model.safetensors.index.json or pytorch_model.bin" in message
-    assert "tokenizer.json (or vocab.json + merges.txt)" in message
-    assert "config.json" not in message.split("missing")[1].replace("preprocessor", "")
-    # vocab.json + merges.txt stand in for tokenizer.json
+    assert str(err.value) == (
+        f"embed.weights: {partial}: not a complete HF CLIP folder, missing "
+        "model.safetensors or model.safetensors.index.json or pytorch_model.bin; "
+        "tokenizer.json (or vocab.json + merges.txt) (weights/README.md)"
+    )
+    # vocab.json + merges.txt stand in for tokenizer.json (both are needed)
     (partial / "vocab.json").write_text("{}")
+    assert len(clip_folder_problems(partial)) == 2
     (partial / "merges.txt").write_text("")
     assert clip_folder_problems(partial) == [
         "model.safetensors or model.safetensors.index.json or pytorch_model.bin"
@@ -286,8 +302,12 @@ def test_incomplete_folder_names_what_is_missing(folder, tmp_path):
 def test_a_folder_mixing_two_models_is_refused(folder):
     model, processor, tokenizer = _reference(folder)
     model.config.text_config.eos_token_id = 7
-    with pytest.raises(ValueError, match="eos_token_id 7 is not the tokenizer's"):
+    with pytest.raises(ValueError) as err:
         HFClipEncoder(model, processor, tokenizer, name="mixed")
+    assert str(err.value) == (
+        f"mixed: the model's eos_token_id 7 is not the tokenizer's ({tokenizer.eos_token_id}); "
+        "the folder mixes two models"
+    )
     model.config.text_config.eos_token_id = 2  # transformers' legacy setting is accepted
     HFClipEncoder(model, processor, tokenizer, name="legacy")
 
@@ -299,3 +319,13 @@ def test_built_from_the_embed_block(folder):
     for key, value in (("image_size", 380), ("box_mode", "grid"), ("model_name", "ViT-B-32")):
         with pytest.raises(ValueError, match=f"does not read embed.{key}={value}"):
             encoder_from_config({**block, key: value})
+
+
+def test_weights_are_loaded_in_float32(folder, tmp_path):
+    half = tmp_path / "half"
+    shutil.copytree(folder, half)
+    model = CLIPModel.from_pretrained(folder).half()
+    model.save_pretrained(half)
+    enc = build_clip(half)
+    assert {p.dtype for p in enc.model.parameters()} == {torch.float32}
+    assert enc.encode_images(pictures()[:1]).dtype == torch.float32

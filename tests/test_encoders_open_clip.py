@@ -25,7 +25,11 @@ from clip_models import (
     save_open_clip_folder,
 )
 
-from wavbrivl.checkpoints import CheckpointMismatchError
+from wavbrivl.checkpoints import (
+    CheckpointMismatchError,
+    UntrustedCheckpointError,
+    state_dict_sha256,
+)
 from wavbrivl.encoders.clip_family import LocalWeightsError
 from wavbrivl.encoders.from_config import encoder_from_config
 from wavbrivl.encoders.open_clip import (
@@ -171,6 +175,15 @@ def test_metadata_describes_the_space(name, checkpoint):
     assert meta["fingerprint"] == enc.fingerprint
     assert (meta["dim"], meta["image_size"], meta["box_mode"]) == ("16", "32", "none")
     identity = json.loads(meta["identity"])
+    assert set(identity) == {
+        "family",
+        "weights_sha256",
+        "config",
+        "preprocess_cfg",
+        "transform",
+        "tensor_path",
+    }
+    assert identity["weights_sha256"] == state_dict_sha256(enc.model.state_dict())
     assert identity["family"] == "open_clip"
     assert identity["config"] == TINY_OPEN_CLIP
     assert identity["preprocess_cfg"]["mean"] == OPENAI_MEAN
@@ -188,8 +201,21 @@ def test_augmented_views(name, checkpoint):
 @pytest.mark.parametrize(
     ("weights", "model_name", "error", "words"),
     [
-        (None, None, LocalWeightsError, "embed.weights is not set"),
-        ("openai", "ViT-B-32", LocalWeightsError, "a pretrained tag such as `openai`"),
+        (
+            None,
+            None,
+            LocalWeightsError,
+            "embed.weights is not set: encoder `open_clip` needs a local checkpoint file (with "
+            "embed.model_name) or an OpenCLIP model folder (weights/README.md)",
+        ),
+        (
+            "openai",
+            "ViT-B-32",
+            LocalWeightsError,
+            "embed.weights: openai: no such file or folder; put the OpenCLIP checkpoint there "
+            "(a pretrained tag such as `openai` is not accepted: OpenCLIP would download it; "
+            "weights/README.md)",
+        ),
         (
             "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
             None,
@@ -220,11 +246,30 @@ def test_downloads_are_refused_in_one_line(
     assert words in str(err.value) and "\n" not in str(err.value)
 
 
+class NotWeights:
+    """A pickled object that needs code to load: what weights_only refuses."""
+
+
+def test_a_checkpoint_that_needs_code_is_refused(name, tmp_path):
+    path = tmp_path / "code.pt"
+    torch.save({"payload": NotWeights()}, path)
+    with pytest.raises(UntrustedCheckpointError, match=f"{path}: refused as untrusted"):
+        build_open_clip(path, name)
+
+
 def test_a_file_needs_a_known_architecture(checkpoint, name):
-    with pytest.raises(ValueError, match="embed.model_name is not set: the checkpoint file"):
+    with pytest.raises(ValueError) as err:
         build_open_clip(checkpoint)
-    with pytest.raises(ValueError, match="'NoSuch-Net' is not an OpenCLIP architecture"):
+    assert str(err.value) == (
+        f"embed.model_name is not set: the checkpoint file {checkpoint} needs its architecture "
+        "name, one of open_clip.list_models() (e.g. ViT-B-32)"
+    )
+    with pytest.raises(ValueError) as err:
         build_open_clip(checkpoint, "NoSuch-Net")
+    assert str(err.value) == (
+        "embed.model_name: 'NoSuch-Net' is not an OpenCLIP architecture; known: "
+        "open_clip.list_models() (e.g. ViT-B-32, ViT-H-14)"
+    )
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(checkpoint, name, tmp_path):
@@ -240,15 +285,33 @@ def test_a_checkpoint_of_another_architecture_is_refused(checkpoint, name, tmp_p
 
 
 def test_folder_errors(folder, name, tmp_path):
-    with pytest.raises(ValueError, match="embed.model_name: 'ViT-B-32' is set, but"):
+    with pytest.raises(ValueError) as err:
         build_open_clip(folder, "ViT-B-32")
+    assert str(err.value) == (
+        "embed.model_name: 'ViT-B-32' is set, but embed.weights is a folder, whose "
+        "open_clip_config.json names the architecture; unset embed.model_name"
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(LocalWeightsError) as err:
         build_open_clip(empty)
-    assert "missing open_clip_config.json; open_clip_model.safetensors or" in str(err.value)
+    assert str(err.value) == (
+        f"embed.weights: {empty}: not a complete OpenCLIP model folder, missing "
+        "open_clip_config.json; open_clip_model.safetensors or "
+        "open_clip_pytorch_model.safetensors or open_clip_pytorch_model.bin (weights/README.md)"
+    )
     broken = shutil.copytree(folder, tmp_path / "broken")
     (broken / "open_clip_config.json").write_text('{"preprocess_cfg": {}}')
+    with pytest.raises(ValueError) as err:
+        build_open_clip(broken)
+    assert str(err.value) == (
+        f"embed.weights: {broken / 'open_clip_config.json'}: not an OpenCLIP config "
+        "(JSON with model_cfg)"
+    )
+    (broken / "open_clip_config.json").write_text("[1, 2]")  # JSON, not a mapping
+    with pytest.raises(ValueError, match="not an OpenCLIP config"):
+        build_open_clip(broken)
+    (broken / "open_clip_config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not an OpenCLIP config"):
         build_open_clip(broken)
 
@@ -261,8 +324,21 @@ def test_text_towers_from_the_hub_are_refused(name, tmp_path):
     open_clip.add_model_config(path)
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"x")
-    with pytest.raises(ValueError, match="needs 'timm/some-tokenizer' from the Hugging Face hub"):
+    with pytest.raises(ValueError) as err:
         open_clip_source(weights, "WavbrivlTiny-HFTok")
+    assert str(err.value) == (
+        "WavbrivlTiny-HFTok: its text side needs 'timm/some-tokenizer' from the Hugging Face "
+        "hub (hf_tokenizer_name); nothing is downloaded here: use an OpenCLIP model folder "
+        "that holds it"
+    )
+    # a tokenizer that is a local folder is fine
+    config["text_cfg"]["hf_tokenizer_name"] = str(tmp_path)
+    path.write_text(json.dumps(config))
+    open_clip.add_model_config(path)
+    assert open_clip_source(weights, "WavbrivlTiny-HFTok")[:2] == (
+        "WavbrivlTiny-HFTok",
+        str(weights),
+    )
     # in a model folder, OpenCLIP reads the tokenizer from the folder: accepted
     folder = save_open_clip_folder(tmp_path / "hftok")
     cfg = json.loads((folder / "open_clip_config.json").read_text())

@@ -88,7 +88,7 @@ def as_rgb_image(image: ImageLike) -> Image.Image:
             raise ValueError(
                 f"numpy images must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}"
             )
-        return Image.fromarray(image, "RGB")
+        return Image.fromarray(image)  # uint8 (H, W, 3): RGB
     raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
 
 

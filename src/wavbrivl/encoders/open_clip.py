@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
-from wavbrivl.checkpoints import CheckpointMismatchError, state_dict_sha256
+from wavbrivl.checkpoints import CheckpointMismatchError, state_dict_sha256, untrusted_error
 from wavbrivl.encoders.clip_family import (
     ClipFamilyEncoder,
     ClipPreprocess,
@@ -192,6 +193,8 @@ def build_open_clip(
         model, _, transform = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, require_pretrained=True, weights_only=True
         )
+    except pickle.UnpicklingError:  # weights_only refused a global: code, not weights
+        raise untrusted_error(os.fspath(weights), []) from None
     except (RuntimeError, AssertionError, KeyError) as err:  # OpenCLIP's strict load failing
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointMismatchError(
