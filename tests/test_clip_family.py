@@ -22,6 +22,7 @@ from wavbrivl.encoders.clip_family import (
     fingerprint_of,
     freeze,
     hub_name_error,
+    identity_json,
     without_volatile,
 )
 from wavbrivl.encoders.preprocess import brivl_train_augment
@@ -256,7 +257,7 @@ def test_list_path_uses_the_library_pixels_without_gradients():
     expected = expected / expected.norm(dim=1, keepdim=True)
     torch.testing.assert_close(out, expected)
     assert out.dtype == torch.float32 and not out.requires_grad
-    with pytest.raises(ValueError, match="no images to embed"):
+    with pytest.raises(ValueError, match="^no images to embed$"):
         enc.encode_images([])
 
 
@@ -279,8 +280,32 @@ def test_tensor_path_keeps_the_graph():
     torch.testing.assert_close(out[0], F.normalize(torch.tensor([0.5, 1, 1.5, 1.5]), dim=0))
     out[0, 0].backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
-    aug = enc.encode_images(torch.rand(2, 3, 8, 8), aug_seeds=[1, 2])
-    assert aug.shape == (2, 4)
+    y = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    jittered = torch.stack([brivl_train_augment(1)(y[0]), brivl_train_augment(2)(y[1])])
+    expected = F.normalize(enc._image_features(enc.preprocess.normalize(jittered)), dim=-1)
+    torch.testing.assert_close(enc.encode_images(y, aug_seeds=[1, 2]), expected)
+
+
+class OnDevice(FakeEncoder):
+    """Runs on PyTorch's "meta" device (shapes only) and records where its pixels were."""
+
+    def __init__(self):
+        super().__init__(device="meta")
+        self.seen = []
+
+    def _image_features(self, pixels):
+        self.seen.append(pixels.device.type)
+        return pixels.mean(dim=(2, 3))
+
+    def _text_features(self, texts):
+        return torch.ones(len(texts), 4, device=self.device)
+
+
+def test_pixels_are_moved_to_the_encoders_device():
+    enc = OnDevice()
+    assert enc.encode_images(torch.rand(1, 3, 8, 8)).device.type == "meta"
+    assert enc.encode_images([Image.new("RGB", (8, 8))]).device.type == "meta"
+    assert enc.seen == ["meta", "meta"]
 
 
 def test_text_is_unit_rows_without_gradients():
@@ -290,7 +315,7 @@ def test_text_is_unit_rows_without_gradients():
     torch.testing.assert_close(out, expected)
     assert out.dtype == torch.float32 and not out.requires_grad
     for bad in ([], "a dog"):
-        with pytest.raises(ValueError, match="encode_text takes a non-empty list of strings"):
+        with pytest.raises(ValueError, match="^encode_text takes a non-empty list of strings$"):
             enc.encode_text(bad)
 
 
@@ -298,7 +323,9 @@ def test_identity_fingerprint_and_metadata():
     enc = FakeEncoder()
     assert enc.device == torch.device("cpu")
     identity = {"family": "fake", "w": 1, "tensor_path": enc.preprocess.settings()}
-    assert enc.fingerprint == fingerprint_of(identity)
+    assert (
+        enc.fingerprint == hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    )
     meta = enc.metadata()
     assert meta == {
         "encoder": "fake",
@@ -309,6 +336,10 @@ def test_identity_fingerprint_and_metadata():
         "preprocessing": json.dumps(enc.preprocess.settings(), sort_keys=True),
         "identity": json.dumps(identity, sort_keys=True),
     }
+
+
+def test_identity_json_writes_any_value():
+    assert identity_json({"b": torch.float16, "a": (1,)}) == '{"a": [1], "b": "torch.float16"}'
 
 
 def test_the_base_class_needs_the_three_model_steps():

@@ -73,10 +73,14 @@ def without_volatile(value: Any) -> Any:
     return value
 
 
+def identity_json(identity: dict[str, Any]) -> str:
+    """An identity dict as sorted-key JSON (non-JSON values by their ``str``)."""
+    return json.dumps(identity, sort_keys=True, default=str)
+
+
 def fingerprint_of(identity: dict[str, Any]) -> str:
-    """SHA-256 of an identity dict (sorted-key JSON; non-JSON values by their ``str``)."""
-    text = json.dumps(identity, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 of :func:`identity_json`."""
+    return hashlib.sha256(identity_json(identity).encode()).hexdigest()
 
 
 def as_rgb_image(image: ImageLike) -> Image.Image:
@@ -169,9 +173,10 @@ class ClipPreprocess:
         return pixels * std + mean
 
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
-        return mean, std
+        """Mean and std as (3, 1, 1), in ``like``'s dtype and on its device."""
+        mean = torch.tensor(self.mean, dtype=like.dtype, device=like.device)
+        std = torch.tensor(self.std, dtype=like.dtype, device=like.device)
+        return mean[:, None, None], std[:, None, None]
 
 
 def augment(images: torch.Tensor, aug_seeds: Sequence[int] | None) -> torch.Tensor:
@@ -202,7 +207,7 @@ class ClipFamilyEncoder:
         dim: int,
         preprocess: ClipPreprocess,
         identity: dict[str, Any],
-        device: str | torch.device = "cpu",
+        device: str | torch.device,
     ) -> None:
         self.name = name
         self.dim = dim
@@ -260,7 +265,7 @@ class ClipFamilyEncoder:
             "image_size": str(self.preprocess.img_size),
             "box_mode": "none",
             "preprocessing": json.dumps(self.preprocess.settings(), sort_keys=True),
-            "identity": json.dumps(self._identity, sort_keys=True, default=str),
+            "identity": identity_json(self._identity),  # what the fingerprint hashes
         }
 
 
