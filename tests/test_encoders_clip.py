@@ -163,21 +163,32 @@ def test_preprocess_is_read_from_the_saved_processor(tmp_path):
     assert pre.img_size == 32
 
 
+STEPS = "(it follows resize, centre crop, rescale and normalise, bilinear or bicubic)"
+
+
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("kwargs", "message"),
     [
-        ({"do_center_crop": False}, "do_center_crop"),
-        ({"do_normalize": False}, "do_normalize"),
-        ({"resample": 0}, "resample=0"),
-        ({"crop_size": {"height": 32, "width": 30}}, "non-square crop"),
-        ({"size": {"height": 40, "width": 50}}, "size"),
+        ({"do_center_crop": False}, f"do_center_crop=False {STEPS}"),
+        ({"do_normalize": False, "resample": 0}, f"do_normalize=False, resample=0 {STEPS}"),
+        ({"do_resize": False, "do_rescale": False}, f"do_resize=False, do_rescale=False {STEPS}"),
+        ({"resample": 1}, f"resample=1 {STEPS}"),
+        (
+            {"crop_size": {"height": 32, "width": 30}},
+            "a non-square crop (32 x 30) is not supported",
+        ),
+        (
+            {"size": {"height": 40, "width": 50}},
+            "image processor size {'height': 40, 'width': 50} is not supported",
+        ),
     ],
 )
-def test_processor_settings_the_tensor_path_cannot_follow_are_refused(kwargs, match):
-    """Each refused setting is named (the messages are matched in part: they quote values)."""
+def test_processor_settings_the_tensor_path_cannot_follow_are_refused(kwargs, message):
     base = {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError) as err:
         preprocess_from_processor(CLIPImageProcessor(**{**base, **kwargs}))
+    prefix = "image processor settings the tensor path cannot follow: "
+    assert str(err.value) in (message, prefix + message)
 
 
 def test_augmented_views_are_seeded_and_match_the_tensor_path(folder):
@@ -329,3 +340,11 @@ def test_weights_are_loaded_in_float32(folder, tmp_path):
     enc = build_clip(half)
     assert {p.dtype for p in enc.model.parameters()} == {torch.float32}
     assert enc.encode_images(pictures()[:1]).dtype == torch.float32
+
+
+def test_the_model_goes_to_the_encoders_device(folder):
+    """On PyTorch's "meta" device (shapes only; the text tower's eos lookup cannot run)."""
+    enc = build_clip(folder, device="meta")
+    assert enc.device == torch.device("meta")
+    assert {p.device.type for p in enc.model.parameters()} == {"meta"}
+    assert enc.fingerprint == build_clip(folder).fingerprint  # hashed before the move

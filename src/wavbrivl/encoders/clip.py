@@ -80,14 +80,16 @@ def preprocess_from_processor(processor: Any) -> ClipPreprocess:
     """The tensor-path twin of a ``CLIPImageProcessor``; refuses settings it cannot follow."""
     size, crop = processor.size, processor.crop_size
     unsupported = [
-        flag
+        f"{flag}=False"
         for flag in ("do_resize", "do_center_crop", "do_rescale", "do_normalize")
         if not getattr(processor, flag)
     ]
-    if unsupported or processor.resample not in RESAMPLE:
+    if processor.resample not in RESAMPLE:
+        unsupported.append(f"resample={processor.resample}")
+    if unsupported:
         raise ValueError(
-            f"image processor settings the tensor path cannot follow: {unsupported or ''} "
-            f"resample={processor.resample} (supported: all steps on, resample in {RESAMPLE})"
+            f"image processor settings the tensor path cannot follow: {', '.join(unsupported)} "
+            "(it follows resize, centre crop, rescale and normalise, bilinear or bicubic)"
         )
     if crop.height != crop.width:
         raise ValueError(f"a non-square crop ({crop.height} x {crop.width}) is not supported")
@@ -122,6 +124,11 @@ class HFClipEncoder(ClipFamilyEncoder):
                 f"{name}: the model's eos_token_id {text_cfg.eos_token_id} is not the "
                 f"tokenizer's ({tokenizer.eos_token_id}); the folder mixes two models"
             )
+        identity = {
+            "weights_sha256": state_dict_sha256(model.state_dict()),
+            "config": without_volatile(model.config.to_dict()),
+            "image_processor": without_volatile(processor.to_dict()),
+        }
         self.model = freeze(model).to(device)
         self.processor = processor
         self.tokenizer = tokenizer
@@ -130,11 +137,7 @@ class HFClipEncoder(ClipFamilyEncoder):
             name=name,
             dim=int(model.config.projection_dim),
             preprocess=preprocess_from_processor(processor),
-            identity={
-                "weights_sha256": state_dict_sha256(model.state_dict()),
-                "config": without_volatile(model.config.to_dict()),
-                "image_processor": without_volatile(processor.to_dict()),
-            },
+            identity=identity,
             device=device,
         )
 
@@ -161,7 +164,7 @@ class HFClipEncoder(ClipFamilyEncoder):
 
 def _features(output: Any) -> torch.Tensor:
     """transformers 5 returns a model output whose ``pooler_output`` is the projection."""
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
+    return output.pooler_output
 
 
 def build_clip(weights: str | os.PathLike | None, device: str | torch.device = "cpu"):
