@@ -355,3 +355,13 @@ def test_built_from_the_embed_block(name, checkpoint):
     block = {"encoder": "open_clip", "weights": str(checkpoint), "device": "cpu"}
     enc = encoder_from_config({**block, "model_name": name, "box_mode": "whole"})
     assert enc.fingerprint == build_open_clip(checkpoint, name).fingerprint
+
+
+def test_the_model_and_the_pixels_go_to_the_encoders_device(name, checkpoint):
+    """On PyTorch's "meta" device (shapes only): weights, pixels and tokens all move."""
+    enc = build_open_clip(checkpoint, name, device="meta")
+    assert enc.device == torch.device("meta")
+    assert {p.device.type for p in enc.model.parameters()} == {"meta"}
+    assert enc.fingerprint == build_open_clip(checkpoint, name).fingerprint  # hashed first
+    assert enc.encode_images(pictures()[:1]).device.type == "meta"
+    assert enc.encode_text(["a dog"]).device.type == "meta"

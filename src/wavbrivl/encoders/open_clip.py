@@ -154,6 +154,12 @@ class OpenClipEncoder(ClipFamilyEncoder):
         import open_clip
 
         preprocess_cfg = open_clip.get_model_preprocess_cfg(model)
+        identity = {
+            "weights_sha256": state_dict_sha256(model.state_dict()),
+            "config": model_cfg,
+            "preprocess_cfg": preprocess_cfg,
+            "transform": repr(transform),
+        }
         self.model = freeze(model).to(device)
         self.transform = transform
         self.tokenizer = tokenizer
@@ -161,12 +167,7 @@ class OpenClipEncoder(ClipFamilyEncoder):
             name=name,
             dim=int(model_cfg["embed_dim"]),
             preprocess=preprocess_from_cfg(preprocess_cfg),
-            identity={
-                "weights_sha256": state_dict_sha256(model.state_dict()),
-                "config": model_cfg,
-                "preprocess_cfg": preprocess_cfg,
-                "transform": repr(transform),
-            },
+            identity=identity,
             device=device,
         )
 
