@@ -104,7 +104,7 @@ def open_clip_source(
 def _offline_config(config: dict[str, Any], source: str, folder: Path | None) -> dict[str, Any]:
     """The model config, once checked not to need the hub for its text tower or tokenizer."""
     text = config.get("text_cfg", {})
-    for key in ("hf_model_name", "hf_tokenizer_name"):
+    for key in ("hf_tokenizer_name", "hf_model_name"):
         name = text.get(key)
         if not name or os.path.isdir(name):
             continue
@@ -124,14 +124,13 @@ def preprocess_from_cfg(cfg: dict[str, Any]) -> ClipPreprocess:
     if not isinstance(size, int) and len(set(size)) != 1:
         raise ValueError(f"a non-square OpenCLIP input ({size}) is not supported")
     mode = cfg.get("resize_mode") or "shortest"
-    interpolation = cfg.get("interpolation") or "bicubic"
     return ClipPreprocess(
         size=side,
         crop=side,
         mean=tuple(cfg["mean"]),
         std=tuple(cfg["std"]),
         resize_mode=mode,  # "longest" (pad) is refused by ClipPreprocess
-        interpolation="bilinear" if interpolation == "bilinear" else "bicubic",
+        interpolation="bilinear" if cfg.get("interpolation") == "bilinear" else "bicubic",
         crop_offset="round",  # torchvision CenterCrop: round((H - h) / 2)
     )
 
@@ -149,7 +148,7 @@ class OpenClipEncoder(ClipFamilyEncoder):
         *,
         name: str,
         model_cfg: dict[str, Any],
-        device: str | torch.device = "cpu",
+        device: str | torch.device,
     ) -> None:
         import open_clip
 
@@ -200,7 +199,7 @@ def build_open_clip(
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointMismatchError(
             f"{KEY}: {os.fspath(weights)}: does not load into the OpenCLIP architecture "
-            f"{model_name or name} ({first})"
+            f"{name} ({first})"
         ) from None
     tokenizer = open_clip.get_tokenizer(name)
     label = Path(os.fspath(weights)).name
