@@ -352,6 +352,10 @@ def test_text_towers_from_the_hub_are_refused(name, tmp_path):
     with pytest.raises(ValueError) as err:
         open_clip_source(folder, None)
     assert str(err.value).startswith(f"{folder}: its text side needs 'org/text-model' from")
+    # an HF text tower without an HF tokenizer name is checked too
+    tower_only = {"text_cfg": {"hf_model_name": "org/text-model"}}
+    with pytest.raises(ValueError, match="^x: its text side needs 'org/text-model'"):
+        _offline_config(tower_only, "x", None)
     # no text_cfg at all (an image-only config) needs nothing from the hub
     assert _offline_config({"embed_dim": 8}, "x", None) == {"embed_dim": 8}
 
