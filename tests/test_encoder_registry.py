@@ -99,11 +99,12 @@ def test_box_mode_changes_embeddings_and_fingerprint():
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown encoder 'clip'; known: \['brivl', 'tiny'\]"):
-        build_encoder("clip")
+    known = r"\['brivl', 'clip', 'open_clip', 'tiny'\]"
+    with pytest.raises(ValueError, match=rf"unknown encoder 'siglip'; known: {known}"):
+        build_encoder("siglip")
     with pytest.raises(ValueError, match="unknown box mode 'boxes'"):
         build_tiny(box_mode="boxes")
-    assert set(ENCODERS) == {"brivl", "tiny"}
+    assert set(ENCODERS) == {"brivl", "tiny", "clip", "open_clip"}
 
 
 def test_build_brivl_loads_official_format_and_fingerprints_the_file(tmp_path):

@@ -53,7 +53,8 @@ TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("download", "breaker_after", RUNTIME, "when a blocked shard stops asking"),
     # -- embed: what decides an embedding, versus how fast it is computed
     ("embed", "encoder", RERUN, "the image encoder"),
-    ("embed", "weights", RERUN, "brivl only; enters by content (SHA-256), not by path"),
+    ("embed", "weights", RERUN, "the encoder's weights; brivl's enter by content (SHA-256)"),
+    ("embed", "model_name", RERUN, "open_clip only: the architecture the file is loaded into"),
     ("embed", "architecture", RERUN, "the network the weights are loaded into"),
     ("embed", "image_size", RERUN, "preprocessing"),
     ("embed", "box_mode", RERUN, "preprocessing"),

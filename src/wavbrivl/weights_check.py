@@ -6,13 +6,15 @@ reported together, each with its config key, path and what is wrong, pointing at
 weights/README.md (who publishes each file, its size, where it goes). The checks are cheap
 (headers, not full loads): a checkpoint must be a torch file (zip with ``data.pkl``, or a
 legacy pickle), a YAML must parse into a taming model config, an HF folder must hold a WavLM
-``config.json``, its preprocessor config and a weights file.
+``config.json``, its preprocessor config and a weights file; a CLIP folder (HF or OpenCLIP) its
+config, weights and tokenizer, and a hub name where a local path belongs is refused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import zipfile
 from collections.abc import Callable, Mapping
@@ -53,6 +55,13 @@ def is_local_path(value: str) -> bool:
     return os.path.isdir(first)
 
 
+#: Encoders of open image spaces: encoder -> (check kind, what the weights are).
+IMAGE_SPACES = {
+    "clip": ("hf_clip", "HF-format CLIP model folder"),
+    "open_clip": ("open_clip", "OpenCLIP checkpoint file or model folder"),
+}
+
+
 def required_weights(config: Mapping[str, Any]) -> list[Weight]:
     """The weight files the (defaults-filled) config reads; none for toy models."""
     weights = []
@@ -60,6 +69,10 @@ def required_weights(config: Mapping[str, Any]) -> list[Weight]:
         weights.append(
             Weight("embed.weights", config["embed"]["weights"], "torch", "BriVL-1.0 checkpoint")
         )
+    encoder = config["embed"]["encoder"]
+    if encoder in IMAGE_SPACES:
+        kind, what = IMAGE_SPACES[encoder]
+        weights.append(Weight("embed.weights", config["embed"]["weights"], kind, what))
     wavlm = config["audio"]["wavlm"]
     if wavlm != "tiny" and is_local_path(wavlm):
         weights.append(Weight("audio.wavlm", wavlm, "hf_wavlm", "WavLM Base+, HF format"))
@@ -188,10 +201,124 @@ def hf_wavlm_problem(path: str) -> str | None:
     return "; ".join(problems) or None
 
 
+def looks_like_hub_name(value: str) -> bool:
+    """``org/name`` that is not a path here (see :func:`is_local_path`): a hub id."""
+    return bool(_HUB_NAME.match(value)) and not is_local_path(value)
+
+
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_name_problem(path: str) -> str | None:
+    """A hub name (``org/name``, ``hf-hub:org/name``) given where a local path is expected."""
+    name = path.removeprefix("hf-hub:")
+    if name == path and not looks_like_hub_name(path):
+        return None
+    return hub_advice(name)
+
+
+def hub_advice(name: str) -> str:
+    """What to do with a hub name ``org/name``: download it into a local folder, by hand."""
+    return (
+        f"a Hugging Face hub name, not a local path, and nothing is downloaded here: "
+        f"download it on a machine with internet (`hf download {name} --local-dir "
+        f"weights/{name.split('/')[-1]}`) and set the key to that folder"
+    )
+
+
+def _weights_file_problem(path: str) -> str | None:
+    """A weights file: safetensors by its header, anything else as a torch checkpoint."""
+    if path.endswith(".safetensors"):
+        return _file_problem(path) or _safetensors_problem(path)
+    return torch_problem(path)
+
+
+def hf_clip_problem(path: str) -> str | None:
+    """An HF-format CLIP folder: config (model_type clip), preprocessor config, weights and
+    tokenizer files (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``)."""
+    hub = hub_name_problem(path)
+    if hub:
+        return hub
+    if not os.path.exists(path):
+        return "missing"
+    if not os.path.isdir(path):
+        return "not a folder (an HF CLIP model folder is expected)"
+    problems = []
+    config = os.path.join(path, "config.json")
+    if _file_problem(config):
+        problems.append(f"config.json {_file_problem(config)}")
+    else:
+        try:
+            model_type = json.loads(Path(config).read_text()).get("model_type")
+        except (ValueError, AttributeError):
+            model_type = "unreadable"
+        if model_type != "clip":
+            problems.append(f"config.json is not a CLIP config (model_type: {model_type})")
+    preprocessor = os.path.join(path, "preprocessor_config.json")
+    if _file_problem(preprocessor):
+        problems.append(f"preprocessor_config.json {_file_problem(preprocessor)}")
+    names = [n for n in HF_CLIP_WEIGHTS if os.path.exists(os.path.join(path, n))]
+    if not names:
+        problems.append(f"no {' or '.join(HF_CLIP_WEIGHTS)}")
+    elif names[0] != "model.safetensors.index.json":  # shards: checked when loaded
+        problem = _weights_file_problem(os.path.join(path, names[0]))
+        if problem:
+            problems.append(f"{names[0]} {problem}")
+    tokenizer = [os.path.join(path, n) for n in ("vocab.json", "merges.txt")]
+    if _file_problem(os.path.join(path, "tokenizer.json")) and any(map(_file_problem, tokenizer)):
+        problems.append("no tokenizer.json (or vocab.json + merges.txt)")
+    return "; ".join(problems) or None
+
+
+def open_clip_problem(path: str) -> str | None:
+    """An OpenCLIP checkpoint file, or a folder with ``open_clip_config.json`` and weights."""
+    hub = hub_name_problem(path)
+    if hub:
+        return hub
+    if not os.path.exists(path):
+        return "missing (a pretrained tag such as `openai` is not accepted: it is a download)"
+    if not os.path.isdir(path):
+        return _weights_file_problem(path)
+    problems = []
+    config = os.path.join(path, "open_clip_config.json")
+    if _file_problem(config):
+        problems.append(f"open_clip_config.json {_file_problem(config)}")
+    else:
+        try:
+            model_cfg = json.loads(Path(config).read_text()).get("model_cfg")
+        except (ValueError, AttributeError):
+            model_cfg = None
+        if not isinstance(model_cfg, dict):
+            problems.append("open_clip_config.json has no model_cfg")
+    names = [n for n in OPEN_CLIP_WEIGHTS if os.path.exists(os.path.join(path, n))]
+    if not names:
+        problems.append(f"no weights file ({', '.join(OPEN_CLIP_WEIGHTS[:3])}, ...)")
+    else:
+        problem = _weights_file_problem(os.path.join(path, names[0]))
+        if problem:
+            problems.append(f"{names[0]} {problem}")
+    return "; ".join(problems) or None
+
+
+#: Weight files of an HF CLIP folder and of an OpenCLIP folder, in the libraries' preference.
+HF_CLIP_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+OPEN_CLIP_WEIGHTS = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "pytorch_model.pth",
+    "model.pth",
+)
+
 CHECKS: dict[str, Callable[[str], str | None]] = {
     "torch": torch_problem,
     "taming_yaml": taming_yaml_problem,
     "hf_wavlm": hf_wavlm_problem,
+    "hf_clip": hf_clip_problem,
+    "open_clip": open_clip_problem,
 }
 
 

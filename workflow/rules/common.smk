@@ -236,9 +236,13 @@ def get_embedding_shards():
     ]
 
 
+#: Encoders whose weights come from embed.weights (a file, or an HF / OpenCLIP folder).
+ENCODERS_WITH_WEIGHTS = ("brivl", "clip", "open_clip")
+
+
 def get_encoder_weights(wildcards):
     weights = config["embed"]["weights"]
-    return existing(weights) if config["embed"]["encoder"] == "brivl" else []
+    return existing(weights) if config["embed"]["encoder"] in ENCODERS_WITH_WEIGHTS else []
 
 
 def get_encoder_identity(wildcards):
@@ -249,11 +253,19 @@ def get_encoder_identity(wildcards):
         for key, value in rerun_params("embed", cfg).items()
         if key not in ("weights", "seed")
     }
-    if cfg["encoder"] == "brivl":
-        identity["weights_sha256"] = file_sha256(cfg["weights"])
+    if cfg["encoder"] in ENCODERS_WITH_WEIGHTS:
+        identity["weights_sha256"] = weights_sha256(cfg["weights"])
     else:
         identity["seed"] = cfg["seed"]
     return identity
+
+
+def weights_sha256(path):
+    """SHA-256 of a weights file, or of each file of a weights folder (HF, OpenCLIP)."""
+    if os.path.isdir(path):
+        files = sorted(p for p in Path(path).iterdir() if p.is_file())
+        return {p.name: file_sha256(str(p)) for p in files}
+    return file_sha256(path)
 
 
 def file_sha256(path):

@@ -21,6 +21,14 @@ def encoder_from_config(cfg: dict[str, Any]) -> ImageEncoder:
     device = pick_device(cfg.get("device", "auto"))
     if cfg["encoder"] == "tiny":
         return build_encoder("tiny", seed=cfg["seed"], box_mode=cfg["box_mode"], device=device)
+    if cfg["encoder"] in ("clip", "open_clip"):
+        _check_clip_keys(cfg)
+    if cfg["encoder"] == "clip":
+        return build_encoder("clip", weights=cfg["weights"], device=device)
+    if cfg["encoder"] == "open_clip":
+        return build_encoder(
+            "open_clip", weights=cfg["weights"], model_name=cfg.get("model_name"), device=device
+        )
     architecture = ARCHITECTURES[cfg["architecture"]]
     if cfg.get("image_size"):
         architecture = dataclasses.replace(architecture, img_size=cfg["image_size"])
@@ -31,3 +39,19 @@ def encoder_from_config(cfg: dict[str, Any]) -> ImageEncoder:
         device=device,
         config=architecture,
     )
+
+
+def _check_clip_keys(cfg: dict[str, Any]) -> None:
+    """CLIP-family models carry their own preprocessing: BriVL's keys would be ignored."""
+    set_keys = [
+        f"embed.{key}={cfg[key]}"
+        for key, unset in (("image_size", None), ("box_mode", "whole"))
+        if cfg.get(key, unset) != unset
+    ]
+    if cfg["encoder"] == "clip" and cfg.get("model_name"):
+        set_keys.append(f"embed.model_name={cfg['model_name']}")
+    if set_keys:
+        raise ValueError(
+            f"embed.encoder={cfg['encoder']} does not read {', '.join(set_keys)} (the model "
+            "carries its own preprocessing; model_name is for open_clip): remove them"
+        )

@@ -4,8 +4,10 @@ An encoder carries its own preprocessing (so the two never drift apart) and a fi
 the SHA-256 of everything that changes its embeddings (weights, architecture, preprocessing,
 box mode). Embedding caches store the fingerprint and are recomputed when it changes.
 
-Builders are registered in :data:`ENCODERS`; OpenCLIP or others can be added with a builder
-function returning an object that satisfies :class:`ImageEncoder`.
+Builders are registered in :data:`ENCODERS`: BriVL and its tiny twin here, HF-format CLIP
+(:mod:`wavbrivl.encoders.clip`) and OpenCLIP (:mod:`wavbrivl.encoders.open_clip`), which also
+offer ``encode_text``. Others can be added with a builder function returning an object that
+satisfies :class:`ImageEncoder`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from wavbrivl.checkpoints import state_dict_sha256
 from wavbrivl.encoders.boxes import BOX_MODES, boxes_for_batch
 from wavbrivl.encoders.brivl import BRIVL_1_0, TINY_BRIVL, BriVLImageConfig, BriVLImageEncoder
 from wavbrivl.encoders.checkpoint import load_brivl_image_weights
+from wavbrivl.encoders.clip import build_clip
+from wavbrivl.encoders.open_clip import build_open_clip
 from wavbrivl.encoders.preprocess import BriVLPreprocess, ImageLike
 
 Images = Sequence[ImageLike] | torch.Tensor
@@ -152,9 +156,11 @@ def build_tiny(
 
 
 #: Encoder builders by name; ``ENCODERS[name](**kwargs) -> ImageEncoder``.
-ENCODERS: dict[str, Callable[..., BriVLEncoder]] = {
+ENCODERS: dict[str, Callable[..., ImageEncoder]] = {
     "brivl": build_brivl,
     "tiny": build_tiny,
+    "clip": build_clip,  # HF-format CLIP from a local folder (wavbrivl.encoders.clip)
+    "open_clip": build_open_clip,  # OpenCLIP from a local file or folder
 }
 
 
