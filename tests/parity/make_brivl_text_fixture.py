@@ -162,7 +162,9 @@ def public_tokens(public: Path, folder: Path, texts: list[str], max_len: int):
 
     _, get_lan_mask = import_public(public)
     tok = AutoTokenizer.from_pretrained(str(folder))
-    info = tok(texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")
+    info = tok(
+        texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt"
+    )
     lengths = info.attention_mask.sum(dim=1)
     return info.input_ids, lengths, get_lan_mask(lengths, max_len)
 

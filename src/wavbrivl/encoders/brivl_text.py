@@ -29,7 +29,7 @@ import dataclasses
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,11 +238,7 @@ class BriVLTokenizer:
 
     def __init__(self, folder: str | os.PathLike, max_tokens: int = 80) -> None:
         path = Path(folder)
-        if not (path / "vocab.txt").is_file():
-            raise TextFolderError(
-                f"{path / 'vocab.txt'}: not found; the text tokenizer folder must be a local "
-                "copy of hfl/chinese-roberta-wwm-ext with vocab.txt (weights/README.md)"
-            )
+        require_vocab(path)
         from transformers import BertTokenizer  # the tokenizers-backed (fast) one
 
         self.folder = path
@@ -258,6 +254,10 @@ class BriVLTokenizer:
         bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
         if bad:
             raise TypeError(f"texts[{bad[0]}] is a {type(texts[bad[0]]).__name__}, not a str")
+        if not texts:
+            return torch.zeros(0, self.max_tokens, dtype=torch.long), torch.zeros(
+                0, dtype=torch.long
+            )
         full = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
         cut = sum(len(ids) > self.max_tokens for ids in full)
         if cut:
@@ -306,9 +306,7 @@ class BriVLText:
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, D) float32 unit rows on ``self.device``, one per text, in order."""
         input_ids, lengths = self.tokenizer(texts)
-        if len(input_ids) == 0:
-            return torch.zeros(0, self.dim, device=self.device)
-        out = [
+        out = [torch.zeros(0, self.dim, device=self.device)] + [
             self.model.encode_tokens(
                 input_ids[i : i + self.batch_size].to(self.device),
                 lengths[i : i + self.batch_size].to(self.device),
@@ -316,6 +314,48 @@ class BriVLText:
             for i in range(0, len(input_ids), self.batch_size)
         ]
         return torch.cat(out).float()
+
+
+class LazyText:
+    """A text side that is built on its first ``encode_text`` call.
+
+    Stages that only embed images (most jobs) then never read BERT's weights; the folder is
+    checked when this is made (:func:`check_text_folder`), so a wrong path still fails early.
+    """
+
+    def __init__(self, build: Callable[[], BriVLText], *, dim: int) -> None:
+        self._build = build
+        self._text: BriVLText | None = None
+        self.dim = dim
+
+    @property
+    def text(self) -> BriVLText:
+        if self._text is None:
+            self._text = self._build()
+            if self._text.dim != self.dim:
+                raise ValueError(f"text tower gives {self._text.dim}-d rows, not {self.dim}-d")
+        return self._text
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, D) float32 unit rows, one per text (builds the tower on the first call)."""
+        return self.text.encode_text(texts)
+
+
+def check_text_folder(folder: str | os.PathLike) -> None:
+    """Raise :class:`TextFolderError` unless ``folder`` has a BERT config.json and vocab.txt."""
+    read_bert_config(folder)
+    require_vocab(folder)
+
+
+def require_vocab(folder: str | os.PathLike) -> Path:
+    """``folder/vocab.txt``, or a :class:`TextFolderError` saying where it should be."""
+    vocab = Path(folder) / "vocab.txt"
+    if not vocab.is_file():
+        raise TextFolderError(
+            f"{vocab}: not found; the text tokenizer folder must be a local copy of "
+            "hfl/chinese-roberta-wwm-ext with vocab.txt (weights/README.md)"
+        )
+    return vocab
 
 
 # --- loading the textencoder.* keys of an official checkpoint --------------------------------
@@ -348,7 +388,9 @@ def drop_legacy_buffers(
     for key in LEGACY_BUFFERS:
         if key in kept and key not in model.state_dict():
             value, ours = kept.pop(key), buffers[key]
-            if tuple(value.shape) != tuple(ours.shape) or not torch.equal(value.long(), ours.long()):
+            if tuple(value.shape) != tuple(ours.shape) or not torch.equal(
+                value.long(), ours.long()
+            ):
                 raise CheckpointError(
                     f"{path}: {TEXT_PREFIX}{key} is not the positions 0..{ours.shape[-1] - 1} "
                     f"(shape {tuple(value.shape)}); this checkpoint's BERT differs from BriVL-1.0's"

@@ -19,8 +19,15 @@ ARCHITECTURES = {"brivl-1.0": BRIVL_1_0, "tiny": TINY_BRIVL}
 def encoder_from_config(cfg: dict[str, Any]) -> ImageEncoder:
     """``cfg`` is the validated ``embed`` block (see workflow/schemas/config.schema.yaml)."""
     device = pick_device(cfg.get("device", "auto"))
+    text_folder = cfg.get("text_tokenizer")  # BriVL's text tower (docs/stages.md)
     if cfg["encoder"] == "tiny":
-        return build_encoder("tiny", seed=cfg["seed"], box_mode=cfg["box_mode"], device=device)
+        return build_encoder(
+            "tiny",
+            seed=cfg["seed"],
+            box_mode=cfg["box_mode"],
+            device=device,
+            text_folder=text_folder,
+        )
     architecture = ARCHITECTURES[cfg["architecture"]]
     if cfg.get("image_size"):
         architecture = dataclasses.replace(architecture, img_size=cfg["image_size"])
@@ -30,4 +37,5 @@ def encoder_from_config(cfg: dict[str, Any]) -> ImageEncoder:
         box_mode=cfg["box_mode"],
         device=device,
         config=architecture,
+        text_folder=text_folder,
     )
