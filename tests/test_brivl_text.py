@@ -309,6 +309,17 @@ def test_our_keys_are_the_public_keys(checkpoint):
     assert ours == public
 
 
+def test_full_size_state_dict_matches_the_public_text_encoder():
+    """Key names, order and shapes equal the public TextLearnableEncoder at BriVL-1.0's sizes
+    (frozen in the fixture from the public code), so the official checkpoint loads strictly."""
+    public = json.loads((FIXTURES / "brivl_text_state_keys.json").read_text())["state_keys"]
+    with torch.device("meta"):  # full size without allocating weights
+        model = BriVLTextEncoder(BRIVL_TEXT_1_0)
+    ours = [[key, list(t.shape)] for key, t in model.state_dict().items()]
+    assert len(ours) == len(public) == 251
+    assert ours == public
+
+
 def test_a_missing_key_is_named(tmp_path):
     learnable = dict(parity()["learnable"])
     del learnable["textencoder.learnable.textAtt.layers.1.linear2.bias"]

@@ -8,6 +8,7 @@ or the token ids. See tests/parity/README.md for how to fetch it.
     python tests/parity/make_brivl_text_fixture.py --public /tmp/pub/BriVL/BriVL-code-inference \
         --folder tests/fixtures/brivl_text_tiny --out tests/fixtures/brivl_text_parity_tiny.pt
     python tests/parity/make_brivl_text_fixture.py --public ... --folder ... --check tests/fixtures/brivl_text_parity_tiny.pt
+    python tests/parity/make_brivl_text_fixture.py --public ... --keys tests/fixtures/brivl_text_state_keys.json
 
 ``--folder`` receives the toy "hfl/chinese-roberta-wwm-ext" folder (config.json + vocab.txt)
 that the tests read as the tokenizer folder. The token ids are the public dataset code's
@@ -56,6 +57,20 @@ CONFIG = {
     "max_tokens": 80,
 }
 SEED = 0
+# hfl/chinese-roberta-wwm-ext's config.json (its BERT sizes) and BriVL's cfg/test_xyb.yml text
+# head: what --keys builds at full size.
+FULL = {
+    **CONFIG,
+    "vocab_size": 21128,
+    "hidden_size": 768,
+    "bert_layers": 12,
+    "bert_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+    "n_layers": 4,
+    "ff_dim": 2048,
+    "out_dim": 2048,
+}
 # A toy WordPiece vocabulary in the layout of chinese-roberta-wwm-ext's vocab.txt: [PAD] = 0,
 # [UNK] = 100 there, here 1; special tokens, Chinese characters, Latin words and pieces.
 VOCAB = (
@@ -234,14 +249,42 @@ def check(public: Path, folder: Path, path: Path) -> None:
     sys.exit(0 if diff <= 1e-6 and same_ids else 1)
 
 
+def write_keys(public: Path, out: Path) -> None:
+    """The full-size public text tower's state-dict keys and shapes, in order."""
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(SEED)
+        build_public_bert_folder(Path(tmp), FULL)
+        model = build_public(public, FULL, Path(tmp))
+    keys = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+    import transformers
+
+    source = (
+        "BAAI-WuDao/BriVL @bb8d95b BriVL-code-inference models/vl_model.py TextLearnableEncoder, "
+        "cfg TEXT_FEATURE_DIM=768 TEXT_TRANSFORMER_HEAD=4 TEXT_TRANSFORMER_LAYER=4 "
+        "IMG_FEATURE_DIM=2048, BERT sizes of hfl/chinese-roberta-wwm-ext's config.json, "
+        f"transformers {transformers.__version__} (4.5.1, the release's, also saved the buffer "
+        "backbone.bert.embeddings.position_ids), tests/parity/make_brivl_text_fixture.py --keys; "
+        "checkpoint keys are these with the prefix textencoder."
+    )
+    doc = {"source": source, "n_keys": len(keys), "state_keys": keys}
+    out.write_text(json.dumps(doc) + "\n")
+    print(f"wrote {out} ({len(keys)} keys)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--public", type=Path, required=True, help="BriVL-code-inference dir")
-    parser.add_argument("--folder", type=Path, required=True, help="toy tokenizer folder")
+    parser.add_argument("--folder", type=Path, help="toy tokenizer folder (--out, --check)")
     what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--keys", type=Path, help="write the full-size key list here")
     what.add_argument("--out", type=Path, help="write a fresh fixture (and the folder) here")
     what.add_argument("--check", type=Path, help="verify an existing fixture")
     args = parser.parse_args()
+    if args.keys:
+        write_keys(args.public, args.keys)
+        return
+    if args.folder is None:
+        parser.error("--folder is needed with --out and --check")
     if args.check:
         check(args.public, args.folder, args.check)
     torch.save(make_fixture(args.public, args.folder), args.out)
