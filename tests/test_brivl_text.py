@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# Imported once here: the text tower imports transformers lazily (image-only users never pay
+# for it), which would otherwise cost each forked test process (mutmut's) several seconds.
+from transformers import BertModel, BertTokenizer  # noqa: F401
+
 from wavbrivl.checkpoints import CheckpointError, CheckpointMismatchError
 from wavbrivl.encoders.brivl import TINY_BRIVL
 from wavbrivl.encoders.brivl_text import (
@@ -21,6 +25,7 @@ from wavbrivl.encoders.brivl_text import (
     BriVLTextConfig,
     BriVLTextEncoder,
     BriVLTokenizer,
+    LazyText,
     TextFolderError,
     build_brivl_text,
     build_random_text,
@@ -77,6 +82,33 @@ def test_fixture_is_the_tiny_architecture_and_the_folder_describes_its_bert():
     assert BriVLTextConfig.from_dict(fixture["config"]) == TINY_BRIVL_TEXT
     assert TINY_BRIVL_TEXT.with_bert_folder(FOLDER) == TINY_BRIVL_TEXT
     assert TINY_BRIVL_TEXT.max_tokens == BRIVL_TEXT_1_0.max_tokens == 80
+
+
+def test_config_round_trips_and_refuses_unknown_keys():
+    assert TINY_BRIVL_TEXT.to_dict() == parity()["config"]
+    assert BriVLTextConfig.from_dict(BRIVL_TEXT_1_0.to_dict()) == BRIVL_TEXT_1_0
+    with pytest.raises(ValueError, match=r"unknown BriVLTextConfig key\(s\) \['heads'\]"):
+        BriVLTextConfig.from_dict({"heads": 4})
+
+
+def test_bert_config_carries_every_bert_field():
+    cfg = BriVLTextConfig(
+        vocab_size=70,
+        hidden_size=48,
+        bert_layers=3,
+        bert_heads=6,
+        intermediate_size=96,
+        hidden_act="relu",
+        max_position_embeddings=90,
+        type_vocab_size=3,
+        layer_norm_eps=1e-5,
+    )
+    bert = cfg.bert_config()
+    assert bert.model_type == "bert"
+    assert (bert.vocab_size, bert.hidden_size, bert.num_hidden_layers) == (70, 48, 3)
+    assert (bert.num_attention_heads, bert.intermediate_size, bert.hidden_act) == (6, 96, "relu")
+    assert (bert.max_position_embeddings, bert.type_vocab_size) == (90, 3)
+    assert bert.layer_norm_eps == 1e-5
 
 
 def test_released_sizes_are_chinese_roberta_wwm_ext_and_the_public_text_head():
@@ -185,6 +217,7 @@ def test_texts_are_cut_at_80_tokens_with_a_warning(n_chars, truncated):
     assert ids[0].tolist() == [CLS] + [big] * kept + [SEP] + [PAD] * (78 - kept)
     assert lengths.tolist() == [kept + 2, 3]
     messages = [str(w.message) for w in caught]
+    assert all(w.filename == __file__ for w in caught)  # attributed to the caller
     if truncated:
         assert messages == [
             "1 of 2 texts are longer than 80 tokens and were truncated to their first 78 "
@@ -210,6 +243,11 @@ def test_tokenizer_refuses_a_single_string_and_non_strings():
         tokenizer("狗")
     with pytest.raises(TypeError, match=r"texts\[1\] is a int, not a str"):
         tokenizer(["狗", 3])
+
+
+def test_no_texts_give_an_empty_batch_on_the_encoder_s_device():
+    rows = BriVLText(tiny_model(), BriVLTokenizer(FOLDER), device="meta").encode_text([])
+    assert rows.shape == (0, 128) and rows.device.type == "meta"
 
 
 def test_no_texts_give_an_empty_batch(checkpoint):
@@ -283,6 +321,33 @@ def test_a_vocab_bigger_than_the_embedding_table_is_refused(tmp_path):
         fh.writelines(f"extra{i}\n" for i in range(10))  # 69 pieces, 64 embeddings
     with pytest.raises(TextFolderError, match=r"69 entries but the text tower has 64"):
         BriVLText(tiny_model(), BriVLTokenizer(folder))
+
+
+def test_a_vocab_as_big_as_the_embedding_table_is_fine(tmp_path):
+    folder = copy_folder(tmp_path)
+    with open(folder / "vocab.txt", "a", encoding="utf-8") as fh:
+        fh.writelines(f"extra{i}\n" for i in range(5))  # 64 pieces, 64 embeddings
+    text = BriVLText(tiny_model(), BriVLTokenizer(folder))
+    assert text.tokenizer.vocab_size == 64
+    assert text.encode_text(["extra4"]).shape == (1, 128)
+
+
+def test_a_lazy_text_side_builds_once_and_checks_its_dimension():
+    calls = []
+
+    def build():
+        calls.append(1)
+        return build_random_text(FOLDER, seed=0)
+
+    lazy = LazyText(build, dim=128)
+    assert calls == []
+    rows = lazy.encode_text(["狗"])
+    lazy.encode_text(["猫"])
+    assert calls == [1] and rows.shape == (1, 128)
+    assert lazy.text is lazy.text
+    wrong = LazyText(lambda: build_random_text(FOLDER, seed=0), dim=2048)
+    with pytest.raises(ValueError, match="text tower gives 128-d rows, not 2048-d"):
+        wrong.encode_text(["狗"])
 
 
 def test_tokenizer_and_model_must_agree_on_the_length():
@@ -363,6 +428,13 @@ def test_the_position_ids_buffer_of_old_transformers_is_optional(tmp_path):
     with torch.no_grad():
         out = model(parity()["input_ids"], parity()["lengths"])
     torch.testing.assert_close(out, parity()["expected"], atol=PARITY_ATOL, rtol=0)
+
+
+def test_the_position_ids_buffer_may_be_stored_as_int32(tmp_path):
+    learnable = dict(parity()["learnable"])
+    learnable[POSITION_IDS] = torch.arange(128, dtype=torch.int32)[None]
+    path = save_learnable(tmp_path / "c.pth", learnable)
+    load_brivl_text_weights(tiny_model(), path)  # no error
 
 
 @pytest.mark.parametrize(
