@@ -4,6 +4,7 @@ the registry's optional text side (absent without ``embed.text_tokenizer``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import warnings
@@ -516,6 +517,30 @@ def test_tiny_with_a_folder_has_a_seeded_random_text_side_in_its_space():
     torch.testing.assert_close(again, rows[:1])
     other = build_random_text(FOLDER, seed=4).encode_text(["狗叫"])
     assert (other - rows[:1]).abs().max() > 1e-3
+
+
+def test_random_text_defaults_to_seed_0_and_places_the_tower_on_the_device():
+    default = build_random_text(FOLDER).encode_text(["狗叫"])
+    torch.testing.assert_close(default, build_random_text(FOLDER, seed=0).encode_text(["狗叫"]))
+    on_meta = build_random_text(FOLDER, device="meta")
+    assert on_meta.device.type == "meta"
+    assert {p.device.type for p in on_meta.model.parameters()} == {"meta"}
+
+
+def test_builders_tokenize_to_the_head_s_max_tokens(checkpoint):
+    head = dataclasses.replace(TINY_BRIVL_TEXT, max_tokens=40)
+    for text in (
+        build_random_text(FOLDER, head=head),
+        build_brivl_text(checkpoint, FOLDER, head=head),
+    ):
+        assert text.tokenizer.max_tokens == text.model.cfg.max_tokens == 40
+        assert text.encode_text(["狗叫"]).shape == (1, 128)
+
+
+def test_the_checkpoint_s_tower_goes_to_the_device(checkpoint):
+    text = build_brivl_text(checkpoint, FOLDER, head=TINY_BRIVL_TEXT, device="meta")
+    assert text.device.type == "meta"
+    assert {p.device.type for p in text.model.parameters()} == {"meta"}
 
 
 def test_random_text_leaves_the_caller_s_rng_alone():
