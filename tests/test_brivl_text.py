@@ -319,8 +319,9 @@ def test_a_vocab_bigger_than_the_embedding_table_is_refused(tmp_path):
     folder = copy_folder(tmp_path)
     with open(folder / "vocab.txt", "a", encoding="utf-8") as fh:
         fh.writelines(f"extra{i}\n" for i in range(10))  # 69 pieces, 64 embeddings
-    with pytest.raises(TextFolderError, match=r"69 entries but the text tower has 64"):
+    with pytest.raises(TextFolderError, match=r"69 entries but the text tower has 64") as info:
         BriVLText(tiny_model(), BriVLTokenizer(folder))
+    assert str(info.value).startswith(f"{folder / 'vocab.txt'}: ")
 
 
 def test_a_vocab_as_big_as_the_embedding_table_is_fine(tmp_path):
@@ -484,6 +485,21 @@ def test_the_tower_is_frozen_and_stays_in_eval_mode():
 def test_bad_token_batches_are_refused(ids, lengths, message):
     with pytest.raises(ValueError, match=message):
         tiny_model()(ids, lengths)
+
+
+def test_token_batches_on_another_device_than_their_lengths_run_there():
+    # lengths arrive on the CPU (from the tokenizer); ids and the tower on the device
+    model = tiny_model().to("meta")
+    ids = torch.zeros(2, 80, dtype=torch.long, device="meta")
+    out = model(ids, torch.tensor([1, 80]))
+    assert out.device.type == "meta" and out.shape == (2, 128)
+
+
+def test_a_single_token_is_a_valid_length():
+    ids, _ = BriVLTokenizer(FOLDER)(["狗"])
+    with torch.no_grad():
+        row = tiny_model()(ids, torch.tensor([1]))  # [CLS] alone
+    assert row.shape == (1, 128) and torch.isfinite(row).all()
 
 
 def test_full_length_texts_are_accepted():
