@@ -273,15 +273,19 @@ def test_a_folder_without_vocab_txt_is_refused_naming_the_file(tmp_path):
     (folder / "vocab.txt").unlink()
     with pytest.raises(TextFolderError) as info:
         BriVLTokenizer(folder)
-    assert str(folder / "vocab.txt") in str(info.value)
-    assert "hfl/chinese-roberta-wwm-ext" in str(info.value) and "weights/README.md" in str(
-        info.value
+    assert str(info.value) == (
+        f"{folder / 'vocab.txt'}: not found; the text tokenizer folder must be a local copy of "
+        "hfl/chinese-roberta-wwm-ext with vocab.txt (weights/README.md)"
     )
 
 
 def test_a_missing_folder_is_refused_naming_config_json(tmp_path):
-    with pytest.raises(TextFolderError, match=r"nowhere/config\.json: not found.*weights/README"):
+    with pytest.raises(TextFolderError) as info:
         TINY_BRIVL_TEXT.with_bert_folder(tmp_path / "nowhere")
+    assert str(info.value) == (
+        f"{tmp_path / 'nowhere' / 'config.json'}: not found; the text folder must be a local "
+        "copy of hfl/chinese-roberta-wwm-ext with config.json and vocab.txt (weights/README.md)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -396,8 +400,10 @@ def test_a_missing_key_is_named(tmp_path):
     with pytest.raises(CheckpointMismatchError) as info:
         load_brivl_text_weights(model, path)
     message = str(info.value)
-    assert str(path) in message and "text encoder weights do not match" in message
-    assert "1 missing: ['learnable.textAtt.layers.1.linear2.bias']" in message
+    assert message == (
+        f"{path}: text encoder weights do not match the model; "
+        "1 missing: ['learnable.textAtt.layers.1.linear2.bias']"
+    )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
 
 
@@ -411,6 +417,16 @@ def test_an_unexpected_key_and_a_wrong_shape_are_named(tmp_path):
     message = str(info.value)
     assert "1 unexpected: ['learnable.textAtt.layers.2.linear1.weight']" in message
     assert "learnable.textFC.fc2.bias: checkpoint (2048,) vs model (128,)" in message
+
+
+def test_a_file_without_learnable_is_refused_naming_it(tmp_path):
+    path = tmp_path / "c.pth"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_brivl_text_state(path)
+    assert str(info.value) == (
+        f"{path}: no 'learnable' entry (not a BriVL checkpoint?); top-level keys: ['state_dict']"
+    )
 
 
 def test_a_checkpoint_without_a_text_tower_is_refused(tmp_path):
@@ -446,8 +462,12 @@ def test_a_position_ids_buffer_other_than_the_positions_is_refused(tmp_path, val
     learnable = dict(parity()["learnable"])
     learnable[POSITION_IDS] = value
     path = save_learnable(tmp_path / "c.pth", learnable)
-    with pytest.raises(CheckpointError, match=r"position_ids is not the positions 0\.\.127"):
+    with pytest.raises(CheckpointError) as info:
         load_brivl_text_weights(tiny_model(), path)
+    assert str(info.value) == (
+        f"{path}: {POSITION_IDS} is not the positions 0..127 (shape {tuple(value.shape)}); "
+        "this checkpoint's BERT differs from BriVL-1.0's"
+    )
 
 
 def test_loading_returns_the_file_sha256(checkpoint):
