@@ -331,9 +331,10 @@ class LazyText:
     @property
     def text(self) -> BriVLText:
         if self._text is None:
-            self._text = self._build()
-            if self._text.dim != self.dim:
-                raise ValueError(f"text tower gives {self._text.dim}-d rows, not {self.dim}-d")
+            text = self._build()
+            if text.dim != self.dim:
+                raise ValueError(f"text tower gives {text.dim}-d rows, not {self.dim}-d")
+            self._text = text
         return self._text
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
