@@ -354,6 +354,20 @@ def test_classify_says_when_the_image_space_has_no_text_side(model_path):
         model.classify(signal(4000), [], tiny, sample_rate=SR)
 
 
+def test_classify_with_brivl_s_text_side_of_the_same_space(model_path):
+    # The tiny encoder with a (random) BriVL text tower: same fingerprint, so it is accepted.
+    folder = Path(__file__).parent / "fixtures" / "brivl_text_tiny"
+    encoder = build_tiny(seed=0, text_folder=folder)
+    model = load(model_path)
+    x = signal(5000, seed=5)
+    probs = model.classify(x, ["狗", "猫"], encoder, template="{}的声音", sample_rate=SR)[0]
+    q = model.embed_audio(x, sample_rate=SR)[0].astype(np.float64)
+    t = encoder.encode_text(["狗的声音", "猫的声音"]).numpy().astype(np.float64)
+    logits = 100 * (t @ q)  # the rows are unit already
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose([probs["狗"], probs["猫"]], expected, atol=1e-5)
+
+
 def test_classify_refuses_a_text_encoder_of_another_space(model_path):
     encoder = TextEncoder({})
     encoder.fingerprint = "e" * 64

@@ -18,9 +18,11 @@ import pytest
 import torch
 
 from wavbrivl.weights_check import (
+    CHECKS,
     README,
     Weight,
     WeightsError,
+    bert_text_folder_problem,
     check_weights,
     hf_wavlm_problem,
     is_local_path,
@@ -446,3 +448,60 @@ def test_stats_change_with_any_file(in_tmp):
     again = weight_stats(weights)
     assert again["weights/BriVL-1.0-5500w.pth"] is None
     assert again["weights/wavlm-base-plus"] == stats["weights/wavlm-base-plus"]
+
+
+# --- BriVL's text tokenizer folder (optional: embed.text_tokenizer) ----------------------------
+
+
+def test_the_text_tokenizer_folder_is_needed_only_when_named(in_tmp):
+    (in_tmp / "weights").mkdir()  # a checkout has weights/ (its README)
+    named = {**PAPER, "embed": {**PAPER["embed"], "text_tokenizer": "weights/roberta"}}
+    assert [(w.key, w.path, w.kind, w.what) for w in required_weights(named)][:2] == [
+        ("embed.weights", "weights/BriVL-1.0-5500w.pth", "torch", "BriVL-1.0 checkpoint"),
+        (
+            "embed.text_tokenizer",
+            "weights/roberta",
+            "bert_text_folder",
+            "chinese-roberta-wwm-ext config.json + vocab.txt",
+        ),
+    ]
+    assert len(required_weights(named)) == 5
+    for value in (None, ""):
+        off = {**PAPER, "embed": {**PAPER["embed"], "text_tokenizer": value}}
+        assert "embed.text_tokenizer" not in [w.key for w in required_weights(off)]
+    toy = {**TOY, "embed": {**TOY["embed"], "text_tokenizer": "toy"}}  # the tiny encoder's too
+    assert [w.key for w in required_weights(toy)] == ["embed.text_tokenizer"]
+
+
+def test_a_text_tokenizer_folder_passes_with_a_bert_config_and_a_vocab(tmp_path):
+    folder = tmp_path / "roberta"
+    folder.mkdir()
+    assert bert_text_folder_problem(str(folder)) == "config.json missing; vocab.txt missing"
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (folder / "vocab.txt").write_text("[PAD]\n")
+    assert bert_text_folder_problem(str(folder)) is None
+    assert CHECKS["bert_text_folder"] is bert_text_folder_problem
+
+
+def test_every_problem_of_a_text_tokenizer_folder_is_named(tmp_path):
+    assert bert_text_folder_problem(str(tmp_path / "absent")) == "missing"
+    (tmp_path / "file").write_text("x")
+    assert bert_text_folder_problem(str(tmp_path / "file")) == (
+        "not a folder (the hfl/chinese-roberta-wwm-ext folder is expected)"
+    )
+    folder = tmp_path / "roberta"
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("")
+    for text, model_type in (
+        (json.dumps({"model_type": "roberta"}), "roberta"),
+        ("{not json", "unreadable"),
+        ("[1, 2]", "unreadable"),
+    ):
+        (folder / "config.json").write_text(text)
+        assert bert_text_folder_problem(str(folder)) == (
+            f"config.json is not a BERT config (model_type: {model_type}); vocab.txt empty (0 bytes)"
+        )
+    (folder / "config.json").write_text("")
+    assert bert_text_folder_problem(str(folder)) == (
+        "config.json empty (0 bytes); vocab.txt empty (0 bytes)"
+    )

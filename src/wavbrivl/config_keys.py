@@ -59,6 +59,7 @@ TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("embed", "image_size", RERUN, "preprocessing"),
     ("embed", "box_mode", RERUN, "preprocessing"),
     ("embed", "seed", RERUN, "tiny only: its random weights"),
+    ("embed", "text_tokenizer", RUNTIME, "text side only: image embeddings do not use it"),
     ("embed", "n_views", RERUN, "augmented views per clip"),
     ("embed", "view_seed", RERUN, "the augmented views"),
     ("embed", "batch_size", RUNTIME, "frames per forward pass"),

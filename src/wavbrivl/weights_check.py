@@ -7,7 +7,8 @@ weights/README.md (who publishes each file, its size, where it goes). The checks
 (headers, not full loads): a checkpoint must be a torch file (zip with ``data.pkl``, or a
 legacy pickle), a YAML must parse into a taming model config, an HF folder must hold a WavLM
 ``config.json``, its preprocessor config and a weights file; a CLIP folder (HF or OpenCLIP) its
-config, weights and tokenizer, and a hub name where a local path belongs is refused.
+config, weights and tokenizer, and a hub name where a local path belongs is refused; BriVL's
+text tokenizer folder a BERT ``config.json`` and a ``vocab.txt``.
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ def required_weights(config: Mapping[str, Any]) -> list[Weight]:
     if encoder in IMAGE_SPACES:
         kind, what = IMAGE_SPACES[encoder]
         weights.append(Weight("embed.weights", config["embed"]["weights"], kind, what))
+    text_folder = config["embed"].get("text_tokenizer")
+    if text_folder:
+        weights.append(
+            Weight(
+                "embed.text_tokenizer",
+                text_folder,
+                "bert_text_folder",
+                "chinese-roberta-wwm-ext config.json + vocab.txt",
+            )
+        )
     wavlm = config["audio"]["wavlm"]
     if wavlm != "tiny" and is_local_path(wavlm):
         weights.append(Weight("audio.wavlm", wavlm, "hf_wavlm", "WavLM Base+, HF format"))
@@ -313,12 +324,38 @@ OPEN_CLIP_WEIGHTS = (
     "model.pth",
 )
 
+
+def bert_text_folder_problem(path: str) -> str | None:
+    """BriVL's text tokenizer folder: a BERT ``config.json`` and a ``vocab.txt`` (BERT's
+    weights are read from the BriVL checkpoint, so none is needed here)."""
+    if not os.path.exists(path):
+        return "missing"
+    if not os.path.isdir(path):
+        return "not a folder (the hfl/chinese-roberta-wwm-ext folder is expected)"
+    problems = []
+    config = os.path.join(path, "config.json")
+    if _file_problem(config):
+        problems.append(f"config.json {_file_problem(config)}")
+    else:
+        try:
+            model_type = json.loads(Path(config).read_text()).get("model_type")
+        except (ValueError, AttributeError):
+            model_type = "unreadable"
+        if model_type != "bert":
+            problems.append(f"config.json is not a BERT config (model_type: {model_type})")
+    vocab = os.path.join(path, "vocab.txt")
+    if _file_problem(vocab):
+        problems.append(f"vocab.txt {_file_problem(vocab)}")
+    return "; ".join(problems) or None
+
+
 CHECKS: dict[str, Callable[[str], str | None]] = {
     "torch": torch_problem,
     "taming_yaml": taming_yaml_problem,
     "hf_wavlm": hf_wavlm_problem,
     "hf_clip": hf_clip_problem,
     "open_clip": open_clip_problem,
+    "bert_text_folder": bert_text_folder_problem,
 }
 
 

@@ -19,8 +19,15 @@ ARCHITECTURES = {"brivl-1.0": BRIVL_1_0, "tiny": TINY_BRIVL}
 def encoder_from_config(cfg: dict[str, Any]) -> ImageEncoder:
     """``cfg`` is the validated ``embed`` block (see workflow/schemas/config.schema.yaml)."""
     device = pick_device(cfg.get("device", "auto"))
+    text_folder = cfg.get("text_tokenizer")  # BriVL's text tower (docs/stages.md)
     if cfg["encoder"] == "tiny":
-        return build_encoder("tiny", seed=cfg["seed"], box_mode=cfg["box_mode"], device=device)
+        return build_encoder(
+            "tiny",
+            seed=cfg["seed"],
+            box_mode=cfg["box_mode"],
+            device=device,
+            text_folder=text_folder,
+        )
     if cfg["encoder"] in ("clip", "open_clip"):
         _check_clip_keys(cfg)
     if cfg["encoder"] == "clip":
@@ -38,6 +45,7 @@ def encoder_from_config(cfg: dict[str, Any]) -> ImageEncoder:
         box_mode=cfg["box_mode"],
         device=device,
         config=architecture,
+        text_folder=text_folder,
     )
 
 
@@ -50,6 +58,8 @@ def _check_clip_keys(cfg: dict[str, Any]) -> None:
     ]
     if cfg["encoder"] == "clip" and cfg.get("model_name"):
         set_keys.append(f"embed.model_name={cfg['model_name']}")
+    if cfg.get("text_tokenizer"):  # the text side is the CLIP model's own
+        set_keys.append(f"embed.text_tokenizer={cfg['text_tokenizer']}")
     if set_keys:
         raise ValueError(
             f"embed.encoder={cfg['encoder']} does not read {', '.join(set_keys)} (the model "

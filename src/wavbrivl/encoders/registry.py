@@ -12,6 +12,8 @@ satisfies :class:`ImageEncoder`.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -23,6 +25,15 @@ import torch
 from wavbrivl.checkpoints import state_dict_sha256
 from wavbrivl.encoders.boxes import BOX_MODES, boxes_for_batch
 from wavbrivl.encoders.brivl import BRIVL_1_0, TINY_BRIVL, BriVLImageConfig, BriVLImageEncoder
+from wavbrivl.encoders.brivl_text import (
+    BRIVL_TEXT_1_0,
+    TINY_BRIVL_TEXT,
+    BriVLText,
+    LazyText,
+    build_brivl_text,
+    build_random_text,
+    check_text_folder,
+)
 from wavbrivl.encoders.checkpoint import load_brivl_image_weights
 from wavbrivl.encoders.clip import build_clip
 from wavbrivl.encoders.open_clip import build_open_clip
@@ -48,7 +59,13 @@ class ImageEncoder(Protocol):
 
 
 class BriVLEncoder:
-    """A frozen :class:`BriVLImageEncoder` + its preprocessing + a fixed box layout."""
+    """A frozen :class:`BriVLImageEncoder` + its preprocessing + a fixed box layout.
+
+    With ``text`` (the text tower of the same checkpoint) it also has ``encode_text``;
+    without, it has no such attribute (zero-shot then raises ``wavbrivl.api.NoTextSide``).
+    The text side does not enter the fingerprint: it is the same space, whose image
+    embeddings (and caches) do not change when a text side is added.
+    """
 
     def __init__(
         self,
@@ -58,6 +75,7 @@ class BriVLEncoder:
         box_mode: str,
         weights_id: dict[str, Any],
         device: str | torch.device = "cpu",
+        text: BriVLText | LazyText | None = None,
     ) -> None:
         if box_mode not in BOX_MODES:
             raise ValueError(f"unknown box mode {box_mode!r}; known: {sorted(BOX_MODES)}")
@@ -77,6 +95,11 @@ class BriVLEncoder:
         self.fingerprint = hashlib.sha256(
             json.dumps(self._identity, sort_keys=True).encode()
         ).hexdigest()
+        if text is not None:
+            if text.dim != self.dim:
+                raise ValueError(f"text tower gives {text.dim}-d rows, image tower {self.dim}-d")
+            self.text = text
+            self.encode_text = text.encode_text  # (N,) texts -> (N, D) unit rows
 
     def encode_images(self, images: Images, aug_seeds: Sequence[int] | None = None) -> torch.Tensor:
         """Embed images -> (B, D) float32 unit vectors on ``self.device``.
@@ -119,10 +142,22 @@ def build_brivl(
     box_mode: str = "whole",
     device: str | torch.device = "cpu",
     config: BriVLImageConfig = BRIVL_1_0,
+    text_folder: str | os.PathLike | None = None,
 ) -> BriVLEncoder:
-    """The BriVL image encoder with weights from an official checkpoint (loaded strictly)."""
+    """The BriVL image encoder with weights from an official checkpoint (loaded strictly);
+    with ``text_folder`` (local hfl/chinese-roberta-wwm-ext: config.json + vocab.txt) also
+    the checkpoint's text tower, so the encoder has ``encode_text`` (loaded on its first call)."""
     model = BriVLImageEncoder(config)
     weights_sha256 = load_brivl_image_weights(model, weights)
+    text = None
+    if text_folder is not None:
+        head = BRIVL_TEXT_1_0 if config == BRIVL_1_0 else TINY_BRIVL_TEXT
+        head = dataclasses.replace(head, out_dim=config.out_dim)
+        check_text_folder(text_folder)  # a wrong folder fails now; the weights load on first use
+        text = LazyText(
+            functools.partial(build_brivl_text, weights, text_folder, head=head, device=device),
+            dim=head.out_dim,
+        )
     label = "brivl-1.0" if config == BRIVL_1_0 else f"brivl[{config.backbone}]"
     return BriVLEncoder(
         model,
@@ -130,13 +165,20 @@ def build_brivl(
         box_mode=box_mode,
         weights_id={"weights_sha256": weights_sha256},
         device=device,
+        text=text,
     )
 
 
 def build_tiny(
-    seed: int = 0, box_mode: str = "whole", device: str | torch.device = "cpu"
+    seed: int = 0,
+    box_mode: str = "whole",
+    device: str | torch.device = "cpu",
+    text_folder: str | os.PathLike | None = None,
 ) -> BriVLEncoder:
-    """The BriVL architecture at toy size with seeded random weights: NOT a trained model."""
+    """The BriVL architecture at toy size with seeded random weights: NOT a trained model.
+
+    With ``text_folder`` (a BERT config.json + vocab.txt) also a seeded random text tower,
+    whose zero-shot answers are at chance."""
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG untouched
         torch.manual_seed(seed)
         model = BriVLImageEncoder(TINY_BRIVL)
@@ -152,6 +194,9 @@ def build_tiny(
         # Hash the weights themselves: the same seed under another torch/timm init is another model.
         weights_id={"seed": seed, "weights_sha256": state_dict_sha256(model.state_dict())},
         device=device,
+        text=None
+        if text_folder is None
+        else build_random_text(text_folder, seed=seed, device=device),
     )
 
 
