@@ -192,7 +192,10 @@ def test_every_odd_file_decodes_to_16k_mono_or_is_skipped_with_its_reason(esc50)
         peak = np.abs(samples[200:-200]).max()
         assert abs(peak - amplitude) < 0.03, (clip, peak)
     audio = esc50 / "audio"
-    assert got["4-104-A-1.wav"] == (None, f"{audio / '4-104-A-1.wav'}: no audio samples (zero length)")
+    assert got["4-104-A-1.wav"] == (
+        None,
+        f"{audio / '4-104-A-1.wav'}: no audio samples (zero length)",
+    )
     assert got["5-105-A-2.wav"] == (None, f"{audio / '5-105-A-2.wav'}: empty file (0 bytes)")
     samples, reason = got["5-106-A-0.wav"]
     assert samples is None
@@ -255,13 +258,18 @@ def test_a_missing_column_is_named_with_the_file(tmp_path):
 def test_missing_metadata_file_is_named(tmp_path):
     with pytest.raises(BenchmarkFormatError) as info:
         read_urbansound8k(tmp_path)
-    assert str(info.value) == f"{tmp_path / 'metadata' / 'UrbanSound8K.csv'}: metadata file not found"
+    assert (
+        str(info.value) == f"{tmp_path / 'metadata' / 'UrbanSound8K.csv'}: metadata file not found"
+    )
 
 
 def test_header_names_are_stripped_and_a_bom_is_ignored(tmp_path):
     meta = tmp_path / "meta.csv"
     meta.write_text("\ufeff a , b\n1 ,2\n3, 4 \n", encoding="utf-8")
-    assert read_metadata_csv(meta, ("a", "b")) == [(2, {"a": "1", "b": "2"}), (3, {"a": "3", "b": "4"})]
+    assert read_metadata_csv(meta, ("a", "b")) == [
+        (2, {"a": "1", "b": "2"}),
+        (3, {"a": "3", "b": "4"}),
+    ]
 
 
 def test_short_row_is_named_by_line(tmp_path):
@@ -497,7 +505,12 @@ def vggsound(tmp_path):
     shard_a = write_media(
         tmp_path / "0.parquet",
         [
-            {"clip_id": "train_0", "status": "ok", "reason": "", "audio": flac(tone(100, 0.1, RATE))},
+            {
+                "clip_id": "train_0",
+                "status": "ok",
+                "reason": "",
+                "audio": flac(tone(100, 0.1, RATE)),
+            },
             {"clip_id": "dog_0", "status": "ok", "reason": "", "audio": flac(tone(500, 0.2, RATE))},
             {"clip_id": "gone_0", "status": "unavailable", "reason": "Video unavailable"},
             {"clip_id": "bad_0", "status": "ok", "reason": "", "audio": b"not flac"},
@@ -506,7 +519,12 @@ def vggsound(tmp_path):
     shard_b = write_media(
         tmp_path / "1.parquet",
         [
-            {"clip_id": "named_0", "status": "ok", "reason": "", "audio": flac(tone(700, 0.3, RATE))},
+            {
+                "clip_id": "named_0",
+                "status": "ok",
+                "reason": "",
+                "audio": flac(tone(700, 0.3, RATE)),
+            },
             {"clip_id": "cat_0", "status": "ok", "reason": "", "audio": flac(tone(900, 0.1, RATE))},
         ],
     )
@@ -528,7 +546,11 @@ def test_vggsound_test_split_comes_from_the_manifest_and_media_shards(vggsound):
     ]
     assert table.skipped == [
         {"clip_id": "two_0", "path": str(manifest), "reason": "2 labels, not one"},
-        {"clip_id": "gone_0", "path": str(a), "reason": "media status unavailable: Video unavailable"},
+        {
+            "clip_id": "gone_0",
+            "path": str(a),
+            "reason": "media status unavailable: Video unavailable",
+        },
         {"clip_id": "lost_0", "path": str(manifest), "reason": "not in the media shards"},
     ]
 

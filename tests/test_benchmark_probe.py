@@ -93,7 +93,12 @@ def test_standardisation_and_c_are_fit_on_training_folds_only(monkeypatch):
         return np.isin(folds, fold_values)
 
     # test fold -> (validation fold, inner training folds, training folds), worked out by hand
-    plan = {1: (2, (3, 4), (2, 3, 4)), 2: (3, (1, 4), (1, 3, 4)), 3: (4, (1, 2), (1, 2, 4)), 4: (1, (2, 3), (1, 2, 3))}
+    plan = {
+        1: (2, (3, 4), (2, 3, 4)),
+        2: (3, (1, 4), (1, 3, 4)),
+        3: (4, (1, 2), (1, 2, 4)),
+        4: (1, (2, 3), (1, 2, 3)),
+    }
     expected = []
     for _, (_, inner, train) in plan.items():
         expected += [(rows(*inner), 0.1), (rows(*inner), 1.0), (rows(*train), None)]

@@ -76,7 +76,8 @@ def test_text_set_to_class_centroids_gives_the_brute_force_nearest_centroid_accu
         totals[0] += 1
         totals[1] += hit
     expected = [
-        {"fold": f, "n_clips": n, "top1": c / n, "top5": 1.0} for f, (n, c) in sorted(per_fold.items())
+        {"fold": f, "n_clips": n, "top1": c / n, "top5": 1.0}
+        for f, (n, c) in sorted(per_fold.items())
     ]
     assert result["per_fold"] == expected
     accs = [c / n for n, c in per_fold.values()]
@@ -96,11 +97,15 @@ def test_templates_are_averaged_as_unit_vectors_and_renormalised():
     table = {}
     for template, off in offset.items():
         for c in CLASSES:
-            table[template.replace("{}", prompt_name(c))] = [b + o for b, o in zip(base[c], off)]
+            table[template.replace("{}", prompt_name(c))] = [
+                b + o for b, o in zip(base[c], off, strict=True)
+            ]
     got = class_text_embeddings(CLASSES, list(offset), LookupText(table))
     for k, c in enumerate(CLASSES):
-        parts = [unit([b + o for b, o in zip(base[c], off)]) for off in offset.values()]
-        mean = [(x + y) / 2 for x, y in zip(*parts)]
+        parts = [
+            unit([b + o for b, o in zip(base[c], off, strict=True)]) for off in offset.values()
+        ]
+        mean = [(x + y) / 2 for x, y in zip(*parts, strict=True)]
         assert got[k] == pytest.approx(unit(mean))
 
 
@@ -116,7 +121,9 @@ def test_top5_and_ties_by_hand():
     )
     labels = np.array([0, 1, 2, 3])
     folds = np.array([1, 1, 2, 2])
-    result = evaluate_zeroshot(audio, labels, folds, list("abcdefg"), LookupText(text), templates=["x {}"])
+    result = evaluate_zeroshot(
+        audio, labels, folds, list("abcdefg"), LookupText(text), templates=["x {}"]
+    )
     assert result["per_fold"] == [
         {"fold": 1, "n_clips": 2, "top1": 0.5, "top5": 1.0},
         {"fold": 2, "n_clips": 2, "top1": 0.0, "top5": 0.5},
@@ -127,7 +134,15 @@ def test_top5_and_ties_by_hand():
     assert result["folds"] == [1, 2]
     assert (result["n_clips"], result["n_classes"]) == (4, 7)
     assert result["classes"] == list("abcdefg")
-    assert [row["accuracy"] for row in result["per_class"]] == [1.0, 0.0, 0.0, 0.0, None, None, None]
+    assert [row["accuracy"] for row in result["per_class"]] == [
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+        None,
+        None,
+        None,
+    ]
     assert [row["n_clips"] for row in result["per_class"]] == [1, 1, 1, 1, 0, 0, 0]
     matrix = np.zeros((7, 7), dtype=int)
     matrix[0, 0] = matrix[1, 0] = matrix[2, 0] = 1
@@ -143,7 +158,9 @@ def test_ranks_count_ties_against_the_clip():
 def test_constant_embeddings_are_never_counted_correct():
     audio = np.ones((6, 3))
     text = LookupText({c: [1.0, 1.0, 1.0] for c in "abc"})
-    result = evaluate_zeroshot(audio, np.array([0, 1, 2, 0, 1, 2]), np.ones(6, int), list("abc"), text, templates=["{}"])
+    result = evaluate_zeroshot(
+        audio, np.array([0, 1, 2, 0, 1, 2]), np.ones(6, int), list("abc"), text, templates=["{}"]
+    )
     assert result["top1"]["mean"] == 0.0
     assert result["chance_verdict"]["at_chance"] is True
 
@@ -177,7 +194,10 @@ def test_default_templates_per_language():
     assert templates_for("zh", ["{}!"]) == ["{}!"]
     with pytest.raises(ValueError) as info:
         templates_for("fr")
-    assert str(info.value) == "no default prompt templates for language 'fr' (known: en, zh); give templates"
+    assert (
+        str(info.value)
+        == "no default prompt templates for language 'fr' (known: en, zh); give templates"
+    )
 
 
 @pytest.mark.parametrize("bad", ["no slot", "{} and {}"])
@@ -245,7 +265,9 @@ def test_text_side_of_the_wrong_shape_or_space_is_refused():
 def test_inputs_that_disagree_are_refused(labels, folds, message):
     text = LookupText({prompt_name(c): [1.0, float(k)] for k, c in enumerate(CLASSES)})
     with pytest.raises(ValueError) as info:
-        evaluate_zeroshot(np.ones((3, 2)), np.array(labels), np.array(folds), CLASSES, text, templates=["{}"])
+        evaluate_zeroshot(
+            np.ones((3, 2)), np.array(labels), np.array(folds), CLASSES, text, templates=["{}"]
+        )
     assert str(info.value) == message
 
 
@@ -253,8 +275,17 @@ def test_empty_or_flat_embeddings_are_refused():
     text = LookupText({prompt_name(c): [1.0, float(k)] for k, c in enumerate(CLASSES)})
     for emb in (np.ones((0, 2)), np.ones(3)):
         with pytest.raises(ValueError) as info:
-            evaluate_zeroshot(emb, np.zeros(len(emb), int), np.ones(len(emb), int), CLASSES, text, templates=["{}"])
-        assert str(info.value) == f"embeddings must be a non-empty (N, D) array, got shape {emb.shape}"
+            evaluate_zeroshot(
+                emb,
+                np.zeros(len(emb), int),
+                np.ones(len(emb), int),
+                CLASSES,
+                text,
+                templates=["{}"],
+            )
+        assert (
+            str(info.value) == f"embeddings must be a non-empty (N, D) array, got shape {emb.shape}"
+        )
 
 
 def binomial_tail(k, n, p):
@@ -276,7 +307,10 @@ def test_chance_verdict_is_an_exact_binomial_test():
     q = binomial_tail(30, 50, 0.2)
     assert above["p_value"] == pytest.approx(q)
     assert above["at_chance"] is False
-    assert above["line"] == f"zero-shot top-1 60.0% is above chance (1/5 = 20.0%; binomial p = {q:.3g} < 0.01)"
+    assert (
+        above["line"]
+        == f"zero-shot top-1 60.0% is above chance (1/5 = 20.0%; binomial p = {q:.3g} < 0.01)"
+    )
 
 
 def test_chance_verdict_at_the_threshold():
@@ -292,7 +326,9 @@ def test_helpers_by_hand():
         [0, 1, 0],
         [1, 0, 0],
     ]
-    assert per_class_accuracy(np.array([1, 1, 0, 1]), np.array([True, False, False, True]), ["a", "b", "c"]) == [
+    assert per_class_accuracy(
+        np.array([1, 1, 0, 1]), np.array([True, False, False, True]), ["a", "b", "c"]
+    ) == [
         {"class_index": 0, "class_name": "a", "n_clips": 1, "accuracy": 0.0},
         {"class_index": 1, "class_name": "b", "n_clips": 3, "accuracy": pytest.approx(2 / 3)},
         {"class_index": 2, "class_name": "c", "n_clips": 0, "accuracy": None},

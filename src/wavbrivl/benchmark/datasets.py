@@ -160,7 +160,11 @@ def build_table(
         seen.add(clip_id)
         if not path.is_file():
             skipped.append(
-                {"clip_id": clip_id, "path": str(path), "reason": f"listed in {source}, no such file"}
+                {
+                    "clip_id": clip_id,
+                    "path": str(path),
+                    "reason": f"listed in {source}, no such file",
+                }
             )
             continue
         rows.append((clip_id, str(path), fold, index, class_name))
@@ -232,7 +236,11 @@ def read_vggsound_test(
         chosen = list(names) if names is not None and len(names) else list(codes)
         if len(chosen) != 1:
             skipped.append(
-                {"clip_id": clip_id, "path": str(manifest), "reason": f"{len(chosen)} labels, not one"}
+                {
+                    "clip_id": clip_id,
+                    "path": str(manifest),
+                    "reason": f"{len(chosen)} labels, not one",
+                }
             )
         else:
             labels[clip_id] = chosen[0]
