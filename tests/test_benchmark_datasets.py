@@ -538,11 +538,11 @@ def test_vggsound_test_split_comes_from_the_manifest_and_media_shards(vggsound):
     assert table.audio_from == MEDIA_SHARDS
     assert table.classes == ["bird song", "cat meowing", "dog barking"]
     assert table.folds == [1]
-    assert table_rows(table) == [
-        ("bad_0", str(a), 1, 1, "cat meowing"),
-        ("cat_0", str(b), 1, 1, "cat meowing"),
+    assert table_rows(table) == [  # in shard order
         ("dog_0", str(a), 1, 2, "dog barking"),
+        ("bad_0", str(a), 1, 1, "cat meowing"),
         ("named_0", str(b), 1, 0, "bird song"),
+        ("cat_0", str(b), 1, 1, "cat meowing"),
     ]
     assert table.skipped == [
         {"clip_id": "two_0", "path": str(manifest), "reason": "2 labels, not one"},
@@ -560,9 +560,9 @@ def test_vggsound_audio_is_decoded_from_the_shards_in_row_order(vggsound):
     table = read_vggsound_test(manifest, shards)
     got = list(iter_clip_audio(table))
     assert [p for p, _, _ in got] == [0, 1, 2, 3]
-    assert got[0][1] is None
-    assert got[0][2].startswith(f"{shards[0]}: bad_0: ")
-    for position, freq, seconds in ((1, 900, 0.1), (2, 500, 0.2), (3, 700, 0.3)):
+    assert got[1][1] is None
+    assert got[1][2].startswith(f"{shards[0]}: bad_0: ")
+    for position, freq, seconds in ((0, 500, 0.2), (2, 700, 0.3), (3, 900, 0.1)):
         _, samples, reason = got[position]
         assert reason == ""
         assert len(samples) == int(seconds * RATE)
@@ -602,3 +602,15 @@ def test_tables_are_pandas_frames_with_the_five_columns(esc50, vggsound):
     for table in (read_esc50(esc50), read_vggsound_test(*vggsound)):
         assert isinstance(table.rows, pd.DataFrame)
         assert list(table.rows.columns) == ["clip_id", "path", "fold", "class_index", "class_name"]
+
+
+def test_rows_out_of_shard_order_still_come_back_in_row_order(vggsound):
+    manifest, shards = vggsound
+    table = read_vggsound_test(manifest, shards)
+    rows = table.rows.iloc[::-1].reset_index(drop=True)  # cat, named, bad, dog
+    reordered = BenchmarkTable("x", rows, table.classes, [1], MEDIA_SHARDS, [])
+    got = list(iter_clip_audio(reordered))
+    assert [p for p, _, _ in got] == [0, 1, 2, 3]
+    assert got[2][1] is None
+    for position, freq in ((0, 900), (1, 700), (3, 500)):
+        assert abs(dominant_hz(got[position][1], RATE) - freq) < 12

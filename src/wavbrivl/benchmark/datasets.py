@@ -221,7 +221,9 @@ def read_vggsound_test(
 ) -> BenchmarkTable:
     """The ``split`` clips of a VGGSound manifest whose audio is in ``media_shards``.
 
-    Classes are the split's label names, sorted; all clips are fold 1. A clip with other
+    Rows come in shard order (the order of ``media_shards``, then of each shard), so that
+    :func:`iter_clip_audio` reads each shard once and holds one batch at a time. Classes are
+    the split's label names, sorted; all clips are fold 1. A clip with other
     than one label, or not ``ok`` in its media shard, or in no shard, is skipped.
     """
     frame = pd.read_parquet(manifest, columns=["clip_id", "labels", "label_names", "split"])
@@ -257,13 +259,16 @@ def read_vggsound_test(
                     where[clip_id] = (str(shard), why)
     classes = sorted(set(labels.values()))
     index = {name: i for i, name in enumerate(classes)}
-    rows = []
-    for clip_id in sorted(labels):
-        shard, why = where.get(clip_id, (str(manifest), "not in the media shards"))
+    rows = []  # in shard order, so that decoding streams through each shard once
+    for clip_id, (shard, why) in where.items():
         if why:
             skipped.append({"clip_id": clip_id, "path": shard, "reason": why})
         else:
             rows.append((clip_id, shard, 1, index[labels[clip_id]], labels[clip_id]))
+    for clip_id in sorted(labels.keys() - where.keys()):
+        skipped.append(
+            {"clip_id": clip_id, "path": str(manifest), "reason": "not in the media shards"}
+        )
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS)).astype(
         {"fold": "int64", "class_index": "int64"}
     )
