@@ -574,10 +574,13 @@ def test_vggsound_clip_missing_from_its_shard_at_decode_time_is_a_reason(vggsoun
     table = read_vggsound_test(manifest, shards)
     rows = table.rows.copy()
     rows.loc[len(rows)] = ["ghost_0", str(shards[1]), 1, 1, "cat meowing"]
+    rows.loc[len(rows)] = ["gone_0", str(shards[0]), 1, 2, "dog barking"]  # not ok there
     ghost = BenchmarkTable("x", rows, table.classes, [1], MEDIA_SHARDS, [])
     got = list(iter_clip_audio(ghost))
-    assert [p for p, _, _ in got] == [0, 1, 2, 3, 4]
+    assert [p for p, _, _ in got] == [0, 1, 2, 3, 4, 5]
     assert got[4][1:] == (None, "not found in its media shard")
+    assert got[5][1:] == (None, "not found in its media shard")
+    assert abs(dominant_hz(got[3][1], RATE) - 900) < 12
 
 
 def test_vggsound_other_split_and_empty_split(vggsound):

@@ -66,10 +66,17 @@ def test_protocol_is_recorded():
     emb, labels, folds, ids = dataset(2, separable=True, per_cell=3, n_folds=3)
     result = evaluate_linear_probe(emb, labels, folds, CLASSES, ids, c_grid=(10, 0.1, 1), seed=7)
     protocol = result["protocol"]
-    assert protocol["name"] == "linear_probe"
-    assert protocol["c_grid"] == [0.1, 1.0, 10.0]
-    assert protocol["seed"] == 7
-    assert protocol["model"] == "sklearn LogisticRegression (lbfgs, max_iter 1000)"
+    assert protocol == {
+        "name": "linear_probe",
+        "model": "sklearn LogisticRegression (lbfgs, max_iter 1000)",
+        "standardise": "StandardScaler fit on the training data of each fit only",
+        "c_grid": [0.1, 1.0, 10.0],
+        "c_choice": "best validation top-1 on the inner split, the smallest C among equals",
+        "inner_split": "the training fold after the test fold (cyclically) is held out",
+        "seed": 7,
+        "ties": "a class scoring equal to the true class counts above it",
+        "std": "population standard deviation over folds (ddof=0)",
+    }
     for row in result["per_fold"]:
         assert [t["C"] for t in row["c_search"]] == [0.1, 1.0, 10.0]
         best = max(t["val_top1"] for t in row["c_search"])
@@ -181,11 +188,18 @@ def test_probe_standardises_on_its_own_data():
     rng = np.random.default_rng(6)
     x = rng.normal(loc=5.0, scale=3.0, size=(40, 3))
     y = (x[:, 0] > 5.0).astype(int)
-    scaler, model = fit_probe(x, y, 1.0, 0)
+    scaler, model = fit_probe(x, y, 2.0, 5)
     np.testing.assert_allclose(scaler.mean_, x.mean(axis=0))
     np.testing.assert_allclose(scaler.scale_, x.std(axis=0))
-    assert model.C == 1.0
+    assert model.C == 2.0
     assert model.max_iter == 1000
+    assert model.random_state == 5
+    # the model was fit on the standardised data: its decision is w . (x - mean) / scale + b
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    np.testing.assert_allclose(
+        model.decision_function(z), model.decision_function(scaler.transform(x))
+    )
+    assert model.score(z, y) > 0.9
 
 
 def test_classes_missing_from_training_score_minus_infinity():

@@ -183,7 +183,38 @@ def test_protocol_records_every_template_and_prompt():
         "the sound of sea waves.",
     ]
     assert len(protocol["prompts"]) == len(DEFAULT_TEMPLATES["en"])
-    assert protocol["std"] == "population standard deviation over folds (ddof=0)"
+    assert protocol == {
+        "name": "zeroshot",
+        "language": "en",
+        "templates": list(DEFAULT_TEMPLATES["en"]),
+        "prompts": class_prompts(CLASSES, DEFAULT_TEMPLATES["en"]),
+        "text_embedding": "mean over templates of unit text embeddings, renormalised",
+        "score": "cosine of the audio embedding to each class's text embedding",
+        "ties": "a class scoring equal to the true class counts above it",
+        "std": "population standard deviation over folds (ddof=0)",
+        "chance_test": "one-sided exact binomial test of top-1 against 1/K, alpha 0.01",
+    }
+    zh = evaluate_zeroshot(emb, labels, folds, CLASSES, lambda p: np.eye(4, 6) + 0.1, language="zh")
+    assert zh["protocol"]["language"] == "zh"
+    assert zh["protocol"]["templates"] == list(DEFAULT_TEMPLATES["zh"])
+
+
+def test_scores_are_float64_and_the_confusion_holds_integers():
+    text = class_text_embeddings(["a", "b"], ["{}"], lambda p: np.eye(2, dtype=np.float32) + 0.3)
+    assert text.dtype == np.float64
+    scores = cosine_scores(np.ones((2, 2), dtype=np.float32), text.astype(np.float32))
+    assert scores.dtype == np.float64
+    result = evaluate_zeroshot(
+        np.eye(2, dtype=np.float32),
+        np.array([0, 1]),
+        np.array([1, 1]),
+        ["a", "b"],
+        lambda p: np.eye(2, dtype=np.float32),
+        templates=["{}"],
+    )
+    assert result["confusion"] == [[1, 0], [0, 1]]
+    assert all(type(v) is int for row in result["confusion"] for v in row)
+    assert confusion_matrix(np.array([0]), np.array([0]), 1).dtype == np.int64
 
 
 def test_default_templates_per_language():

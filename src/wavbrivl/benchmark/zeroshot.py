@@ -91,7 +91,8 @@ def class_text_embeddings(
             )
         emb = unit_rows(emb, f"text embedding of template {template!r}")
         total = emb if total is None else total + emb
-    return unit_rows(total / len(templates), "mean text embedding")
+    # the sum has the direction of the mean: renormalising either gives the same vectors
+    return unit_rows(total, "mean text embedding")
 
 
 def cosine_scores(audio_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
@@ -178,7 +179,7 @@ def check_inputs(
     emb: np.ndarray, labels: np.ndarray, folds: np.ndarray, n_classes: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The inputs as arrays of agreeing lengths, labels in 0..K-1; else a one-line error."""
-    emb = np.asarray(emb, dtype=np.float64)
+    emb = np.asarray(emb)
     labels = np.asarray(labels)
     folds = np.asarray(folds)
     if emb.ndim != 2 or len(emb) == 0:
