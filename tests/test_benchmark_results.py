@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 import wave
 from pathlib import Path
 
@@ -13,7 +14,13 @@ from PIL import Image
 
 from wavbrivl.benchmark.datasets import ESC50_COLUMNS, read_esc50
 from wavbrivl.benchmark.harness import embed_table, run_protocols
-from wavbrivl.benchmark.results import fold_tsv, per_class_tsv, read_result, write_result
+from wavbrivl.benchmark.results import (
+    fold_tsv,
+    per_class_tsv,
+    read_result,
+    tick_labels,
+    write_result,
+)
 from wavbrivl.benchmark.zeroshot import evaluate_zeroshot
 
 RATE = 16_000
@@ -100,8 +107,14 @@ def test_zeroshot_files_hold_the_result_protocol_and_skipped_clips(tmp_path):
 def test_chinese_names_stay_readable_in_the_json(tmp_path):
     result = by_hand_result()
     result["classes"][0] = "狗"
-    write_result(result, DATA, tmp_path)
+    result["per_class"][0]["class_name"] = "狗"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing glyph would warn
+        write_result(result, DATA, tmp_path)
     assert '"狗"' in (tmp_path / "zeroshot.json").read_text(encoding="utf-8")
+    assert "0\t狗\t1\t1.000000\n" in (tmp_path / "zeroshot_per_class.tsv").read_text()
+    assert tick_labels(["狗", "cat"]) == ["0", "1"]
+    assert tick_labels(["dog", "cat"]) == ["dog", "cat"]
 
 
 def test_linear_probe_tsv_adds_the_chosen_c():

@@ -87,6 +87,14 @@ def read_result(path: str | os.PathLike) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def tick_labels(classes: list[str]) -> list[str]:
+    """The plot's class labels: the names when they are ASCII, else the class indices (the
+    plot's font has no CJK glyphs; the names are in the JSON and the per-class TSV)."""
+    if all(name.isascii() for name in classes):
+        return list(classes)
+    return [str(i) for i in range(len(classes))]
+
+
 def plot_confusion(result: dict, path: Path) -> None:
     """The top-1 confusion matrix, rows normalised to the fraction of each true class."""
     # Figure + Agg canvas directly: no pyplot global state, no display needed.
@@ -102,8 +110,9 @@ def plot_confusion(result: dict, path: Path) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(fractions, vmin=0, vmax=1, cmap="viridis")
-    ax.set_xticks(range(n), result["classes"], rotation=90, fontsize=6)
-    ax.set_yticks(range(n), result["classes"], fontsize=6)
+    labels = tick_labels(result["classes"])
+    ax.set_xticks(range(n), labels, rotation=90, fontsize=6)
+    ax.set_yticks(range(n), labels, fontsize=6)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     top1 = result["top1"]
@@ -124,5 +133,6 @@ __all__ = [
     "per_class_tsv",
     "plot_confusion",
     "read_result",
+    "tick_labels",
     "write_result",
 ]
