@@ -82,7 +82,8 @@ def class_text_embeddings(
     """(K, D) unit text embeddings: per class, the mean of its templates' unit embeddings,
     renormalised."""
     total = None
-    for template, prompts in zip(templates, class_prompts(class_names, templates), strict=True):
+    for template in templates:
+        prompts = class_prompts(class_names, [template])[0]
         emb = np.asarray(encode_text(prompts), dtype=np.float64)  # (K, D)
         if emb.ndim != 2 or emb.shape[0] != len(class_names):
             raise ValueError(
