@@ -617,3 +617,15 @@ def test_rows_out_of_shard_order_still_come_back_in_row_order(vggsound):
     assert got[2][1] is None
     for position, freq in ((0, 900), (1, 700), (3, 500)):
         assert abs(dominant_hz(got[position][1], RATE) - freq) < 12
+
+
+def test_an_empty_metadata_file_names_every_missing_column(tmp_path):
+    meta = tmp_path / "metadata" / "UrbanSound8K.csv"
+    meta.parent.mkdir()
+    meta.write_text("")
+    with pytest.raises(BenchmarkFormatError) as info:
+        read_urbansound8k(tmp_path)
+    assert str(info.value) == (
+        f"{meta}: missing column(s) slice_file_name, fsID, start, end, salience, fold, classID, "
+        "class (header: )"
+    )
