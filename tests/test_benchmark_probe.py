@@ -40,6 +40,7 @@ def test_separable_embeddings_are_far_above_chance():
     result = evaluate_linear_probe(emb, labels, folds, CLASSES, ids, c_grid=(0.01, 1.0))
     assert result["top1"]["mean"] > 0.95
     assert result["chance"] == {"top1": 0.25, "top5": 1.0}
+    assert result["protocol"]["seed"] == 0  # the default seed
     assert result["top5"] == {"mean": 1.0, "std": 0.0}
     assert [row["fold"] for row in result["per_fold"]] == [1, 2, 3, 4, 5]
     assert result["folds"] == [1, 2, 3, 4, 5]
