@@ -216,6 +216,7 @@ def test_unreadable_clips_move_to_the_skipped_list_in_the_report(esc50):
         "4-109-A-0.wav",
     ]
     assert list(kept.rows.index) == list(range(6))
+    assert list(kept.rows.columns) == ["clip_id", "path", "fold", "class_index", "class_name"]
     assert [s["clip_id"] for s in kept.skipped] == [
         "2-107-A-1.wav",
         "4-104-A-1.wav",
@@ -629,3 +630,22 @@ def test_an_empty_metadata_file_names_every_missing_column(tmp_path):
         f"{meta}: missing column(s) slice_file_name, fsID, start, end, salience, fold, classID, "
         "class (header: )"
     )
+
+
+def test_a_clip_found_after_a_missing_one_is_still_returned(vggsound):
+    manifest, shards = vggsound
+    table = read_vggsound_test(manifest, shards)
+    rows = table.rows.copy()
+    rows.loc[-1] = ["ghost_0", str(shards[1]), 1, 1, "cat meowing"]  # first, and in no shard
+    rows = rows.sort_index().reset_index(drop=True)
+    got = list(iter_clip_audio(BenchmarkTable("x", rows, table.classes, [1], MEDIA_SHARDS, [])))
+    assert [p for p, _, _ in got] == [0, 1, 2, 3, 4]
+    assert got[0][1:] == (None, "not found in its media shard")
+    assert abs(dominant_hz(got[1][1], RATE) - 500) < 12
+    assert abs(dominant_hz(got[4][1], RATE) - 900) < 12
+
+
+def test_quoted_fields_keep_their_line_breaks(tmp_path):
+    meta = tmp_path / "meta.csv"
+    meta.write_bytes(b'a,b\r\n1,"two\r\nlines"\r\n')
+    assert read_metadata_csv(meta, ("a", "b")) == [(3, {"a": "1", "b": "two\r\nlines"})]
