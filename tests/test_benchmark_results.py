@@ -11,6 +11,8 @@ import pytest
 from PIL import Image
 
 from wavbrivl.benchmark.results import (
+    confusion_figure,
+    confusion_fractions,
     fold_tsv,
     per_class_tsv,
     read_result,
@@ -144,3 +146,29 @@ def test_unknown_protocol_is_refused(tmp_path):
         == "unknown protocol 'retrieval'; expected one of ('zeroshot', 'linear_probe')"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_confusion_figure_by_hand():
+    result = by_hand_result()  # rows: a->a, b->a, c->a, d->d; e, f, g without clips
+    fig = confusion_figure(result)
+    assert tuple(fig.get_size_inches()) == pytest.approx((4 + 0.22 * 7, 4 + 0.22 * 7))
+    assert fig.dpi == 100
+    ax, bar = fig.axes
+    assert ax.get_title() == "zeroshot: top-1 25.0% ± 25.0% over 2 folds (chance 14.3%)"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "true class")
+    assert [t.get_text() for t in ax.get_xticklabels()] == list("abcdefg")
+    assert [t.get_text() for t in ax.get_yticklabels()] == list("abcdefg")
+    assert [t.get_rotation() for t in ax.get_xticklabels()] == [90.0] * 7
+    assert bar.get_ylabel() == "fraction of the true class"
+    image = ax.get_images()[0]
+    expected = np.zeros((7, 7))
+    expected[0, 0] = expected[1, 0] = expected[2, 0] = expected[3, 3] = 1.0
+    np.testing.assert_array_equal(image.get_array(), expected)
+    assert image.get_clim() == (0, 1)
+    big = {**result, "classes": [str(i) for i in range(60)], "confusion": np.eye(60).tolist()}
+    assert tuple(confusion_figure(big).get_size_inches()) == (16, 16)
+
+
+def test_confusion_fractions_by_hand():
+    got = confusion_fractions([[1, 3, 0], [0, 0, 0], [2, 2, 4]])
+    np.testing.assert_array_equal(got, [[0.25, 0.75, 0], [0, 0, 0], [0.25, 0.25, 0.5]])

@@ -95,40 +95,54 @@ def tick_labels(classes: list[str]) -> list[str]:
     return [str(i) for i in range(len(classes))]
 
 
-def plot_confusion(result: dict, path: Path) -> None:
-    """The top-1 confusion matrix, rows normalised to the fraction of each true class."""
-    # Figure + Agg canvas directly: no pyplot global state, no display needed.
+def confusion_fractions(confusion) -> np.ndarray:
+    """(K, K) counts -> each row's fraction of its true class (a row without clips stays 0)."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def confusion_title(result: dict) -> str:
+    top1 = result["top1"]
+    return (
+        f"{result['protocol']['name']}: top-1 {top1['mean']:.1%} ± {top1['std']:.1%} "
+        f"over {len(result['folds'])} folds (chance {result['chance']['top1']:.1%})"
+    )
+
+
+def confusion_figure(result: dict):
+    """The top-1 confusion matrix as a matplotlib Figure (Agg canvas, no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    counts = np.asarray(result["confusion"], dtype=np.float64)  # (K, K)
-    totals = counts.sum(axis=1, keepdims=True)
-    fractions = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     n = len(result["classes"])
-    side = min(4 + 0.22 * n, 16)
+    side = min(4 + 0.22 * n, 16)  # inches: grows with the classes, 50 classes -> 15
     fig = Figure(figsize=(side, side), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(fractions, vmin=0, vmax=1, cmap="viridis")
+    image = ax.imshow(confusion_fractions(result["confusion"]), vmin=0, vmax=1, cmap="viridis")
     labels = tick_labels(result["classes"])
     ax.set_xticks(range(n), labels, rotation=90, fontsize=6)
     ax.set_yticks(range(n), labels, fontsize=6)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    top1 = result["top1"]
-    ax.set_title(
-        f"{result['protocol']['name']}: top-1 {top1['mean']:.1%} ± {top1['std']:.1%} "
-        f"over {len(result['folds'])} folds (chance {result['chance']['top1']:.1%})",
-        fontsize=9,
-    )
+    ax.set_title(confusion_title(result), fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    return fig
+
+
+def plot_confusion(result: dict, path: Path) -> None:
+    """Save :func:`confusion_figure` as a PNG."""
+    confusion_figure(result).savefig(path, format="png")
 
 
 __all__ = [
     "CONFUSION_PNG",
     "PROTOCOLS",
+    "confusion_figure",
+    "confusion_fractions",
+    "confusion_title",
     "fold_tsv",
     "per_class_tsv",
     "plot_confusion",
