@@ -61,8 +61,8 @@ DATA = {
 
 def test_zeroshot_files_hold_the_result_protocol_and_skipped_clips(tmp_path):
     result = by_hand_result()
-    paths = write_result(result, DATA, tmp_path / "out")
-    out = tmp_path / "out"
+    out = tmp_path / "run" / "esc50"  # folders made as needed
+    paths = write_result(result, DATA, out)
     assert paths == {
         "json": out / "zeroshot.json",
         "tsv": out / "zeroshot.tsv",
@@ -75,6 +75,11 @@ def test_zeroshot_files_hold_the_result_protocol_and_skipped_clips(tmp_path):
         "zeroshot.tsv",
         "zeroshot_per_class.tsv",
     ]
+    assert (
+        (out / "zeroshot.json")
+        .read_text()
+        .startswith('{\n  "protocol": {\n    "name": "zeroshot",\n')
+    )
     document = read_result(out / "zeroshot.json")
     assert document == json.loads(json.dumps({**result, "data": DATA}))
     assert document["protocol"]["templates"] == ["x {}"]
@@ -152,8 +157,10 @@ def test_confusion_figure_by_hand():
     result = by_hand_result()  # rows: a->a, b->a, c->a, d->d; e, f, g without clips
     fig = confusion_figure(result)
     assert tuple(fig.get_size_inches()) == pytest.approx((4 + 0.22 * 7, 4 + 0.22 * 7))
-    assert fig.dpi == 100
+    assert fig.dpi == 120
     ax, bar = fig.axes
+    assert ax.title.get_fontsize() == 9
+    assert {t.get_fontsize() for t in ax.get_xticklabels() + ax.get_yticklabels()} == {6}
     assert ax.get_title() == "zeroshot: top-1 25.0% ± 25.0% over 2 folds (chance 14.3%)"
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "true class")
     assert [t.get_text() for t in ax.get_xticklabels()] == list("abcdefg")
@@ -165,6 +172,9 @@ def test_confusion_figure_by_hand():
     expected[0, 0] = expected[1, 0] = expected[2, 0] = expected[3, 3] = 1.0
     np.testing.assert_array_equal(image.get_array(), expected)
     assert image.get_clim() == (0, 1)
+    assert image.get_cmap().name == "Blues"
+    inner = confusion_figure({**result, "classes": ["a", "b"], "confusion": [[1, 1], [1, 3]]})
+    assert inner.axes[0].get_images()[0].get_clim() == (0, 1)  # not the data's 0.25..0.75
     big = {**result, "classes": [str(i) for i in range(60)], "confusion": np.eye(60).tolist()}
     assert tuple(confusion_figure(big).get_size_inches()) == (16, 16)
 

@@ -111,23 +111,22 @@ def confusion_title(result: dict) -> str:
 
 
 def confusion_figure(result: dict):
-    """The top-1 confusion matrix as a matplotlib Figure (Agg canvas, no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    """The top-1 confusion matrix as a matplotlib Figure (no pyplot state; savefig picks the
+    Agg canvas for PNG)."""
     from matplotlib.figure import Figure
 
     n = len(result["classes"])
     side = min(4 + 0.22 * n, 16)  # inches: grows with the classes, 50 classes -> 15
-    fig = Figure(figsize=(side, side), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = Figure(figsize=(side, side), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(confusion_fractions(result["confusion"]), vmin=0, vmax=1, cmap="viridis")
+    image = ax.imshow(confusion_fractions(result["confusion"]), vmin=0, vmax=1, cmap="Blues")
     labels = tick_labels(result["classes"])
     ax.set_xticks(range(n), labels, rotation=90, fontsize=6)
     ax.set_yticks(range(n), labels, fontsize=6)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(confusion_title(result), fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
+    fig.colorbar(image, label="fraction of the true class")
     fig.tight_layout()
     return fig
 
