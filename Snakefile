@@ -23,6 +23,7 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/generate.smk"
+include: "workflow/rules/benchmark.smk"
 
 
 rule all:
@@ -66,3 +67,8 @@ rule model:
 rule sheets:
     input:
         get_sheet_outputs(),
+
+
+rule benchmarks:
+    input:
+        get_benchmark_results(),

@@ -12,6 +12,8 @@ import torch
 import yaml
 from conftest import REPO, run_snakemake
 
+from wavbrivl.demo.tiny_text import save_tiny_text_folder
+from wavbrivl.encoders.brivl_text import build_random_text
 from wavbrivl.encoders.registry import build_tiny
 
 TARGETS = ("media", "embeddings", "model", "sheets")
@@ -44,14 +46,21 @@ def small_demo_config() -> dict:
         val_fraction=0.2,
     )
     cfg["generate"].update(steps=4, cutouts=2, size=[32, 32], min_cut_size=16)
+    # The toy checkpoint also holds a random text tower (prepare_small_demo) for zero-shot.
+    cfg["benchmarks"]["models"]["wavbrivl"]["text"] = {"text_tokenizer": "weights/text"}
     return cfg
 
 
-def write_toy_checkpoint(path: Path, seed: int) -> None:
-    """A BriVL-format checkpoint ({"learnable": {"imgencoder.*": ...}}) of the toy architecture."""
+def write_toy_checkpoint(path: Path, seed: int, text_folder: Path | None = None) -> None:
+    """A BriVL-format checkpoint ({"learnable": {"imgencoder.*": ...}}) of the toy architecture;
+    with ``text_folder`` (a BERT config + vocabulary) also a random ``textencoder.*`` tower."""
     state = build_tiny(seed=seed).model.state_dict()
+    learnable = {f"imgencoder.{k}": v for k, v in state.items()}
+    if text_folder is not None:
+        text = build_random_text(text_folder, seed=seed).model.state_dict()
+        learnable |= {f"textencoder.{k}": v for k, v in text.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"learnable": {f"imgencoder.{k}": v for k, v in state.items()}}, path)
+    torch.save({"learnable": learnable}, path)
 
 
 def prepare_small_demo(workdir: Path, cfg: dict | None = None) -> Path:
@@ -59,7 +68,10 @@ def prepare_small_demo(workdir: Path, cfg: dict | None = None) -> Path:
     into ``workdir``; return the config path."""
     config = workdir / "cfg.yaml"
     config.write_text(yaml.safe_dump(small_demo_config() if cfg is None else cfg))
-    write_toy_checkpoint(workdir / "weights/toy-brivl.pth", seed=0)
+    text_folder = workdir / "weights/text"
+    if not text_folder.exists():
+        save_tiny_text_folder(text_folder)
+    write_toy_checkpoint(workdir / "weights/toy-brivl.pth", seed=0, text_folder=text_folder)
     return config
 
 

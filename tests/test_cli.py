@@ -196,6 +196,39 @@ def test_classify_on_the_tiny_space_says_it_has_no_text_side(model_dir, inputs, 
     assert empty.returncode == 2 and "give at least one label" in empty.stderr
 
 
+def test_classify_through_a_text_side_gives_the_apis_probabilities(model_dir, inputs, tmp_path):
+    from wavbrivl.api import zero_shot
+    from wavbrivl.demo.tiny_text import save_tiny_text_folder
+    from wavbrivl.encoders.from_config import encoder_from_config
+
+    text = save_tiny_text_folder(tmp_path / "text")
+    block = {"encoder": "tiny", "seed": 0, "box_mode": "whole", "text_tokenizer": str(text)}
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(json.dumps({"embed": block}))  # JSON is YAML
+    files = [inputs["wav"], inputs["mp3"], inputs["text"]]
+    out = tmp_path / "labels.json"
+    result = wavbrivl(
+        "classify", model_dir, *files, "--labels", "dog, rain,engine", "--config", cfg,
+        "--template", "a sound of {}", "-o", out, "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr  # the text file failed, the others did not
+    assert len(error_lines(result)) == 1 and str(inputs["text"]) in error_lines(result)[0]
+    answer = json.loads(out.read_text())
+    assert sorted(answer) == sorted(str(p) for p in files[:2])
+
+    model = load(model_dir)
+    encoder = encoder_from_config({**block, "device": "cpu"})
+    labels = ["dog", "rain", "engine"]
+    text_rows = model.text_embeddings(labels, encoder, template="a sound of {}")
+    probs = zero_shot(np.stack([model.embed_one(p) for p in files[:2]]), text_rows)
+    for path, row in zip(files[:2], probs, strict=True):
+        got = answer[str(path)]
+        assert list(got["scores"]) == labels
+        np.testing.assert_allclose([got["scores"][k] for k in labels], row, rtol=1e-4)
+        assert got["label"] == labels[int(np.argmax(row))]
+        assert abs(sum(got["scores"].values()) - 1.0) < 1e-6
+
+
 def test_help_shows_examples_and_every_command():
     result = wavbrivl("--help")
     assert result.returncode == 0

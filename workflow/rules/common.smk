@@ -117,6 +117,7 @@ def get_final_outputs():
         + get_embedding_shards()
         + get_model_outputs()
         + get_sheet_outputs()
+        + get_benchmark_results()
     )
 
 
@@ -401,3 +402,78 @@ def get_sheet_outputs():
         return []
     name = config["sheets"]["name"]
     return [f"results/sheets/{name}/grid.png", f"results/sheets/{name}/study.html"]
+
+
+# --- benchmarks (wavbrivl.benchmark.stage) ------------------------------------------------
+
+
+def benchmark_entry(kind, name):
+    """A `benchmarks.datasets` or `benchmarks.models` entry."""
+    return config["benchmarks"][kind][name]
+
+
+def model_has_text_side(name):
+    """Whether the model's space has a text side here (decides if zero-shot runs)."""
+    model = benchmark_entry("models", name)
+    if model["kind"] == "wav2clip":
+        return "text" in model
+    embed = {**config["embed"], **model.get("text", {})}
+    return embed["encoder"] in ("clip", "open_clip") or bool(embed.get("text_tokenizer"))
+
+
+def get_benchmark_results():
+    """Every (model, dataset, protocol) result JSON, and the combined table."""
+    from wavbrivl.benchmark.stage import protocols_for
+
+    block = config["benchmarks"]
+    results = [
+        f"results/benchmarks/{model}/{dataset}/{protocol}.json"
+        for model in block["models"]
+        for dataset, entry in block["datasets"].items()
+        for protocol in protocols_for(entry, model_has_text_side(model))
+    ]
+    return results + ["results/benchmarks/table.md"] if results else []
+
+
+def get_benchmark_inputs(wildcards):
+    """The audio model's file and the dataset's metadata (and media, for vggsound_test)."""
+    from wavbrivl.benchmark.stage import metadata_file
+
+    model = benchmark_entry("models", wildcards.model)
+    dataset = benchmark_entry("datasets", wildcards.dataset)
+    inputs = {}
+    if model.get("path"):
+        inputs["model"] = model["path"]
+    elif model["kind"] == "wavbrivl":
+        inputs["model"] = f"results/models/{run_name()}/audio_encoder.pt"
+    if dataset["format"] == "vggsound_test":
+        name = dataset.get("dataset") or training_dataset()
+        inputs["manifest"] = f"results/manifest/{name}.parquet"
+        inputs["media"] = [f"results/media/{name}/{shard}.parquet" for shard in get_shards(name)]
+    else:
+        key = f"benchmarks.datasets.{wildcards.dataset}"
+        inputs["metadata"] = metadata_file(dataset, key)
+    return inputs
+
+
+def get_benchmark_model_params(wildcards):
+    """The model entry without `text`: the text side only matters to zero-shot, and changing
+    it must not re-embed the audio."""
+    model = benchmark_entry("models", wildcards.model)
+    return {key: value for key, value in model.items() if key != "text"}
+
+
+def get_text_side_config(wildcards):
+    """The embed block whose encoder gives the text side: the run's own, with the model
+    entry's `text` keys over it (a wav2clip entry's CLIP; the demo's toy text folder)."""
+    model = benchmark_entry("models", wildcards.model)
+    return {**config["embed"], **model.get("text", {})}
+
+
+def get_text_side_inputs(wildcards):
+    """The text side's local folders and files, so a rule that makes one runs first."""
+    text = get_text_side_config(wildcards)
+    paths = [text.get("text_tokenizer")]
+    if text["encoder"] != "tiny":
+        paths.append(text.get("weights"))
+    return [p for p in paths if p]

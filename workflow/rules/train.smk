@@ -9,6 +9,18 @@ rule prepare_tiny_wavlm:
         "../scripts/prepare_tiny_wavlm.py"
 
 
+# The demo's toy text-tower folder (BERT config + letter vocabulary) for zero-shot benchmarks.
+rule prepare_tiny_text:
+    output:
+        directory("results/models/_text/tiny"),
+    log:
+        "logs/prepare_tiny_text/tiny.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/prepare_tiny_text.py"
+
+
 # params hold everything that decides the trained weights and metrics; the run-time keys of
 # wavbrivl.config_keys (device, workers, logging and checkpoint cadence) are read from the
 # config inside the job and rerun nothing.
