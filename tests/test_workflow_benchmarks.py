@@ -10,7 +10,10 @@ import shutil
 import zipfile
 
 import pytest
+import torch
+import yaml
 from conftest import planned_jobs, run_snakemake
+from test_benchmark_audio_models import make_release_state
 
 pytestmark = pytest.mark.slow
 
@@ -19,6 +22,11 @@ pytestmark = pytest.mark.slow
 def benchmarked(small_demo_run, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("benchmarks") / "run"
     shutil.copytree(small_demo_run, workdir, symlinks=True)
+    # The peer beside our run: Wav2CLIP with random weights in its release format, no text side.
+    torch.save(make_release_state(0), workdir / "weights/Wav2CLIP.pt")
+    cfg = yaml.safe_load((workdir / "cfg.yaml").read_text())
+    cfg["benchmarks"]["models"]["wav2clip"] = {"kind": "wav2clip", "path": "weights/Wav2CLIP.pt"}
+    (workdir / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     plan = planned_jobs(run_snakemake(workdir, "-n", "benchmarks", "--configfile", "cfg.yaml"))
     result = run_snakemake(workdir, "--cores", "2", "benchmarks", "--configfile", "cfg.yaml")
     assert result.returncode == 0, result.stderr[-4000:]
@@ -29,9 +37,9 @@ def test_only_the_benchmark_jobs_run_on_a_finished_demo(benchmarked):
     _, plan = benchmarked
     assert plan == {
         "synthesise_demo_benchmark": 1,
-        "benchmark_embeddings": 2,
-        "benchmark_zeroshot": 2,
-        "benchmark_linear_probe": 1,  # ESC-50's 5 folds; the VGGSound test split has one
+        "benchmark_embeddings": 3,  # the peer has nothing to score on the one-fold split
+        "benchmark_zeroshot": 2,  # our run only: the peer has no text side here
+        "benchmark_linear_probe": 2,  # ESC-50's 5 folds; the VGGSound test split has one
         "benchmark_table": 1,
         "benchmarks": 1,
     }
@@ -60,11 +68,13 @@ def test_the_probe_is_far_above_chance_and_zero_shot_says_it_is_at_chance(benchm
     ]
 
 
-def test_the_table_holds_our_rows_and_the_published_ones(benchmarked):
+def test_the_table_holds_our_rows_the_peers_and_the_published_ones(benchmarked):
     workdir, _ = benchmarked
     tsv = (workdir / "results/benchmarks/table.tsv").read_text().splitlines()
     ours = [line for line in tsv if line.startswith("wavbrivl\t")]
     assert len(ours) == 6  # esc50 zero-shot + probe, vggsound zero-shot; top-1 and top-5 each
+    peer = [line for line in tsv if line.startswith("wav2clip\t")]
+    assert len(peer) == 2 and all("linear_probe" in line for line in peer)
     assert any("published, not rerun here" in line and "Wav2CLIP" in line for line in tsv)
     md = (workdir / "results/benchmarks/table.md").read_text()
     assert md.startswith("| model |") and "ESC-50" in md
