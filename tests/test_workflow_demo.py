@@ -159,7 +159,7 @@ RUNTIME_CHANGES = {
         sleep_requests_s=0.1,
         breaker_after=2,
     ),
-    "embed": dict(batch_size=3, device="cpu"),
+    "embed": dict(batch_size=3, device="cpu", text_tokenizer="weights/text"),
     "train": dict(
         num_workers=2,
         ckpt_every=2,
@@ -184,6 +184,10 @@ def test_only_what_changed_reruns(demo_run):
         assert set(changes) == set(keys_of(block, RUNTIME)), block
         assert all(cfg.get(block, {}).get(k) != v for k, v in changes.items()), block
         cfg.setdefault(block, {}).update(changes)
+    # A text tokenizer folder is a new file for check_weights to look at (a cheap local job,
+    # an ancient input downstream); nothing else runs.
+    assert dry_run(demo_run, cfg) == {"check_weights": 1}
+    del cfg["embed"]["text_tokenizer"]
     assert dry_run(demo_run, cfg) == {}
     # safe to change on resume, but part of the results (validation rows): training reruns
     for key in keys_of("train", RESUME_SAFE):
@@ -209,7 +213,7 @@ def test_only_what_changed_reruns(demo_run):
     stat = weights.stat()
     original = weights.read_bytes()
     try:
-        write_toy_checkpoint(weights, seed=1)
+        write_toy_checkpoint(weights, seed=1, text_folder=demo_run / "weights/text")
         os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         assert dry_run(demo_run) == EMBED_AND_AFTER
     finally:
