@@ -177,23 +177,28 @@ def _safetensors_problem(path: str) -> str | None:
     return None
 
 
+def _config_json_problems(folder: str, model_type: str, what: str) -> list[str]:
+    """The problems of a model folder's ``config.json``: missing, empty, or not ``model_type``."""
+    config = os.path.join(folder, "config.json")
+    problem = _file_problem(config)
+    if problem:
+        return [f"config.json {problem}"]
+    try:
+        found = json.loads(Path(config).read_text()).get("model_type")
+    except (ValueError, AttributeError):
+        found = "unreadable"
+    if found != model_type:
+        return [f"config.json is not a {what} config (model_type: {found})"]
+    return []
+
+
 def hf_wavlm_problem(path: str) -> str | None:
     """An HF-format WavLM folder (``save_pretrained``): config, preprocessor config, weights."""
     if not os.path.exists(path):
         return "missing"
     if not os.path.isdir(path):
         return "not a folder (an HF model folder is expected)"
-    problems = []
-    config = os.path.join(path, "config.json")
-    if _file_problem(config):
-        problems.append(f"config.json {_file_problem(config)}")
-    else:
-        try:
-            model_type = json.loads(Path(config).read_text()).get("model_type")
-        except (ValueError, AttributeError):
-            model_type = "unreadable"
-        if model_type != "wavlm":
-            problems.append(f"config.json is not a WavLM config (model_type: {model_type})")
+    problems = _config_json_problems(path, "wavlm", "WavLM")
     preprocessor = os.path.join(path, "preprocessor_config.json")
     if _file_problem(preprocessor):
         problems.append(f"preprocessor_config.json {_file_problem(preprocessor)}")
@@ -254,17 +259,7 @@ def hf_clip_problem(path: str) -> str | None:
         return "missing"
     if not os.path.isdir(path):
         return "not a folder (an HF CLIP model folder is expected)"
-    problems = []
-    config = os.path.join(path, "config.json")
-    if _file_problem(config):
-        problems.append(f"config.json {_file_problem(config)}")
-    else:
-        try:
-            model_type = json.loads(Path(config).read_text()).get("model_type")
-        except (ValueError, AttributeError):
-            model_type = "unreadable"
-        if model_type != "clip":
-            problems.append(f"config.json is not a CLIP config (model_type: {model_type})")
+    problems = _config_json_problems(path, "clip", "CLIP")
     preprocessor = os.path.join(path, "preprocessor_config.json")
     if _file_problem(preprocessor):
         problems.append(f"preprocessor_config.json {_file_problem(preprocessor)}")
@@ -332,17 +327,7 @@ def bert_text_folder_problem(path: str) -> str | None:
         return "missing"
     if not os.path.isdir(path):
         return "not a folder (the hfl/chinese-roberta-wwm-ext folder is expected)"
-    problems = []
-    config = os.path.join(path, "config.json")
-    if _file_problem(config):
-        problems.append(f"config.json {_file_problem(config)}")
-    else:
-        try:
-            model_type = json.loads(Path(config).read_text()).get("model_type")
-        except (ValueError, AttributeError):
-            model_type = "unreadable"
-        if model_type != "bert":
-            problems.append(f"config.json is not a BERT config (model_type: {model_type})")
+    problems = _config_json_problems(path, "bert", "BERT")
     vocab = os.path.join(path, "vocab.txt")
     if _file_problem(vocab):
         problems.append(f"vocab.txt {_file_problem(vocab)}")
