@@ -16,9 +16,9 @@ import numpy as np
 from tqdm import tqdm
 
 from wavbrivl.benchmark.datasets import BenchmarkTable, iter_clip_audio, without_skipped
-from wavbrivl.benchmark.linear_probe import DEFAULT_C_GRID, MIN_FOLDS, evaluate_linear_probe
-from wavbrivl.benchmark.results import write_result
-from wavbrivl.benchmark.zeroshot import EncodeText, evaluate_zeroshot
+from wavbrivl.benchmark.linear_probe import DEFAULT_C_GRID, MIN_FOLDS
+from wavbrivl.benchmark.stage import score_table
+from wavbrivl.benchmark.zeroshot import EncodeText
 
 EncodeAudio = Callable[[list[np.ndarray]], np.ndarray]
 
@@ -80,31 +80,21 @@ def run_protocols(
 ) -> dict[str, dict[str, Path]]:
     """Zero-shot (when there is a text side) and the linear probe (when the clips cover at
     least three folds) on ``embeddings`` of ``table``'s rows; returns the written paths."""
-    labels = table.rows["class_index"].to_numpy()
-    folds = table.rows["fold"].to_numpy()
     written = {}
     if encode_text is not None:
-        result = evaluate_zeroshot(
+        written["zeroshot"] = score_table(
+            table,
             embeddings,
-            labels,
-            folds,
-            table.classes,
-            encode_text,
+            "zeroshot",
+            out_dir,
+            encode_text=encode_text,
             language=language,
             templates=templates,
         )
-        written["zeroshot"] = write_result(result, table.report(), out_dir)
-    if len(set(folds.tolist())) >= MIN_FOLDS:  # folds with clips left after the skips
-        result = evaluate_linear_probe(
-            embeddings,
-            labels,
-            folds,
-            table.classes,
-            table.rows["clip_id"].tolist(),
-            c_grid=c_grid,
-            seed=seed,
+    if table.rows["fold"].nunique() >= MIN_FOLDS:  # folds with clips left after the skips
+        written["linear_probe"] = score_table(
+            table, embeddings, "linear_probe", out_dir, c_grid=c_grid, seed=seed
         )
-        written["linear_probe"] = write_result(result, table.report(), out_dir)
     return written
 
 

@@ -184,6 +184,19 @@ def score(
     embedded: PathLike,
     protocol: str,
     out_dir: PathLike,
+    **settings: Any,
+) -> dict[str, Path]:
+    """Run ``protocol`` on an ``embeddings.npz`` and write its files into ``out_dir``
+    (``settings``: those of :func:`score_table`)."""
+    embeddings, table, _ = load_embedded(embedded)
+    return score_table(table, embeddings, protocol, out_dir, **settings)
+
+
+def score_table(
+    table: BenchmarkTable,
+    embeddings: np.ndarray,
+    protocol: str,
+    out_dir: PathLike,
     *,
     encode_text: Callable[[list[str]], Any] | None = None,
     language: str = "en",
@@ -191,8 +204,7 @@ def score(
     c_grid: Sequence[float] | None = None,
     seed: int = 0,
 ) -> dict[str, Path]:
-    """Run ``protocol`` on an ``embeddings.npz`` and write its files into ``out_dir``."""
-    embeddings, table, _ = load_embedded(embedded)
+    """Run ``protocol`` on ``embeddings`` of ``table``'s rows; write its files into ``out_dir``."""
     labels = table.rows["class_index"].to_numpy()
     folds = table.rows["fold"].to_numpy()
     if protocol == "zeroshot":
@@ -234,4 +246,5 @@ __all__ = [
     "read_dataset",
     "save_embedded",
     "score",
+    "score_table",
 ]
