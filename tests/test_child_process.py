@@ -20,8 +20,9 @@ def test_the_return_code_and_argv_come_back():
 
 
 def test_the_streams_go_where_they_are_sent(tmp_path):
-    out = tmp_path / "out.txt"
-    with out.open("wb") as stdout, open(os.devnull, "rb") as stdin:
+    out, given = tmp_path / "out.txt", tmp_path / "in.txt"
+    given.write_text("to-in\n")
+    with out.open("wb") as stdout, given.open("rb") as stdin:
         child_process.run(
             ["sh", "-c", "cat; echo to-out; echo to-err >&2"],
             stdin=stdin,
@@ -29,7 +30,7 @@ def test_the_streams_go_where_they_are_sent(tmp_path):
             stderr=subprocess.STDOUT,
             timeout=30,
         )
-    assert out.read_text() == "to-out\nto-err\n"
+    assert out.read_text() == "to-in\nto-out\nto-err\n"
 
 
 def test_a_child_past_its_time_limit_is_killed_and_reaped(tmp_path):
