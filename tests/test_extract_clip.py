@@ -97,7 +97,7 @@ def patch_ffmpeg(monkeypatch, change):
         log.write(final.stderr)
         return final
 
-    monkeypatch.setattr(clip.subprocess, "run", fake)
+    monkeypatch.setattr(clip, "run_child", fake)
     return seen
 
 
@@ -375,7 +375,7 @@ def test_a_rerun_never_takes_the_outputs_of_the_run_before(gappy, monkeypatch, w
             frame.write_bytes(good_frame[0])
         return subprocess.CompletedProcess(argv, 0, b"", b"")
 
-    monkeypatch.setattr(clip.subprocess, "run", fake)
+    monkeypatch.setattr(clip, "run_child", fake)
     job = ClipJob("gap_0", 0.0, 3.0, download(file="gap.mp4", section=(0.0, math.nan)))
     row = run(job, gappy)
     assert len(runs) == 2

@@ -8,12 +8,15 @@ Two kinds of clip, each a 10 s window of H.264/AAC:
   libx264 + AAC stereo, 10 s files), where decoding dominates.
 
 The baseline runs, per clip, one plain ffmpeg call that seeks to the clip, writes one
-square frame and 16 kHz mono FLAC (the same decode work), and nothing else: no probe, no
-JPEG re-encode, no Parquet, no thread pool. The ratio (stage clips/s / bare clips/s, both
-measured in the same round) shows what the stage's bookkeeping costs (threads=1) and what
-its thread pool buys (threads=2). Each round measures the bare loop and then the stage at 1
-and 2 threads; the table gives every round and the median ratio per row, and the load
-average, because the figures mean little on a busy machine. Prints figures; asserts nothing.
+square frame and 16 kHz mono FLAC (the same decode work), and nothing else: no JPEG
+re-encode, no Parquet, no thread pool, no time limit. The stage at ``threads=N`` is a job
+given N cores, so each row runs the bare loop and the stage on the same N cores (CPU
+affinity, inherited by every ffmpeg): ``ratio`` = stage clips/s / bare clips/s on those
+cores shows what the stage's bookkeeping costs (N=1) and what its thread pool buys (N=2).
+``vs all`` divides by the bare loop on all of the machine's cores instead (ffmpeg threads
+its demuxer, decoder, filters and encoders even with ``-threads 1``). Each round measures
+every row; the table gives every round and the median ratio per row, and the load average,
+because the figures mean little on a busy machine. Prints figures; asserts nothing.
 
     .venv/bin/python tests/benchmarks/bench_extract.py [--clips N] [--rounds R] [--kinds demo,360p]
 """
@@ -21,6 +24,7 @@ average, because the figures mean little on a busy machine. Prints figures; asse
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -189,6 +193,19 @@ def stage_run(
     return seconds, cpu_seconds() - cpu, int((table["status"] == "ok").sum())
 
 
+@contextlib.contextmanager
+def on_cores(n: int | None):
+    """Run the block (and every process it starts) on the first ``n`` of this process's
+    cores; ``None``: on all of them."""
+    everything = os.sched_getaffinity(0)
+    chosen = everything if n is None else set(sorted(everything)[:n])
+    os.sched_setaffinity(0, chosen)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, everything)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=32, help="clips per kind")
@@ -198,48 +215,52 @@ def main() -> None:
     makers = {"demo": demo_clips, "360p": realistic_clips}
     labels = {"demo": "demo 160x120", "360p": "360p 640x360"}
     cfg = ExtractConfig(frame_size=224)
+    n_cores = len(os.sched_getaffinity(0))
+    thread_counts = [n for n in (1, 2) if n <= n_cores]
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"clips per kind: {args.clips}, rounds: {args.rounds}, ffmpeg: {ffmpeg_exe()}")
-    print("each row: the bare loop, then the stage; cpu = CPU ms per clip (user + system)")
+    print(f"clips per kind: {args.clips}, rounds: {args.rounds}, cores: {n_cores}")
+    print(f"ffmpeg: {ffmpeg_exe()}")
+    print("each row: the bare loop and the stage on the same cores (threads = cores);")
+    print("vs all = stage c/s / bare c/s on all cores; cpu = CPU ms per clip (user + system)")
     header = (
         f"{'clip kind':<14} {'threads':>7} {'bare c/s':>9} {'stage c/s':>9} {'ratio':>6} "
-        f"{'bare cpu':>9} {'stage cpu':>9}"
+        f"{'vs all':>6} {'bare cpu':>9} {'stage cpu':>9}"
     )
     print(f"{header} {'round':>5} {'ok':>7}")
-    rows: dict[tuple[str, int], list[tuple[float, float, float, float]]] = {}
+    rows: dict[tuple[str, int], list[tuple[float, ...]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
             root = Path(tmp) / kind
             manifest, videos = makers[kind](root, args.clips)
             n = len(manifest)
             for round_no in range(1, args.rounds + 1):
-                for threads in (1, 2):
-                    bare_s, bare_cpu = bare_loop(manifest, videos, root, cfg.frame_size)
-                    stage_s, stage_cpu, ok = stage_run(manifest, videos, root, cfg, threads)
-                    row = (n / bare_s, n / stage_s, 1000 * bare_cpu / n, 1000 * stage_cpu / n)
+                all_s, _ = bare_loop(manifest, videos, root, cfg.frame_size)
+                for threads in thread_counts:
+                    with on_cores(threads):
+                        bare_s, bare_cpu = bare_loop(manifest, videos, root, cfg.frame_size)
+                        stage_s, stage_cpu, ok = stage_run(manifest, videos, root, cfg, threads)
+                    row = (
+                        n / bare_s,
+                        n / stage_s,
+                        bare_s / stage_s,
+                        all_s / stage_s,
+                        1000 * bare_cpu / n,
+                        1000 * stage_cpu / n,
+                    )
                     rows.setdefault((labels[kind], threads), []).append(row)
-                    print(f"{_line(labels[kind], threads, *row)} {round_no:>5} {ok:>3}/{n:<3}")
-    print(f"\nmedians over {args.rounds} rounds (ratio: the median of the rounds' ratios)")
+                    print(f"{_line(labels[kind], threads, row)} {round_no:>5} {ok:>3}/{n:<3}")
+    print(f"\nmedians over {args.rounds} rounds (each column's median over the rounds)")
     print(header)
     for (label, threads), runs in rows.items():
-        bare, stage, bare_cpu, stage_cpu = (statistics.median(x) for x in zip(*runs, strict=True))
-        ratio = statistics.median(s / b for b, s, _, _ in runs)
-        print(_line(label, threads, bare, stage, bare_cpu, stage_cpu, ratio))
+        medians = tuple(statistics.median(x) for x in zip(*runs, strict=True))
+        print(_line(label, threads, medians))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
-def _line(
-    label: str,
-    threads: int,
-    bare: float,
-    stage: float,
-    bare_cpu: float,
-    stage_cpu: float,
-    ratio: float | None = None,
-) -> str:
-    ratio = stage / bare if ratio is None else ratio
+def _line(label: str, threads: int, row: tuple[float, ...]) -> str:
+    bare, stage, ratio, vs_all, bare_cpu, stage_cpu = row
     return (
-        f"{label:<14} {threads:>7} {bare:>9.2f} {stage:>9.2f} {ratio:>6.2f} "
+        f"{label:<14} {threads:>7} {bare:>9.2f} {stage:>9.2f} {ratio:>6.2f} {vs_all:>6.2f} "
         f"{bare_cpu:>9.1f} {stage_cpu:>9.1f}"
     )
 

@@ -20,6 +20,7 @@ import soundfile as sf
 from PIL import Image
 
 from wavbrivl import status as st
+from wavbrivl.child_process import run as run_child
 from wavbrivl.clip_ids import is_safe_clip_id
 from wavbrivl.extract.argv import extract_clip_argv, frame_window_start, seek_point
 from wavbrivl.extract.config import ExtractConfig
@@ -223,7 +224,8 @@ def _run_ffmpeg(
     # stderr goes to a file, not a pipe: no wake-up of this process per line ffmpeg logs
     stderr_out = frame_out.with_name("stderr.txt")
     with stderr_out.open("wb") as stderr:
-        result = subprocess.run(  # noqa: S603 - argv list from the pure builder, no shell
+        # exact wait for the exit: subprocess.run's time-out polling wakes up to 50 ms late
+        result = run_child(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
