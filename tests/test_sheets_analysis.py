@@ -36,6 +36,7 @@ from wavbrivl.sheets.analysis import (
 
 STUDY = "wavbrivl-0123abcd4567"
 HEADER = ["study_id", "trial_id", "choice", "session_id", "timestamp"]
+OUTCOME_NAMES = ("positive", "negative", "neither")
 
 # Runs in the key's order (not alphabetical): "zeta" first, "empty" has no answers at all,
 # "alpha" has a trial nobody answered. Trial id -> (run, side of the matching image).
@@ -317,12 +318,40 @@ def test_table1_by_hand(tmp_path, n_boot, seed):
     given = {} if n_boot is None else {"n_boot": n_boot, "seed": seed}
     table = table1(scored, KEY, **given)
     n_boot, seed = (10_000, 0) if n_boot is None else (n_boot, seed)
-    assert table.keys() == {"study_id", "n_boot", "seed", "ci_level", "runs"}
+    assert table.keys() == {
+        "study_id",
+        "n_boot",
+        "seed",
+        "ci_level",
+        "runs",
+        "max_catch_fail",
+        "raters",
+        "power",
+    }
     assert (table["study_id"], table["n_boot"], table["seed"]) == (STUDY, n_boot, seed)
     assert table["ci_level"] == 0.95
+    assert table["max_catch_fail"] == 0.25
+    # No catch trials in this key: both raters are kept, and said why.
+    assert table["raters"] == [
+        {"session_id": s, "n_catch": 0, "n_failed": 0, "excluded": False}
+        | {"reason": "answered no catch trial"}
+        for s in ("s1", "s2")
+    ]
+    # Each rater answers at most 4 trials of a run (zeta): 194 answers -> 49 raters, ...
+    assert table["power"]["trials_per_rater"] == 4
+    assert [(r["answers"], r["raters"]) for r in table["power"]["rows"]] == [
+        (194, 49),
+        (47, 12),
+        (20, 5),
+        (356, 89),
+        (294, 74),
+    ]
     assert list(table["runs"]) == ["zeta", "alpha"]
     for run, trial_counts in (("zeta", ZETA_TRIAL_COUNTS), ("alpha", ALPHA_TRIAL_COUNTS)):
         got = dict(table["runs"][run])
+        assert got.pop("kind") == "match"
+        assert rounded(got.pop("wilson95")) == rounded(EXPECTED_WILSON[run])
+        assert rounded(got.pop("agreement")) == rounded(EXPECTED_AGREEMENT[run])
         ci = got.pop("ci95")
         assert rounded(got) == rounded(EXPECTED_RUNS[run])
         expect_ci = reference_interval(trial_counts, n_boot, seed).tolist()
@@ -330,6 +359,47 @@ def test_table1_by_hand(tmp_path, n_boot, seed):
             dict(zip(["positive", "negative", "neither"], expect_ci, strict=True))
         )
     assert table["runs"]["alpha"]["ci95"]["neither"] == [0.0, 0.0]
+
+
+def wilson_by_quadratic(k: int, n: int) -> list[float]:
+    """The Wilson interval as the two roots of (k/n - p)^2 = z^2 p (1 - p) / n, in percent."""
+    z2 = 1.959963984540054**2
+    phat = k / n
+    a, b, c = 1 + z2 / n, -(2 * phat + z2 / n), phat**2
+    root = np.sqrt(b * b - 4 * a * c)
+    return [100 * (-b - root) / (2 * a), 100 * (-b + root) / (2 * a)]
+
+
+# zeta answers 4 / 1 / 2 of 7, alpha 2 / 1 / 0 of 3.
+EXPECTED_WILSON = {
+    "zeta": {o: wilson_by_quadratic(k, 7) for o, k in zip(OUTCOME_NAMES, (4, 1, 2))},
+    "alpha": {o: wilson_by_quadratic(k, 3) for o, k in zip(OUTCOME_NAMES, (2, 1, 0))},
+}
+# Trials answered by two raters: zeta z1 (both positive: agreement 1), z2 and z3 (positive
+# + neither: 0); z4 has one rater. Mean agreement 1/3; the shares of those six answers are
+# 4/6 positive and 2/6 neither, chance agreement 16/36 + 4/36 = 5/9, so
+# kappa = (1/3 - 5/9) / (1 - 5/9) = -1/2. alpha: only a1 (both positive): agreement 1,
+# chance 1, kappa undefined.
+EXPECTED_AGREEMENT = {
+    "zeta": {
+        "fleiss_kappa": -0.5,
+        "observed": 1 / 3,
+        "expected": 5 / 9,
+        "n_items": 3,
+        "items": [
+            {"trial_id": "z1", "n_raters": 2, "agreement": 1.0},
+            {"trial_id": "z2", "n_raters": 2, "agreement": 0.0},
+            {"trial_id": "z3", "n_raters": 2, "agreement": 0.0},
+        ],
+    },
+    "alpha": {
+        "fleiss_kappa": None,
+        "observed": 1.0,
+        "expected": 1.0,
+        "n_items": 1,
+        "items": [{"trial_id": "a1", "n_raters": 2, "agreement": 1.0}],
+    },
+}
 
 
 # --- writing --------------------------------------------------------------------------------
