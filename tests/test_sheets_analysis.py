@@ -372,8 +372,8 @@ def wilson_by_quadratic(k: int, n: int) -> list[float]:
 
 # zeta answers 4 / 1 / 2 of 7, alpha 2 / 1 / 0 of 3.
 EXPECTED_WILSON = {
-    "zeta": {o: wilson_by_quadratic(k, 7) for o, k in zip(OUTCOME_NAMES, (4, 1, 2))},
-    "alpha": {o: wilson_by_quadratic(k, 3) for o, k in zip(OUTCOME_NAMES, (2, 1, 0))},
+    "zeta": {o: wilson_by_quadratic(k, 7) for o, k in zip(OUTCOME_NAMES, (4, 1, 2), strict=True)},
+    "alpha": {o: wilson_by_quadratic(k, 3) for o, k in zip(OUTCOME_NAMES, (2, 1, 0), strict=True)},
 }
 # Trials answered by two raters: zeta z1 (both positive: agreement 1), z2 and z3 (positive
 # + neither: 0); z4 has one rater. Mean agreement 1/3; the shares of those six answers are

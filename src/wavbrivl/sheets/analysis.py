@@ -283,7 +283,10 @@ def table1(
         default=0,
     )
     if trials_per_rater:
-        result["power"] = {"trials_per_rater": trials_per_rater, "rows": power_rows(trials_per_rater)}
+        result["power"] = {
+            "trials_per_rater": trials_per_rater,
+            "rows": power_rows(trials_per_rater),
+        }
     return result
 
 
@@ -354,7 +357,8 @@ def _raters_markdown(table: Mapping[str, Any]) -> list[str]:
         f"{len(raters)} rater(s), {len(out)} excluded (failed more than {share:.0f} % of "
         "their catch trials); the rows above and below count the others only.",
         "",
-        "| run | " + " | ".join(f"{o} % [Wilson 95 %]" for o in OUTCOMES)
+        "| run | "
+        + " | ".join(f"{o} % [Wilson 95 %]" for o in OUTCOMES)
         + " | Fleiss' κ | item agreement mean (min) | items |",
         "|" + "---|" * (len(OUTCOMES) + 4),
     ]

@@ -60,9 +60,7 @@ def answers_two_runs(p1: float, p2: float, alpha: float = ALPHA, power: float = 
     _check_rates(p1, p2)
     z_a, z_b = _z(alpha, power)
     mean = (p1 + p2) / 2
-    root = z_a * math.sqrt(2 * mean * (1 - mean)) + z_b * math.sqrt(
-        p1 * (1 - p1) + p2 * (1 - p2)
-    )
+    root = z_a * math.sqrt(2 * mean * (1 - mean)) + z_b * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
     return math.ceil((root / (p1 - p2)) ** 2)
 
 

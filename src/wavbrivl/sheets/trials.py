@@ -149,7 +149,9 @@ def catch_drafts(
         clip = pool[int(index)]
         others = _other_class(clip, pool, "catch trials")
         other = others[int(rng.integers(len(others)))]
-        drafts.append((REAL, clip.clip_id, clip.label, other.clip_id, other.label, side, "catch", ""))
+        drafts.append(
+            (REAL, clip.clip_id, clip.label, other.clip_id, other.label, side, "catch", "")
+        )
     return drafts
 
 
