@@ -57,6 +57,8 @@ def test_wilson_interval_edges_and_refusals():
     lo, hi = wilson_interval(20, 20)  # mirror image of 0/20
     assert (round(lo, 4), hi) == (1 - 0.1611, 1.0)
     assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    # rounding would put these a hair outside [0, 1]; the interval stays inside
+    assert wilson_interval(9, 9)[1] == 1.0 and wilson_interval(0, 21)[0] == 0.0
     # a wider z, a wider interval: 1/2 with z = 1 is 0.5 -/+ sqrt(1/8 + 1/16) / 1.5
     lo, hi = wilson_interval(1, 2, z=1.0)
     half = math.sqrt(1 / 8 + 1 / 16) / 1.5
@@ -103,7 +105,7 @@ def test_fleiss_kappa_of_the_worked_example():
     assert result.kappa == pytest.approx((observed - expected) / (1 - expected), abs=1e-12)
 
 
-def test_fleiss_kappa_skips_single_ratings_and_handles_full_agreement():
+def test_fleiss_kappa_skips_single_ratings_and_handles_full_agreement(recwarn):
     counts = np.array([[3, 0], [0, 3], [1, 0], [0, 0]])
     result = fleiss_kappa(counts)
     # two items rated by 3: full agreement, shares 1/2 and 1/2 -> kappa 1
@@ -112,12 +114,20 @@ def test_fleiss_kappa_skips_single_ratings_and_handles_full_agreement():
     assert math.isnan(only_one_category.kappa) and only_one_category.expected == 1.0
     nothing = fleiss_kappa(np.array([[1, 0], [0, 1]]))
     assert math.isnan(nothing.kappa) and nothing.n_items == 0
+    assert math.isnan(nothing.observed) and math.isnan(nothing.expected)
+    assert nothing.per_item.shape == (0,)
+    # one item rated twice or more: P_1 = (4 + 1 - 3) / 6 = 1/3, shares 2/3 and 1/3,
+    # P_e = 5/9, kappa = (1/3 - 5/9) / (4/9) = -1/2
+    one = fleiss_kappa(np.array([[2, 1], [1, 0]]))
+    assert (one.kappa, one.n_items) == (pytest.approx(-0.5), 1)
     # unequal raters per item: each item's own pairs
     mixed = fleiss_kappa(np.array([[2, 1], [1, 1]]))
     assert mixed.per_item.tolist() == [pytest.approx(1 / 3), 0.0]
     assert mixed.expected == pytest.approx((3 / 5) ** 2 + (2 / 5) ** 2)
-    item = item_agreement(np.array([[1, 0], [2, 2]]))
+    item = item_agreement(np.array([[1, 0], [2, 2], [0, 0]]))
     assert math.isnan(item[0]) and item[1] == pytest.approx(pairs_agreeing([2, 2]))
+    assert math.isnan(item[2])
+    assert [str(w.message) for w in recwarn] == []  # items without pairs warn nothing
 
 
 # --- catch screening ----------------------------------------------------------------------
@@ -130,6 +140,11 @@ def test_raters_above_the_catch_failure_threshold_are_excluded_with_the_reason()
     assert screens[0].reason == "failed 2 of 4 catch trials (50 %, above the 25 % allowed)"
     assert screens[1].reason == "failed 1 of 4 catch trials (25 %, within the 25 % allowed)"
     assert screens[2].reason == "answered no catch trial"
+    assert (screens[2].n_catch, screens[2].n_failed, screens[2].excluded) == (0, 0, False)
+    (three_of_four,) = screen_raters({"a": (4, 3)}, 0.6)
+    assert three_of_four.reason == "failed 3 of 4 catch trials (75 %, above the 60 % allowed)"
+    # a zero threshold is allowed: any failure excludes
+    assert [s.excluded for s in screen_raters({"a": (4, 0), "b": (4, 1)}, 0.0)] == [False, True]
     assert (screens[0].n_catch, screens[0].n_failed) == (4, 2)
     assert [s.excluded for s in screen_raters({"a": (4, 1)}, 0.2)] == [True]
     assert [s.excluded for s in screen_raters({"a": (4, 4)}, 1.0)] == [False]

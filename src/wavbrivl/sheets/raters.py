@@ -55,16 +55,15 @@ def item_agreement(counts: np.ndarray) -> np.ndarray:
 
     Items with fewer than two ratings have no pairs: NaN.
     """
-    counts = np.asarray(counts, dtype=float)
+    counts = np.asarray(counts)
     n = counts.sum(axis=1)
-    pairs = n * (n - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, ((counts**2).sum(axis=1) - n) / pairs, np.nan)
+    with np.errstate(invalid="ignore"):  # no pairs: 0 / 0 (the numerator is 0 too)
+        return ((counts**2).sum(axis=1) - n) / (n * (n - 1))
 
 
 def fleiss_kappa(counts: np.ndarray) -> Agreement:
     """Fleiss' kappa of (N, K) counts: ``counts[i, j]`` raters put item i in category j."""
-    counts = np.asarray(counts, dtype=float)
+    counts = np.asarray(counts)
     rated = counts[counts.sum(axis=1) >= 2]
     if rated.shape[0] == 0:
         return Agreement(math.nan, math.nan, math.nan, 0, np.zeros(0))
