@@ -21,6 +21,7 @@ from test_sheets import CLIPS, decode_data_uri, flac_tone, make_run, page_json
 from wavbrivl.atomic import write_table_atomic
 from wavbrivl.extract.media import MEDIA_SCHEMA
 from wavbrivl.sheets import load_generation_run
+from wavbrivl.sheets.stage import simulate_study
 from wavbrivl.sheets.study import collect_clip_frames, read_key, write_study
 from wavbrivl.sheets.trials import (
     REAL,
@@ -248,3 +249,44 @@ def test_a_kit_without_catch_trials_does_not_read_frames(tmp_path):
         write_study(
             two_runs(tmp_path), [media], tmp_path / "s.html", tmp_path / "k.json", catch_rate=0.1
         )
+
+
+# --- simulated raters through the stage -----------------------------------------------------
+
+
+def test_simulate_study_writes_answers_table1_and_its_html(tmp_path):
+    kit = write_study(
+        two_runs(tmp_path),
+        [make_media_with_frames(tmp_path / "media.parquet")],
+        tmp_path / "study.html",
+        tmp_path / "key.json",
+        catch_rate=0.25,
+        compare=["enc-a", "enc-b"],
+    )
+    logged = []
+    table = simulate_study(
+        key_path=kit.key_path,
+        auto_path=None,
+        answers_dir=tmp_path / "sim" / "answers",
+        table_md=tmp_path / "sim" / "table1.md",
+        raters=5,
+        accuracy=1.0,
+        careless=1,
+        seed=3,
+        max_catch_fail=0.0,
+        log=logged.append,
+    )
+    answers = sorted(p.name for p in (tmp_path / "sim" / "answers").iterdir())
+    assert answers == [f"sim0{i}.csv" for i in range(1, 6)]
+    for suffix in (".md", ".tsv", ".json", ".html"):
+        assert (tmp_path / "sim" / f"table1{suffix}").is_file()
+    # threshold 0: the careless rater (the last) is out as soon as one catch trial is missed
+    # (6 coin flips; this seed misses at least one), the four diligent ones stay
+    assert [r["session_id"] for r in table["raters"] if r["excluded"]] == ["sim05"]
+    assert table["runs"]["enc-a"]["n_sessions"] == 4
+    assert table["runs"]["enc-a"]["pooled"]["positive"] == 100.0
+    assert logged[0] == "5 simulated rater(s), 1 careless, accuracy 1.0"
+    assert any(line.startswith("excluded sim05: failed ") for line in logged)
+    assert "enc-a vs enc-b: positive 100.0 %, negative 0.0 %, neither 0.0 % (4 raters)" in logged
+    page = (tmp_path / "sim" / "table1.html").read_text()
+    assert "<h2>Raters and agreement</h2>" in page and "<td>sim05</td>" in page
