@@ -670,6 +670,9 @@ def test_command_line_help_names_the_program_and_each_option(capsys, monkeypatch
         ("--auto AUTO", "automatic two-choice scores (JSON from auto2afc)"),
     ]:
         assert re.search(rf"^  {re.escape(option)} +{re.escape(help_text)}$", text, re.M), option
+    # the longest option's help goes on the next line
+    option, help_text = "--max-catch-fail MAX_CATCH_FAIL", "share of failed catch trials above"
+    assert re.search(rf"^  {option}\n +{help_text} which a rater is excluded$", text, re.M)
 
 
 # --- many raters: catch screening, Wilson, agreement, power -----------------------------------

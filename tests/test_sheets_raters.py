@@ -15,6 +15,7 @@ import csv
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -137,12 +138,12 @@ def test_raters_above_the_catch_failure_threshold_are_excluded_with_the_reason()
     screens = screen_raters({"r2": (4, 1), "r1": (4, 2), "r3": (0, 0), "r4": (5, 0)}, 0.25)
     assert [s.rater for s in screens] == ["r1", "r2", "r3", "r4"]
     assert [s.excluded for s in screens] == [True, False, False, False]
-    assert screens[0].reason == "failed 2 of 4 catch trials (50 %, above the 25 % allowed)"
-    assert screens[1].reason == "failed 1 of 4 catch trials (25 %, within the 25 % allowed)"
+    assert screens[0].reason == "failed 2 of 4 catch trials (50%, above the 25% allowed)"
+    assert screens[1].reason == "failed 1 of 4 catch trials (25%, within the 25% allowed)"
     assert screens[2].reason == "answered no catch trial"
     assert (screens[2].n_catch, screens[2].n_failed, screens[2].excluded) == (0, 0, False)
     (three_of_four,) = screen_raters({"a": (4, 3)}, 0.6)
-    assert three_of_four.reason == "failed 3 of 4 catch trials (75 %, above the 60 % allowed)"
+    assert three_of_four.reason == "failed 3 of 4 catch trials (75%, above the 60% allowed)"
     # a zero threshold is allowed: any failure excludes
     assert [s.excluded for s in screen_raters({"a": (4, 0), "b": (4, 1)}, 0.0)] == [False, True]
     assert (screens[0].n_catch, screens[0].n_failed) == (4, 2)
@@ -180,22 +181,29 @@ def test_raters_needed_round_up_and_refuse_nonsense():
     assert raters_needed(1, 1) == 1
     with pytest.raises(ValueError, match="at least 1"):
         raters_needed(10, 0)
-    for call in (
-        lambda: answers_vs_chance(0.5),
-        lambda: answers_vs_chance(1.0),
-        lambda: answers_two_runs(0.0, 0.5),
-        lambda: answers_vs_chance(0.6, alpha=0),
-        lambda: answers_vs_chance(0.6, power=1),
-    ):
-        with pytest.raises(ValueError):
-            call()
+    with pytest.raises(ValueError, match=r"^the two rates must differ, got \(0.5, 0.5\)$"):
+        answers_vs_chance(0.5)
+    with pytest.raises(ValueError, match=r"^the two rates must differ, got \(0.7, 0.7\)$"):
+        answers_two_runs(0.7, 0.7)
+    for p1, p2 in ((0.0, 0.5), (0.5, 1.0), (0.5, -0.2)):
+        bad = p1 if p1 in (0.0,) else p2
+        with pytest.raises(ValueError, match=rf"^rates must be in \(0, 1\), got {bad}$"):
+            answers_two_runs(p1, p2)
+    with pytest.raises(ValueError, match=r"^rates must be in \(0, 1\), got 1.0$"):
+        answers_vs_chance(1.0)
+    for alpha, power in ((0, 0.8), (1, 0.8), (1.5, 0.8), (0.05, 0), (0.05, 1), (0.05, 1.5)):
+        message = rf"^alpha and power must be in \(0, 1\), got {alpha} and {power}$"
+        with pytest.raises(ValueError, match=message):
+            answers_vs_chance(0.6, alpha=alpha, power=power)
+        with pytest.raises(ValueError, match=message):
+            answers_two_runs(0.6, 0.7, alpha=alpha, power=power)
 
 
 def test_power_rows_name_each_test():
     rows = power_rows(10, rates=(0.6,), pairs=((0.5, 0.6),))
     assert rows == [
-        {"test": "60 % positive vs chance (50 %)", "answers": 194, "raters": 20},
-        {"test": "two runs, 50 % vs 60 % positive (per run)", "answers": 388, "raters": 39},
+        {"test": "60% positive vs chance (50%)", "answers": 194, "raters": 20},
+        {"test": "two runs, 50% vs 60% positive (per run)", "answers": 388, "raters": 39},
     ]
     assert [r["answers"] for r in power_rows(1)] == [194, 47, 20, 356, 294]
 
@@ -208,8 +216,33 @@ def test_power_command_line(capsys):
     assert power_main(["0.6", "--alpha", "0.1", "--power", "0.9"]) == 0
     # (1.644854 * 0.5 + 1.281552 * 0.489898)^2 / 0.01 = 1.450257^2 / 0.01 = 210.32 -> 211
     assert capsys.readouterr().out.startswith("211 answers")
+    # two runs at alpha 0.1, power 0.9: (1.644854 * sqrt(0.495) + 1.281552 * 0.7)^2 / 0.01
+    # = 2.054344^2 / 0.01 = 422.03 -> 423
+    assert power_main(["0.5", "--vs", "0.6", "--alpha", "0.1", "--power", "0.9"]) == 0
+    assert capsys.readouterr().out == "423 answers per run: 423 rater(s) x 1 trial(s)\n"
     assert power_main(["0.5"]) == 2
-    assert "error: the two rates must differ" in capsys.readouterr().err
+    assert capsys.readouterr().err == "error: the two rates must differ, got (0.5, 0.5)\n"
+    assert power_main(["0.6", "--trials", "0"]) == 2
+    assert "trials per rater must be at least 1" in capsys.readouterr().err
+
+
+def test_power_command_line_help_names_the_program_and_each_option(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per option
+    with pytest.raises(SystemExit) as exit_:
+        power_main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python -m wavbrivl.sheets.power [-h] [--vs VS]")
+    description = (
+        "How many raters x trials a two-choice study needs (normal approximation, two-sided test)."
+    )
+    assert f"\n\n{description}\n\n" in text
+    for option, help_text in [
+        ("rate", "the positive rate to detect"),
+        ("--vs VS", "a second run's rate (default: chance, 0.5)"),
+        ("--trials TRIALS", "trials each rater answers"),
+    ]:
+        assert re.search(rf"^  {re.escape(option)} +{re.escape(help_text)}$", text, re.M), option
 
 
 # --- simulated raters ---------------------------------------------------------------------
@@ -305,7 +338,7 @@ def test_simulated_answer_files_feed_the_analysis_and_careless_raters_are_exclud
     assert table["runs"][CATCH_ROW]["pooled"]["positive"] == 100.0
     assert table["runs"]["a vs b"]["kind"] == "compare"
     text = (tmp_path / "table1.md").read_text()
-    assert "| sim04 | 200 |" in text and "above the 25 % allowed" in text
+    assert "| sim04 | 200 |" in text and "above the 25% allowed" in text
     assert "## Raters needed" in text
     with pytest.raises(ValueError, match="need at least one rater"):
         write_simulated_answers(KEY, tmp_path, raters=2, accuracy=0.5, careless=3)

@@ -232,7 +232,7 @@ def test_a_rater_who_fails_the_catch_trials_is_excluded(tmp_path, browser_page):
     assert rater["session_id"] == rows[0]["session_id"]
     assert (rater["excluded"], rater["n_catch"], rater["n_failed"]) == (True, n_catch, n_catch)
     assert table["runs"] == {}  # the only rater is left out of every row
-    assert f"failed {n_catch} of {n_catch} catch trials (100 %" in out.read_text()
+    assert f"failed {n_catch} of {n_catch} catch trials (100%" in out.read_text()
     # with every failure allowed the same file counts: all positive
     assert (
         analysis_main(

@@ -42,7 +42,7 @@ def _check_rates(*rates: float) -> None:
         if not 0 < p < 1:
             raise ValueError(f"rates must be in (0, 1), got {p}")
     if len(set(rates)) < len(rates):
-        raise ValueError(f"the two rates must differ, got {rates[0]} twice")
+        raise ValueError(f"the two rates must differ, got {rates}")
 
 
 def answers_vs_chance(
@@ -82,7 +82,7 @@ def power_rows(
         n = answers_vs_chance(p)
         rows.append(
             {
-                "test": f"{100 * p:.0f} % positive vs chance ({100 * CHANCE:.0f} %)",
+                "test": f"{p:.0%} positive vs chance ({CHANCE:.0%})",
                 "answers": n,
                 "raters": raters_needed(n, trials_per_rater),
             }
@@ -91,7 +91,7 @@ def power_rows(
         n = answers_two_runs(p1, p2)
         rows.append(
             {
-                "test": f"two runs, {100 * p1:.0f} % vs {100 * p2:.0f} % positive (per run)",
+                "test": f"two runs, {p1:.0%} vs {p2:.0%} positive (per run)",
                 "answers": n,
                 "raters": raters_needed(n, trials_per_rater),
             }

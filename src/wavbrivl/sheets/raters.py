@@ -106,8 +106,8 @@ def screen_raters(
         excluded = share > max_fail_share
         verdict = "above" if excluded else "within"
         reason = (
-            f"failed {n_failed} of {n_catch} catch trials ({100 * share:.0f} %, "
-            f"{verdict} the {100 * max_fail_share:.0f} % allowed)"
+            f"failed {n_failed} of {n_catch} catch trials ({share:.0%}, "
+            f"{verdict} the {max_fail_share:.0%} allowed)"
         )
         screens.append(RaterScreen(rater, n_catch, n_failed, excluded, reason))
     return screens
