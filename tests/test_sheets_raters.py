@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from wavbrivl.hashing import seeded_int
 from wavbrivl.sheets.analysis import CATCH_ROW, analyse
 from wavbrivl.sheets.power import (
     answers_two_runs,
@@ -344,3 +345,55 @@ def test_simulated_answer_files_feed_the_analysis_and_careless_raters_are_exclud
         write_simulated_answers(KEY, tmp_path, raters=2, accuracy=0.5, careless=3)
     with pytest.raises(ValueError, match="need at least one rater"):
         write_simulated_answers(KEY, tmp_path, raters=0, accuracy=0.5)
+
+
+def by_the_documented_recipe(key, index, accuracy, neither, careless, seed):
+    """The simulated choices drawn step by step as the module's docstring describes them."""
+    rng = np.random.default_rng([seed, seeded_int("simulate", index)])
+    choices = []
+    for trial in key["trials"]:
+        match = trial["match_side"]
+        other = "right" if match == "left" else "left"
+        if trial.get("kind") == "catch":
+            choices.append(str(rng.choice(["left", "right"])) if careless else match)
+        elif rng.random() < neither:
+            choices.append("neither")
+        else:
+            choices.append(match if rng.random() < accuracy else other)
+    return choices
+
+
+@pytest.mark.parametrize("careless", [False, True])
+def test_simulated_choices_follow_the_documented_draws(careless):
+    frame = simulate_rater(KEY, 2, accuracy=0.7, neither=0.2, careless=careless, seed=9)
+    assert frame["choice"].tolist() == by_the_documented_recipe(KEY, 2, 0.7, 0.2, careless, 9)
+
+
+def test_simulation_defaults_are_no_neither_diligent_seed_0():
+    pd.testing.assert_frame_equal(
+        simulate_rater(KEY, 1, accuracy=0.6),
+        simulate_rater(KEY, 1, accuracy=0.6, neither=0.0, careless=False, seed=0),
+    )
+    for name, args in (
+        ("accuracy", {"accuracy": 1.5}),
+        ("neither", {"accuracy": 1, "neither": -1}),
+    ):
+        with pytest.raises(ValueError, match=rf"^{name} must be in \[0, 1\], got -?1\.?5?$"):
+            simulate_rater(KEY, 0, **args)
+
+
+def test_answer_files_hold_exactly_the_raters_answers(tmp_path):
+    out = tmp_path / "deep" / "answers"  # made with its parents
+    paths = write_simulated_answers(
+        KEY, out, raters=3, accuracy=0.7, neither=0.3, careless=3, seed=4
+    )
+    for index, path in enumerate(paths):
+        frame = simulate_rater(KEY, index, accuracy=0.7, neither=0.3, careless=True, seed=4)
+        lines = path.read_bytes().decode().split("\n")
+        assert lines[0] == "study_id,trial_id,choice,session_id,timestamp"
+        assert lines[-1] == "" and "\r" not in "".join(lines)
+        assert lines[1:-1] == [",".join(row) for row in frame.itertuples(index=False)]
+    # defaults: no careless rater, seed 0, no neither; writing again into the folder is fine
+    again = write_simulated_answers(KEY, out, raters=1, accuracy=0.7)
+    expected = simulate_rater(KEY, 0, accuracy=0.7, neither=0.0, careless=False, seed=0)
+    assert pd.read_csv(again[0], dtype=str, keep_default_na=False).equals(expected)

@@ -8,8 +8,11 @@ A simulated rater answers every trial of the key the way the study page would ex
 - catch trials: a diligent rater looks and picks the clip's real frame; a careless one (the
   last ``careless`` raters) picks a side at random, so fails about half of them.
 
-Everything is drawn from one seeded generator per rater: the same arguments give the same
-files. The demo's Table 1 comes from these (``sheets.simulate``, docs/stages.md).
+Everything is drawn from one generator per rater, ``np.random.default_rng([seed,
+seeded_int("simulate", index)])``, trial by trial in the key's order (catch trials of a
+careless rater: one ``choice`` of the two sides; other trials: one ``random()`` against
+``neither``, then, unless neither, one against ``accuracy``): the same arguments give the
+same files. The demo's Table 1 comes from these (``sheets.simulate``, docs/stages.md).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def simulate_rater(
     rows = []
     for number, trial in enumerate(key["trials"]):
         match = trial["match_side"]
-        if trial.get("kind", "match") == "catch":
+        if trial.get("kind") == "catch":
             choice = str(rng.choice(SIDES)) if careless else match
         elif rng.random() < neither:
             choice = "neither"
