@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import locale
+
+import pytest
+
 from wavbrivl.sheets.report_html import markdown_to_html, table_cells, write_markdown_html
 
 MARKDOWN = """# Table 1: <study>
@@ -50,3 +54,19 @@ def test_two_tables_stay_apart_and_the_file_is_written(tmp_path):
     out = write_markdown_html(md, tmp_path / "t.html")
     assert out == tmp_path / "t.html"
     assert "<h1>Ünïcode</h1>" in out.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def ascii_locale():
+    """The C locale's ASCII as the default text encoding, for this test only."""
+    old = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    yield
+    locale.setlocale(locale.LC_CTYPE, old)
+
+
+def test_the_markdown_is_read_as_utf8_whatever_the_locale(tmp_path, ascii_locale):
+    md = tmp_path / "t.md"
+    md.write_text("## Fleiss' κ\n", encoding="utf-8")
+    out = write_markdown_html(md, tmp_path / "t.html")
+    assert "<h2>Fleiss' κ</h2>" in out.read_text(encoding="utf-8")
