@@ -290,3 +290,22 @@ def test_simulate_study_writes_answers_table1_and_its_html(tmp_path):
     assert "enc-a vs enc-b: positive 100.0 %, negative 0.0 %, neither 0.0 % (4 raters)" in logged
     page = (tmp_path / "sim" / "table1.html").read_text()
     assert "<h2>Raters and agreement</h2>" in page and "<td>sim05</td>" in page
+
+
+def test_refusals_say_what_is_wrong(tmp_path):
+    runs = two_runs(tmp_path)
+    assert build_study_trials(runs) == build_study_trials(runs, 0)  # seed 0 by default
+    with pytest.raises(ValueError, match=r"^run names must be unique, got \['enc-a', 'enc-a'\]$"):
+        build_study_trials([runs[0], runs[0]])
+    with pytest.raises(
+        ValueError, match="^catch trials need real frames, and no study clip has one$"
+    ):
+        build_study_trials(runs, catch_rate=0.2)
+    one_class = {k: CLIPS[k] for k in ("dogA_0", "dogB_1000")}
+    run = load_generation_run("solo", make_run(tmp_path / "solo", one_class))
+    with pytest.raises(
+        ValueError,
+        match=r"^run 'solo': clip 'dogA_0' \('dog'\) has no clip of another class to pair with; "
+        "the study needs at least two classes$",
+    ):
+        build_study_trials([run])
