@@ -36,6 +36,7 @@ from wavbrivl.sheets.analysis import (
 
 STUDY = "wavbrivl-0123abcd4567"
 HEADER = ["study_id", "trial_id", "choice", "session_id", "timestamp"]
+OUTCOME_NAMES = ("positive", "negative", "neither")
 
 # Runs in the key's order (not alphabetical): "zeta" first, "empty" has no answers at all,
 # "alpha" has a trial nobody answered. Trial id -> (run, side of the matching image).
@@ -317,12 +318,40 @@ def test_table1_by_hand(tmp_path, n_boot, seed):
     given = {} if n_boot is None else {"n_boot": n_boot, "seed": seed}
     table = table1(scored, KEY, **given)
     n_boot, seed = (10_000, 0) if n_boot is None else (n_boot, seed)
-    assert table.keys() == {"study_id", "n_boot", "seed", "ci_level", "runs"}
+    assert table.keys() == {
+        "study_id",
+        "n_boot",
+        "seed",
+        "ci_level",
+        "runs",
+        "max_catch_fail",
+        "raters",
+        "power",
+    }
     assert (table["study_id"], table["n_boot"], table["seed"]) == (STUDY, n_boot, seed)
     assert table["ci_level"] == 0.95
+    assert table["max_catch_fail"] == 0.25
+    # No catch trials in this key: both raters are kept, and said why.
+    assert table["raters"] == [
+        {"session_id": s, "n_catch": 0, "n_failed": 0, "excluded": False}
+        | {"reason": "answered no catch trial"}
+        for s in ("s1", "s2")
+    ]
+    # Each rater answers at most 4 trials of a run (zeta): 194 answers -> 49 raters, ...
+    assert table["power"]["trials_per_rater"] == 4
+    assert [(r["answers"], r["raters"]) for r in table["power"]["rows"]] == [
+        (194, 49),
+        (47, 12),
+        (20, 5),
+        (356, 89),
+        (294, 74),
+    ]
     assert list(table["runs"]) == ["zeta", "alpha"]
     for run, trial_counts in (("zeta", ZETA_TRIAL_COUNTS), ("alpha", ALPHA_TRIAL_COUNTS)):
         got = dict(table["runs"][run])
+        assert got.pop("kind") == "match"
+        assert rounded(got.pop("wilson95")) == rounded(EXPECTED_WILSON[run])
+        assert rounded(got.pop("agreement")) == rounded(EXPECTED_AGREEMENT[run])
         ci = got.pop("ci95")
         assert rounded(got) == rounded(EXPECTED_RUNS[run])
         expect_ci = reference_interval(trial_counts, n_boot, seed).tolist()
@@ -330,6 +359,47 @@ def test_table1_by_hand(tmp_path, n_boot, seed):
             dict(zip(["positive", "negative", "neither"], expect_ci, strict=True))
         )
     assert table["runs"]["alpha"]["ci95"]["neither"] == [0.0, 0.0]
+
+
+def wilson_by_quadratic(k: int, n: int) -> list[float]:
+    """The Wilson interval as the two roots of (k/n - p)^2 = z^2 p (1 - p) / n, in percent."""
+    z2 = 1.959963984540054**2
+    phat = k / n
+    a, b, c = 1 + z2 / n, -(2 * phat + z2 / n), phat**2
+    root = np.sqrt(b * b - 4 * a * c)
+    return [100 * (-b - root) / (2 * a), 100 * (-b + root) / (2 * a)]
+
+
+# zeta answers 4 / 1 / 2 of 7, alpha 2 / 1 / 0 of 3.
+EXPECTED_WILSON = {
+    "zeta": {o: wilson_by_quadratic(k, 7) for o, k in zip(OUTCOME_NAMES, (4, 1, 2), strict=True)},
+    "alpha": {o: wilson_by_quadratic(k, 3) for o, k in zip(OUTCOME_NAMES, (2, 1, 0), strict=True)},
+}
+# Trials answered by two raters: zeta z1 (both positive: agreement 1), z2 and z3 (positive
+# + neither: 0); z4 has one rater. Mean agreement 1/3; the shares of those six answers are
+# 4/6 positive and 2/6 neither, chance agreement 16/36 + 4/36 = 5/9, so
+# kappa = (1/3 - 5/9) / (1 - 5/9) = -1/2. alpha: only a1 (both positive): agreement 1,
+# chance 1, kappa undefined.
+EXPECTED_AGREEMENT = {
+    "zeta": {
+        "fleiss_kappa": -0.5,
+        "observed": 1 / 3,
+        "expected": 5 / 9,
+        "n_items": 3,
+        "items": [
+            {"trial_id": "z1", "n_raters": 2, "agreement": 1.0},
+            {"trial_id": "z2", "n_raters": 2, "agreement": 0.0},
+            {"trial_id": "z3", "n_raters": 2, "agreement": 0.0},
+        ],
+    },
+    "alpha": {
+        "fleiss_kappa": None,
+        "observed": 1.0,
+        "expected": 1.0,
+        "n_items": 1,
+        "items": [{"trial_id": "a1", "n_raters": 2, "agreement": 1.0}],
+    },
+}
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -600,3 +670,174 @@ def test_command_line_help_names_the_program_and_each_option(capsys, monkeypatch
         ("--auto AUTO", "automatic two-choice scores (JSON from auto2afc)"),
     ]:
         assert re.search(rf"^  {re.escape(option)} +{re.escape(help_text)}$", text, re.M), option
+    # the longest option's help goes on the next line
+    option, help_text = "--max-catch-fail MAX_CATCH_FAIL", "share of failed catch trials above"
+    assert re.search(rf"^  {option}\n +{help_text} which a rater is excluded$", text, re.M)
+
+
+# --- many raters: catch screening, Wilson, agreement, power -----------------------------------
+
+# TABLE plus the v2 parts, written by hand: one excluded rater (with a "|" in the id), a run
+# with agreement and one without any (kappa undefined, no items), values that round
+# differently at one and three decimals.
+TABLE_V2 = {
+    **TABLE,
+    "max_catch_fail": 0.25,
+    "raters": [
+        {"session_id": "bad|x", "n_catch": 4, "n_failed": 3, "excluded": True}
+        | {"reason": "failed 3 of 4 catch trials (75 %, above the 25 % allowed)"},
+        {"session_id": "s1", "n_catch": 4, "n_failed": 0, "excluded": False, "reason": "ok"},
+        {"session_id": "s2", "n_catch": 0, "n_failed": 0, "excluded": False, "reason": "none"},
+    ],
+    "runs": {
+        "enc|b": TABLE["runs"]["enc|b"]
+        | {
+            "wilson95": {
+                "positive": [25.04, 84.16],
+                "negative": [2.57, 51.31],
+                "neither": [8.22, 64.11],
+            },
+            "agreement": {
+                "fleiss_kappa": -0.12345,
+                "n_items": 3,
+                "items": [{"agreement": 1.0}, {"agreement": 0.33333}, {"agreement": 0.0}],
+            },
+        },
+        "enc-a": TABLE["runs"]["enc-a"]
+        | {
+            "wilson95": {"positive": [20.77, 93.85], "negative": [6.15, 79.23]}
+            | {"neither": [0.0, 56.15]},
+            "agreement": {"fleiss_kappa": None, "n_items": 0, "items": []},
+        },
+    },
+    "power": {
+        "trials_per_rater": 4,
+        "rows": [{"test": "60 % positive vs chance (50 %)", "answers": 194, "raters": 49}],
+    },
+}
+MARKDOWN_V2_TAIL = """
+## Raters and agreement
+
+3 rater(s), 1 excluded (failed more than 25 % of their catch trials); the rows above and below count the others only.
+
+| run | positive % [Wilson 95 %] | negative % [Wilson 95 %] | neither % [Wilson 95 %] | Fleiss' κ | item agreement mean (min) | items |
+|---|---|---|---|---|---|---|
+| enc\\|b | 57.1 [25.0, 84.2] | 14.3 [2.6, 51.3] | 28.6 [8.2, 64.1] | -0.123 | 0.444 (0.000) | 3 |
+| enc-a | 66.7 [20.8, 93.8] | 33.3 [6.2, 79.2] | 0.0 [0.0, 56.1] | – | – | 0 |
+
+Wilson intervals take every answer as independent; Fleiss' κ and the item agreement (share of agreeing rater pairs) use the trials answered by at least two raters.
+
+| excluded rater | catch trials | failed | why |
+|---|---|---|---|
+| bad\\|x | 4 | 3 | failed 3 of 4 catch trials (75 %, above the 25 % allowed) |
+
+## Raters needed
+
+Normal approximation, two-sided α = 0.05, power 0.8, 4 trials of a run per rater, answers taken as independent.
+
+| test | answers | raters |
+|---|---|---|
+| 60 % positive vs chance (50 %) | 194 | 49 |
+"""
+
+
+def test_markdown_adds_raters_agreement_exclusions_and_power():
+    v1 = render_markdown(TABLE)
+    assert render_markdown(TABLE_V2) == v1 + MARKDOWN_V2_TAIL
+    nobody_out = TABLE_V2 | {"raters": TABLE_V2["raters"][1:], "max_catch_fail": 0.5}
+    text = render_markdown(nobody_out)
+    assert "2 rater(s), 0 excluded (failed more than 50 % of" in text
+    assert "| excluded rater |" not in text
+    without_power = {k: v for k, v in TABLE_V2.items() if k != "power"}
+    assert render_markdown(without_power) == v1 + MARKDOWN_V2_TAIL.split("\n## Raters needed")[0]
+
+
+def test_tsv_adds_wilson_rows_after_the_pooled_ones():
+    rows = render_tsv(TABLE_V2).splitlines()
+    assert rows[4:7] == [
+        "enc|b\twilson\t\t7\tpositive\t57.1429\t25.0400\t84.1600\t\t",
+        "enc|b\twilson\t\t7\tnegative\t14.2857\t2.5700\t51.3100\t\t",
+        "enc|b\twilson\t\t7\tneither\t28.5714\t8.2200\t64.1100\t\t",
+    ]
+    assert rows[:4] == TSV_ROWS[:4] and rows[7:13] == TSV_ROWS[4:10]
+    assert len(rows) == len(TSV_ROWS) + 6
+    assert rows[16:19] == [
+        "enc-a\twilson\t\t3\tpositive\t66.6667\t20.7700\t93.8500\t\t",
+        "enc-a\twilson\t\t3\tnegative\t33.3333\t6.1500\t79.2300\t\t",
+        "enc-a\twilson\t\t3\tneither\t0.0000\t0.0000\t56.1500\t\t",
+    ]
+
+
+def catch_key() -> dict:
+    """KEY plus two catch trials and a comparison trial of zeta against alpha."""
+    trials = KEY["trials"] + [
+        {"trial_id": "c1", "run": ":real-frames", "kind": "catch", "match_side": "left"},
+        {"trial_id": "c2", "run": ":real-frames", "kind": "catch", "match_side": "right"},
+        {"trial_id": "p1", "run": "zeta", "other_run": "alpha", "kind": "compare"}
+        | {"match_side": "right"},
+    ]
+    return KEY | {"trials": trials}
+
+
+def test_raters_failing_catch_trials_are_left_out_of_every_row(tmp_path):
+    key = catch_key()
+    # s1 fails both catch trials (neither, wrong side); s2 passes one of two; s3 none answered
+    files = [
+        write_csv(tmp_path / "s1.csv", rows_for("s1", S1 + [("c1", "neither"), ("c2", "left")])),
+        write_csv(
+            tmp_path / "s2.csv",
+            rows_for("s2", S2 + [("c1", "left"), ("c2", "left"), ("p1", "right")]),
+        ),
+        write_csv(tmp_path / "s3.csv", rows_for("s3", [("z1", "right"), ("p1", "left")])),
+    ]
+    scored = score_answers(read_answers(files, key), key)
+    assert scored.loc[scored["trial_id"] == "p1", "run"].tolist() == ["zeta vs alpha"] * 2
+    assert scored.loc[scored["trial_id"] == "c1", "kind"].tolist() == ["catch", "catch"]
+    table = table1(scored, key, n_boot=50, max_catch_fail=0.5)
+    assert [
+        (r["session_id"], r["n_catch"], r["n_failed"], r["excluded"]) for r in table["raters"]
+    ] == [
+        ("s1", 2, 2, True),
+        ("s2", 2, 1, False),
+        ("s3", 0, 0, False),
+    ]
+    assert table["max_catch_fail"] == 0.5
+    assert list(table["runs"]) == ["zeta", "alpha", "catch trials (real frames)", "zeta vs alpha"]
+    zeta = table["runs"]["zeta"]
+    # s2's four zeta answers (3 positive, 1 negative) and s3's z1 (negative)
+    assert (zeta["n_sessions"], zeta["n_answers"]) == (2, 5)
+    assert zeta["pooled"] == {"positive": 60.0, "negative": 40.0, "neither": 0.0}
+    assert [s["session_id"] for s in zeta["sessions"]] == ["s2", "s3"]
+    # z1 answered by s2 (positive) and s3 (negative): agreement 0; kappa (0 - 0.5) / 0.5
+    assert zeta["agreement"]["items"] == [{"trial_id": "z1", "n_raters": 2, "agreement": 0.0}]
+    assert zeta["agreement"]["fleiss_kappa"] == -1.0
+    catch = table["runs"]["catch trials (real frames)"]
+    assert (catch["kind"], catch["n_answers"], catch["pooled"]["positive"]) == ("catch", 2, 50.0)
+    compare = table["runs"]["zeta vs alpha"]
+    assert compare["kind"] == "compare" and compare["n_trials_in_key"] == 1
+    assert compare["pooled"] == {"positive": 50.0, "negative": 50.0, "neither": 0.0}
+    assert table["power"]["trials_per_rater"] == 4  # zeta, a match row (not the 2 catch)
+    # a stricter threshold also drops s2; nobody answered more than half wrong is kept at 1.0
+    strict = table1(scored, key, n_boot=50, max_catch_fail=0.25)
+    assert [r["session_id"] for r in strict["raters"] if r["excluded"]] == ["s1", "s2"]
+    lenient = table1(scored, key, n_boot=50, max_catch_fail=1.0)
+    assert not any(r["excluded"] for r in lenient["raters"])
+    assert lenient["runs"]["zeta"]["n_sessions"] == 3
+
+
+def test_analyse_and_command_line_take_the_catch_threshold(tmp_path, capsys):
+    key_path = tmp_path / "key.json"
+    key_path.write_text(json.dumps(catch_key()))
+    answers = write_csv(tmp_path / "s1.csv", rows_for("s1", [("c1", "left"), ("c2", "left")]))
+    out = tmp_path / "t.md"
+    assert analyse([answers], key_path, out, n_boot=20)["raters"][0]["excluded"] is True
+    assert (
+        analyse([answers], key_path, out, n_boot=20, max_catch_fail=0.5)["raters"][0]["excluded"]
+        is False
+    )
+    args = [str(answers), "--key", str(key_path), "--out", str(out), "--n-boot", "20"]
+    assert main([*args, "--max-catch-fail", "0.5"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["max_catch_fail"] == 0.5
+    assert main(args) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["max_catch_fail"] == 0.25
+    capsys.readouterr()

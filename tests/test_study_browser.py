@@ -8,6 +8,7 @@ Table-1 analysis on the export. Set WAVBRIVL_STUDY_SCREENSHOT=/path.png to keep 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -16,9 +17,10 @@ from pathlib import Path
 import pytest
 from conftest import cannot_run
 from test_sheets import CLIPS, EVIL_LABEL, make_study, other_side
+from test_sheets_study_v2 import make_media_with_frames, two_runs
 
 from wavbrivl.sheets.analysis import main as analysis_main
-from wavbrivl.sheets.study import read_key
+from wavbrivl.sheets.study import read_key, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +80,14 @@ def browser_page():
         page = context.new_page()
         page.dialogs = []  # anything an injected script would pop up
         page.errors = []
-        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+        page.accept_dialogs = False  # a test that expects a question sets it to answer yes
+        page.on(
+            "dialog",
+            lambda d: (
+                page.dialogs.append(d.message),
+                d.accept() if page.accept_dialogs else d.dismiss(),
+            ),
+        )
         page.on("pageerror", lambda err: page.errors.append(str(err)))
         yield page
         browser.close()
@@ -157,3 +166,80 @@ def test_study_page_end_to_end(tmp_path, browser_page):
         ids = [i for i, t in enumerate(trials) if t["run"] == run]
         positive = 100 * sum(i % 3 == 0 for i in ids) / len(ids)
         assert f"| {run} | 1 | {len(ids)} | {positive:.1f} ({positive:.1f}–{positive:.1f})" in table
+
+
+def test_a_rater_who_fails_the_catch_trials_is_excluded(tmp_path, browser_page):
+    """Keyboard only (1 = left, 2 = right): the rater gets every generated-image trial right
+    and every catch trial wrong; exporting half-way asks first (no: nothing is exported,
+    yes: the answers so far); the analysis of the full export excludes the rater."""
+    page = browser_page
+    kit = write_study(
+        two_runs(tmp_path),
+        [make_media_with_frames(tmp_path / "media.parquet")],
+        tmp_path / "study.html",
+        tmp_path / "key.json",
+        seed=1,
+        catch_rate=0.25,
+        compare=["enc-a", "enc-b"],
+    )
+    key = read_key(kit.key_path)
+    trials = key["trials"]
+    n_catch = sum(t["kind"] == "catch" for t in trials)
+    assert n_catch == 6  # 0.25 of 24 trials (12 match + 6 compare + 6 catch)
+    page.goto(kit.html_path.as_uri())
+
+    def answer_by_key(trial):
+        side = trial["match_side"]
+        choice = other_side(side) if trial["kind"] == "catch" else side
+        page.keyboard.press({"left": "1", "right": "2"}[choice])
+        return choice
+
+    half = len(trials) // 2
+    planned = [answer_by_key(t) for t in trials[:half]]
+    assert f"{half} answered" in page.inner_text("#progress")
+
+    page.click("#export")  # unfinished: asks, and "no" exports nothing
+    assert page.dialogs == [
+        f"{len(trials) - half} of {len(trials)} trials are not answered yet. "
+        "Export the answers so far?"
+    ]
+    assert page.inner_text("#status") == "Export cancelled."
+    page.accept_dialogs = True
+    with page.expect_download() as partial:
+        page.click("#export")
+    assert len(page.dialogs) == 2
+    with open(partial.value.path(), newline="") as fh:
+        assert [r["choice"] for r in csv.DictReader(fh)] == planned
+
+    planned += [answer_by_key(t) for t in trials[half:]]
+    assert "All trials answered" in page.inner_text("#status")
+    page.reload()  # the answers survive a reload
+    assert f"{len(trials)} answered" in page.inner_text("#progress")
+    with page.expect_download() as download:
+        page.click("#export")
+    assert len(page.dialogs) == 2  # finished: no question
+    assert page.errors == []
+    export = tmp_path / "export.csv"
+    download.value.save_as(export)
+    with open(export, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["choice"] for r in rows] == planned
+
+    out = tmp_path / "table1.md"
+    assert analysis_main([str(export), "--key", str(kit.key_path), "--out", str(out)]) == 0
+    table = json.loads(out.with_suffix(".json").read_text())
+    (rater,) = table["raters"]
+    assert rater["session_id"] == rows[0]["session_id"]
+    assert (rater["excluded"], rater["n_catch"], rater["n_failed"]) == (True, n_catch, n_catch)
+    assert table["runs"] == {}  # the only rater is left out of every row
+    assert f"failed {n_catch} of {n_catch} catch trials (100%" in out.read_text()
+    # with every failure allowed the same file counts: all positive
+    assert (
+        analysis_main(
+            [str(export), "--key", str(kit.key_path), "--out", str(out), "--max-catch-fail", "1"]
+        )
+        == 0
+    )
+    table = json.loads(out.with_suffix(".json").read_text())
+    assert table["runs"]["enc-a vs enc-b"]["pooled"]["positive"] == 100.0
+    assert table["runs"]["catch trials (real frames)"]["pooled"]["negative"] == 100.0

@@ -107,6 +107,19 @@ def test_generation_and_sheets_are_written(demo_run):
     # the answer key never travels inside the page
     assert key["study_id"] in html
     assert generation["clips"][0]["clip_id"] not in html
+    # catch trials at the demo's rate 0.2: round(0.2 * 6 / 0.8) = 2 beside the 6 clips
+    kinds = [t["kind"] for t in key["trials"]]
+    assert (kinds.count("match"), kinds.count("catch")) == (6, 2)
+    # simulated raters (sheets.simulate: 8, the last 2 careless) answered it: Table 1
+    simulated = sheets / "simulated"
+    assert sorted(p.name for p in (simulated / "answers").iterdir()) == [
+        f"sim0{i}.csv" for i in range(1, 9)
+    ]
+    table = json.loads((simulated / "table1.json").read_text())
+    assert table["study_id"] == key["study_id"] and len(table["raters"]) == 8
+    assert {r["session_id"] for r in table["raters"] if r["excluded"]} <= {"sim07", "sim08"}
+    assert "catch trials (real frames)" in table["runs"]
+    assert "<h2>Raters and agreement</h2>" in (simulated / "table1.html").read_text()
 
 
 def test_report_holds_grid_curves_metrics_and_study_kit(demo_run):
@@ -116,6 +129,7 @@ def test_report_holds_grid_curves_metrics_and_study_kit(demo_run):
     assert result.returncode == 0, result.stderr[-3000:]
     names = {n.rsplit("/", 1)[-1] for n in zipfile.ZipFile(demo_run / "report.zip").namelist()}
     assert {"grid.png", "curves.png", "metrics.tsv", "retrieval.png", "study.html"} <= names
+    assert "table1.html" in names  # Table 1 of the simulated raters
 
 
 def test_embeddings_carry_the_checkpoint_fingerprint(demo_run):

@@ -384,6 +384,25 @@ def sheet_runs():
     return config["sheets"]["runs"] or [run_name()]
 
 
+def _check_study_config(sheets):
+    """sheets.compare names two different runs of the sheets; careless raters <= raters."""
+    compare = sheets["compare"]
+    if compare and (compare[0] == compare[1] or not set(compare) <= set(sheet_runs())):
+        raise ValueError(
+            f"invalid config at 'sheets.compare': {compare} must be two different runs of "
+            f"sheets.runs {sheet_runs()}"
+        )
+    simulate = sheets["simulate"]
+    if simulate["careless"] > simulate["raters"]:
+        raise ValueError(
+            "invalid config at 'sheets.simulate.careless': more careless raters "
+            f"({simulate['careless']}) than raters ({simulate['raters']})"
+        )
+
+
+_check_study_config(config["sheets"])
+
+
 def get_sheets_inputs(wildcards):
     dataset = generation_dataset()
     return {
@@ -401,7 +420,10 @@ def get_sheet_outputs():
     if not dataset_names(role="generation"):
         return []
     name = config["sheets"]["name"]
-    return [f"results/sheets/{name}/grid.png", f"results/sheets/{name}/study.html"]
+    outputs = [f"results/sheets/{name}/grid.png", f"results/sheets/{name}/study.html"]
+    if config["sheets"]["simulate"]["raters"]:
+        outputs.append(f"results/sheets/{name}/simulated/table1.html")
+    return outputs
 
 
 # --- benchmarks (wavbrivl.benchmark.stage) ------------------------------------------------

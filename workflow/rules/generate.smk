@@ -52,3 +52,27 @@ rule assemble_sheets:
         encoder=get_encoder_identity,
     script:
         "../scripts/assemble_sheets.py"
+
+
+rule simulate_study:
+    input:
+        key="results/sheets/{sheet}/answer_key.json",
+        auto="results/sheets/{sheet}/auto2afc.json",
+    output:
+        answers=directory("results/sheets/{sheet}/simulated/answers"),
+        table="results/sheets/{sheet}/simulated/table1.md",
+        tsv="results/sheets/{sheet}/simulated/table1.tsv",
+        json="results/sheets/{sheet}/simulated/table1.json",
+        html=report(
+            "results/sheets/{sheet}/simulated/table1.html",
+            caption="../report/table1.rst",
+            category="Two-choice study",
+        ),
+    log:
+        "logs/simulate_study/{sheet}.log",
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        sheets=config["sheets"],
+    script:
+        "../scripts/simulate_study.py"

@@ -20,5 +20,8 @@ with job_log(snakemake.log[0]) as log:
         max_audio_seconds=cfg["max_audio_seconds"],
         max_columns=cfg["max_columns"],
         answers=list(snakemake.input.answers),
+        catch_rate=cfg["catch_rate"],
+        compare=cfg["compare"],
+        max_catch_fail=cfg["max_catch_fail"],
         log=lambda msg: print(msg, file=log, flush=True),
     )

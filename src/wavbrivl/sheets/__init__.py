@@ -14,7 +14,10 @@ the manifest (:func:`wavbrivl.manifest.labels.read_clip_labels`) can replace bot
 (:meth:`GenerationRun.with_labels`).
 
 Modules: :mod:`.grid` (figure), :mod:`.study` (trials, HTML page, answer key),
-:mod:`.analysis` (Table 1 from answer CSVs), :mod:`.auto2afc` (the automatic two-choice score).
+:mod:`.trials` (match, catch and comparison trials), :mod:`.analysis` (Table 1 from answer
+CSVs), :mod:`.raters` (catch screening, Wilson intervals, Fleiss' kappa), :mod:`.power`
+(raters needed), :mod:`.simulate` (simulated raters), :mod:`.report_html` (Table 1 for the
+report), :mod:`.auto2afc` (the automatic two-choice score).
 """
 
 from wavbrivl.generate.records import (

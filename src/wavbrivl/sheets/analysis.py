@@ -5,7 +5,14 @@ heard, *negative* when they chose the other image, *neither* when they said so. 
 table gives the pooled percentages, their min–max range across sessions (as the paper
 reports it) and a seeded bootstrap 95 % interval that resamples trials (all answers to a
 drawn trial come along, so repeated sessions on the same trials are not counted as
-independent). Answer files that belong to another study, name unknown trials, or answer a
+independent). A comparison of two runs (``sheets.compare``) is a row ``A vs B`` whose
+positive answers chose run A's image; catch trials (real frames) are a row of their own.
+
+Each session is one rater (one exported file). Raters who failed more than
+``max_catch_fail`` of their catch trials are left out of every row, and the table says who
+and why; for the others each row adds Wilson 95 % intervals per answer kind (answers taken
+as independent), Fleiss' kappa and the per-item agreement (:mod:`wavbrivl.sheets.raters`),
+and a power section says how many raters would be needed (:mod:`wavbrivl.sheets.power`). Answer files that belong to another study, name unknown trials, or answer a
 trial twice in one session are refused with the offending rows named.
 
 Command line::
@@ -30,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from wavbrivl.atomic import write_text_atomic
+from wavbrivl.sheets.power import power_rows
+from wavbrivl.sheets.raters import fleiss_kappa, screen_raters, wilson_interval
 from wavbrivl.sheets.study import read_key
 from wavbrivl.sheets.trials import CHOICES
 
@@ -38,6 +47,8 @@ OUTCOMES: tuple[str, ...] = ("positive", "negative", "neither")
 N_BOOT = 10_000
 CI_LEVEL = 0.95  # Table 1's interval: the level computed is the level reported
 _MAX_ROWS_NAMED = 20
+MAX_CATCH_FAIL = 0.25  # share of failed catch trials a rater may have and still count
+CATCH_ROW = "catch trials (real frames)"
 
 
 class AnswerFileError(ValueError):
@@ -108,11 +119,23 @@ def _name_rows(rows: pd.DataFrame, reason: str) -> str:
     return f"{reason}: {len(rows)} row(s):\n    " + "\n    ".join(named) + more
 
 
+def row_name(trial: Mapping[str, Any]) -> str:
+    """The Table-1 row of a key's trial: its run, ``A vs B`` (comparison) or the catch row."""
+    kind = trial.get("kind", "match")
+    if kind == "catch":
+        return CATCH_ROW
+    if kind == "compare":
+        return f"{trial['run']} vs {trial['other_run']}"
+    return trial["run"]
+
+
 def score_answers(answers: pd.DataFrame, key: Mapping[str, Any]) -> pd.DataFrame:
-    """Add ``run`` and ``outcome`` (positive / negative / neither) to checked answers."""
+    """Add ``run`` (the Table-1 row, :func:`row_name`), ``kind`` and ``outcome`` (positive /
+    negative / neither) to checked answers."""
     trials = {t["trial_id"]: t for t in key["trials"]}
     scored = answers.copy()
-    scored["run"] = [trials[tid]["run"] for tid in scored["trial_id"]]
+    scored["run"] = [row_name(trials[tid]) for tid in scored["trial_id"]]
+    scored["kind"] = [trials[tid].get("kind", "match") for tid in scored["trial_id"]]
     match = np.array([trials[tid]["match_side"] for tid in scored["trial_id"]])
     choice = scored["choice"].to_numpy()
     scored["outcome"] = np.where(
@@ -156,26 +179,78 @@ def bootstrap_percent_ci(
     return np.nanquantile(pct, [alpha, 1.0 - alpha], axis=0).T  # (K, 2)
 
 
+def screen_sessions(scored: pd.DataFrame, max_catch_fail: float) -> list[dict[str, Any]]:
+    """Per session (rater): catch trials answered and failed, excluded or not, and why."""
+    catch = scored["kind"] == "catch"
+    failed = catch & (scored["outcome"] != "positive")
+    per_session = {
+        str(session): (int(catch[rows.index].sum()), int(failed[rows.index].sum()))
+        for session, rows in scored.groupby("session_id", sort=True)
+    }
+    return [
+        {
+            "session_id": r.rater,
+            "n_catch": r.n_catch,
+            "n_failed": r.n_failed,
+            "excluded": r.excluded,
+            "reason": r.reason,
+        }
+        for r in screen_raters(per_session, max_catch_fail)
+    ]
+
+
+def agreement(counts: pd.DataFrame) -> dict[str, Any]:
+    """Fleiss' kappa over a row's trials and each trial's agreement (trials x outcomes)."""
+    fleiss = fleiss_kappa(counts.to_numpy())
+    n_raters = counts.sum(axis=1)
+    rated = counts.index[n_raters.to_numpy() >= 2]
+    return {
+        "fleiss_kappa": _nan_to_none(fleiss.kappa),
+        "observed": _nan_to_none(fleiss.observed),
+        "expected": _nan_to_none(fleiss.expected),
+        "n_items": fleiss.n_items,
+        "items": [
+            {"trial_id": str(tid), "n_raters": int(n_raters[tid]), "agreement": float(a)}
+            for tid, a in zip(rated, fleiss.per_item, strict=True)
+        ],
+    }
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
 def table1(
-    scored: pd.DataFrame, key: Mapping[str, Any], *, n_boot: int = N_BOOT, seed: int = 0
+    scored: pd.DataFrame,
+    key: Mapping[str, Any],
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    max_catch_fail: float = MAX_CATCH_FAIL,
 ) -> dict[str, Any]:
     """Table 1 as a JSON-serialisable dict (percent values, not rounded)."""
-    runs_in_key = list(dict.fromkeys(t["run"] for t in key["trials"]))
+    rows_in_key = list(dict.fromkeys(row_name(t) for t in key["trials"]))
+    raters = screen_sessions(scored, max_catch_fail)
+    excluded = {r["session_id"] for r in raters if r["excluded"]}
+    kept = scored[~scored["session_id"].isin(excluded)]
     result: dict[str, Any] = {
         "study_id": key["study_id"],
         "n_boot": n_boot,
         "seed": seed,
         "ci_level": CI_LEVEL,
+        "max_catch_fail": max_catch_fail,
+        "raters": raters,
         "runs": {},
     }
-    for run in runs_in_key:
-        rows = scored[scored["run"] == run]
+    for run in rows_in_key:
+        rows = kept[kept["run"] == run]
         if rows.empty:
             continue
         counts = pd.crosstab(rows["trial_id"], rows["outcome"]).reindex(
             columns=list(OUTCOMES), fill_value=0
         )
-        pooled = percentages(counts.to_numpy().sum(axis=0))
+        totals = counts.to_numpy().sum(axis=0)
+        pooled = percentages(totals)
         ci = bootstrap_percent_ci(counts.to_numpy(), n_boot, seed)
         sessions = []
         for session_id, session_rows in rows.groupby("session_id", sort=True):
@@ -186,7 +261,8 @@ def table1(
                 | {o: float(p) for o, p in zip(OUTCOMES, pct, strict=True)}
             )
         result["runs"][run] = {
-            "n_trials_in_key": sum(t["run"] == run for t in key["trials"]),
+            "kind": str(rows["kind"].iloc[0]),
+            "n_trials_in_key": sum(row_name(t) == run for t in key["trials"]),
             "n_trials_answered": int(counts.shape[0]),
             "n_sessions": len(sessions),
             "n_answers": int(len(rows)),
@@ -195,7 +271,21 @@ def table1(
                 o: [min(s[o] for s in sessions), max(s[o] for s in sessions)] for o in OUTCOMES
             },
             "ci95": {o: [float(lo), float(hi)] for o, (lo, hi) in zip(OUTCOMES, ci, strict=True)},
+            "wilson95": {
+                o: [100.0 * b for b in wilson_interval(int(k), int(totals.sum()))]
+                for o, k in zip(OUTCOMES, totals, strict=True)
+            },
+            "agreement": agreement(counts),
             "sessions": sessions,
+        }
+    trials_per_rater = max(
+        (r["n_trials_in_key"] for r in result["runs"].values() if r["kind"] == "match"),
+        default=0,
+    )
+    if trials_per_rater:
+        result["power"] = {
+            "trials_per_rater": trials_per_rater,
+            "rows": power_rows(trials_per_rater),
         }
     return result
 
@@ -248,7 +338,69 @@ def render_markdown(table: Mapping[str, Any], auto: Mapping[str, Any] | None = N
         for s in r["sessions"]:
             cells = [_escape_cell(run), _escape_cell(s["session_id"]), str(s["n_answers"])]
             lines.append("| " + " | ".join(cells + [_pct(s[o]) for o in OUTCOMES]) + " |")
+    if "raters" in table:
+        lines += _raters_markdown(table)
+    if "power" in table:
+        lines += _power_markdown(table["power"])
     return "\n".join(lines) + "\n"
+
+
+def _raters_markdown(table: Mapping[str, Any]) -> list[str]:
+    """Intervals and agreement per row, then the raters left out by their catch trials."""
+    raters = table["raters"]
+    out = [r for r in raters if r["excluded"]]
+    share = 100 * table["max_catch_fail"]
+    lines = [
+        "",
+        "## Raters and agreement",
+        "",
+        f"{len(raters)} rater(s), {len(out)} excluded (failed more than {share:.0f} % of "
+        "their catch trials); the rows above and below count the others only.",
+        "",
+        "| run | "
+        + " | ".join(f"{o} % [Wilson 95 %]" for o in OUTCOMES)
+        + " | Fleiss' κ | item agreement mean (min) | items |",
+        "|" + "---|" * (len(OUTCOMES) + 4),
+    ]
+    for run, r in table["runs"].items():
+        cells = [_escape_cell(run)]
+        for o in OUTCOMES:
+            lo, hi = r["wilson95"][o]
+            cells.append(f"{_pct(r['pooled'][o])} [{_pct(lo)}, {_pct(hi)}]")
+        agree = r["agreement"]
+        kappa = agree["fleiss_kappa"]
+        cells.append("–" if kappa is None else f"{kappa:.3f}")
+        items = [i["agreement"] for i in agree["items"]]
+        cells.append(f"{np.mean(items):.3f} ({min(items):.3f})" if items else "–")
+        cells.append(str(agree["n_items"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Wilson intervals take every answer as independent; Fleiss' κ and the item agreement "
+        "(share of agreeing rater pairs) use the trials answered by at least two raters.",
+    ]
+    if out:
+        lines += ["", "| excluded rater | catch trials | failed | why |", "|---|---|---|---|"]
+        for r in out:
+            cells = [_escape_cell(r["session_id"]), str(r["n_catch"]), str(r["n_failed"])]
+            lines.append("| " + " | ".join([*cells, _escape_cell(r["reason"])]) + " |")
+    return lines
+
+
+def _power_markdown(power: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Raters needed",
+        "",
+        f"Normal approximation, two-sided α = 0.05, power 0.8, {power['trials_per_rater']} "
+        "trials of a run per rater, answers taken as independent.",
+        "",
+        "| test | answers | raters |",
+        "|---|---|---|",
+    ]
+    for row in power["rows"]:
+        lines.append(f"| {row['test']} | {row['answers']} | {row['raters']} |")
+    return lines
 
 
 def _auto_cell(score: Mapping[str, Any] | None) -> str:
@@ -263,7 +415,7 @@ def _escape_cell(text: str) -> str:
 
 
 def render_tsv(table: Mapping[str, Any], auto: Mapping[str, Any] | None = None) -> str:
-    """Long format: one row per run x scope (pooled / session / automatic) x outcome."""
+    """Long format: one row per run x scope (pooled / wilson / session / automatic) x outcome."""
     head = ["run", "scope", "session_id", "n_answers", "outcome", "percent"]
     head += ["ci95_low", "ci95_high", "range_min", "range_max"]
     rows = ["\t".join(head)]
@@ -280,6 +432,10 @@ def render_tsv(table: Mapping[str, Any], auto: Mapping[str, Any] | None = None) 
                     *r["ci95"][o],
                     *r["range"][o],
                 )
+            )
+        for o in OUTCOMES if "wilson95" in r else ():
+            rows.append(
+                _tsv_row(run, "wilson", "", r["n_answers"], o, r["pooled"][o], *r["wilson95"][o])
             )
         for s in r["sessions"]:
             for o in OUTCOMES:
@@ -326,11 +482,12 @@ def analyse(
     auto_path: str | os.PathLike | None = None,
     n_boot: int = N_BOOT,
     seed: int = 0,
+    max_catch_fail: float = MAX_CATCH_FAIL,
 ) -> dict[str, Any]:
     """Read, check, score and write Table 1 (the one call a workflow script makes)."""
     key = read_key(key_path)
     scored = score_answers(read_answers(answer_paths, key), key)
-    table = table1(scored, key, n_boot=n_boot, seed=seed)
+    table = table1(scored, key, n_boot=n_boot, seed=seed, max_catch_fail=max_catch_fail)
     auto = None
     if auto_path is not None:
         auto = json.loads(Path(auto_path).read_text(encoding="utf-8"))
@@ -353,6 +510,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--auto", help="automatic two-choice scores (JSON from auto2afc)")
     parser.add_argument("--n-boot", type=int, default=N_BOOT)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--max-catch-fail",
+        type=float,
+        default=MAX_CATCH_FAIL,
+        help="share of failed catch trials above which a rater is excluded",
+    )
     args = parser.parse_args(argv)
     try:
         analyse(
@@ -362,6 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             auto_path=args.auto,
             n_boot=args.n_boot,
             seed=args.seed,
+            max_catch_fail=args.max_catch_fail,
         )
     except (AnswerFileError, ValueError, KeyError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

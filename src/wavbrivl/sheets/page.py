@@ -2,8 +2,9 @@
 
 Images (PNG) and audio (WAV) are embedded as ``data:`` URIs, answers live in the browser's
 localStorage under the study id, and an export button downloads them as CSV (``study_id,
-trial_id, choice, session_id, timestamp``). The page holds nothing that tells the sides
-apart: media get opaque ids in shuffled order; clip ids, runs and the match side are only in
+trial_id, choice, session_id, timestamp``), asking first when trials are left unanswered.
+The page holds nothing that tells the sides (or a catch trial's real frames, JPEG) apart:
+media get opaque ids in shuffled order; clip ids, runs, kinds and the match side are only in
 the answer key (:mod:`wavbrivl.sheets.study`).
 """
 
@@ -37,7 +38,8 @@ def page_data(
 ) -> dict[str, Any]:
     """The JSON the page runs on: trials reference media by opaque ids only.
 
-    ``audio_uris`` is keyed by clip id, ``image_uris`` by (run, clip id). Ids are numbered in
+    ``audio_uris`` is keyed by clip id, ``image_uris`` by (source, clip id): the source is a
+    run, or :data:`~wavbrivl.sheets.trials.REAL` for the real frames of catch trials. Ids are numbered in
     a seeded shuffled order, so an id says nothing about which clip or side it is.
     """
     rng = np.random.default_rng([seed, 1])
@@ -51,8 +53,8 @@ def page_data(
         entry = {
             "trial_id": t.trial_id,
             "audio": audio_ids[t.clip_id],
-            "left": image_ids[(t.run, t.left_clip_id)],
-            "right": image_ids[(t.run, t.right_clip_id)],
+            "left": image_ids[(t.left_source, t.left_clip_id)],
+            "right": image_ids[(t.right_source, t.right_clip_id)],
         }
         if show_labels:
             entry["label"] = t.label
@@ -229,6 +231,13 @@ _SCRIPT = """
     return /[",\\r\\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
   }
   function exportCsv() {
+    const missing = trials.length - answeredCount();
+    if (missing > 0 && !confirm(
+      `${missing} of ${trials.length} trials are not answered yet. Export the answers so far?`
+    )) {
+      byId("status").textContent = "Export cancelled.";
+      return;
+    }
     const rows = [["study_id", "trial_id", "choice", "session_id", "timestamp"]];
     for (const trial of trials) {
       const a = state.answers[trial.trial_id];

@@ -27,6 +27,9 @@ def assemble_sheets(
     max_audio_seconds: float | None = None,
     max_columns: int = 12,
     answers: Sequence[str | Path] = (),
+    catch_rate: float = 0.0,
+    compare: Sequence[str] | None = None,
+    max_catch_fail: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Figure-4 grid (PNG + PDF), the two-choice study page and its separate answer key, the
@@ -49,8 +52,14 @@ def assemble_sheets(
         seed=study_seed,
         show_labels=show_labels,
         max_audio_seconds=max_audio_seconds,
+        catch_rate=catch_rate,
+        compare=compare,
     )
-    log(f"study {kit.study_id}: {len(kit.trials)} trials; answer key kept apart from the page")
+    n_catch = sum(t.kind == "catch" for t in kit.trials)
+    log(
+        f"study {kit.study_id}: {len(kit.trials)} trials ({n_catch} catch); "
+        "answer key kept apart from the page"
+    )
 
     # The automatic score needs each run's frozen image encoder: runs generated with another
     # encoder than the configured one are left out (and named), never scored by the wrong one.
@@ -62,7 +71,12 @@ def assemble_sheets(
         else:
             skipped[name] = "generated with another image encoder than the configured one"
     key = read_key(kit.key_path)
-    key = {**key, "trials": [t for t in key["trials"] if t["run"] in scored]}
+    key = {
+        **key,
+        "trials": [
+            t for t in key["trials"] if t["run"] in scored and t.get("kind", "match") == "match"
+        ],
+    }
     scores = (
         auto_two_choice_study(key, {n: encoder for n in scored}, scored, run_folders)
         if scored
@@ -78,12 +92,61 @@ def assemble_sheets(
         )
 
     if answers:
-        from wavbrivl.sheets.analysis import analyse
+        from wavbrivl.sheets.analysis import MAX_CATCH_FAIL, analyse
 
-        analyse(list(answers), kit.key_path, out / "table1.md", auto_path=out / "auto2afc.json")
+        analyse(
+            list(answers),
+            kit.key_path,
+            out / "table1.md",
+            auto_path=out / "auto2afc.json",
+            max_catch_fail=MAX_CATCH_FAIL if max_catch_fail is None else max_catch_fail,
+        )
         log(f"Table 1 from {len(answers)} answer file(s): {out / 'table1.md'}")
     return {
         "study_id": kit.study_id,
         "columns": columns,
         "auto": {n: s.percent_correct for n, s in scores.items()},
     }
+
+
+def simulate_study(
+    *,
+    key_path: str | Path,
+    auto_path: str | Path | None,
+    answers_dir: str | Path,
+    table_md: str | Path,
+    raters: int,
+    accuracy: float,
+    neither: float = 0.0,
+    careless: int = 0,
+    seed: int = 0,
+    max_catch_fail: float = 0.25,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Simulated raters answer the study (:mod:`wavbrivl.sheets.simulate`), one file each,
+    and Table 1 is written from their files like from real ones (+ an HTML copy)."""
+    from wavbrivl.sheets.analysis import analyse
+    from wavbrivl.sheets.report_html import write_markdown_html
+    from wavbrivl.sheets.simulate import write_simulated_answers
+
+    paths = write_simulated_answers(
+        read_key(key_path),
+        answers_dir,
+        raters=raters,
+        accuracy=accuracy,
+        neither=neither,
+        careless=careless,
+        seed=seed,
+    )
+    log(f"{len(paths)} simulated rater(s), {careless} careless, accuracy {accuracy}")
+    table = analyse(
+        paths, key_path, table_md, auto_path=auto_path, seed=seed, max_catch_fail=max_catch_fail
+    )
+    write_markdown_html(Path(table_md), Path(table_md).with_suffix(".html"))
+    for rater in table["raters"]:
+        if rater["excluded"]:
+            log(f"excluded {rater['session_id']}: {rater['reason']}")
+    for row, r in table["runs"].items():
+        pooled = ", ".join(f"{o} {p:.1f} %" for o, p in r["pooled"].items())
+        log(f"{row}: {pooled} ({r['n_sessions']} raters)")
+    return table

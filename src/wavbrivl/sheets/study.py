@@ -21,13 +21,21 @@ import numpy as np
 import soundfile as sf
 
 from wavbrivl.atomic import write_text_atomic
-from wavbrivl.extract.media import SAMPLE_RATE, collect_clip_audio, decode_audio
+from wavbrivl.extract.media import (
+    OK,
+    SAMPLE_RATE,
+    collect_clip_audio,
+    decode_audio,
+    iter_media_rows,
+)
 from wavbrivl.generate.png import generated_png_name
 from wavbrivl.sheets import GenerationRun
 from wavbrivl.sheets.page import DEFAULT_TITLE, data_uri, page_data, render_page
-from wavbrivl.sheets.trials import Trial, build_trials
+from wavbrivl.sheets.trials import REAL, Trial, build_study_trials
 
 KEY_FORMAT = "wavbrivl-2afc-key/1"
+# Keys of this version add per trial ``kind`` (match / catch / compare) and ``other_run``;
+# a key without them (older kits) reads as all match trials of one run.
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,22 @@ def load_clip_audio(
         except Exception as err:
             raise ValueError(f"clip {clip_id!r}: cannot decode audio ({err})") from err
     return audio
+
+
+def collect_clip_frames(
+    media_paths: Iterable[str | os.PathLike], clip_ids: Iterable[str]
+) -> dict[str, bytes]:
+    """``{clip_id: JPEG bytes}`` of the real frames of ``clip_ids`` (ok rows with a frame)."""
+    wanted = set(clip_ids)
+    frames: dict[str, bytes] = {}
+    for path in media_paths:
+        for rows in iter_media_rows(path, ["frame"], ok_only=True):
+            for clip_id, status, jpeg in rows[["clip_id", "status", "frame"]].itertuples(
+                index=False
+            ):
+                if clip_id in wanted and status == OK and jpeg:
+                    frames[clip_id] = jpeg
+    return frames
 
 
 def wav_bytes(samples: np.ndarray, max_seconds: float | None = None) -> bytes:
@@ -106,8 +130,10 @@ def answer_key(
                 **asdict(t),
                 "left_clip_id": t.left_clip_id,
                 "right_clip_id": t.right_clip_id,
+                "left_source": t.left_source,
+                "right_source": t.right_source,
                 "match_image_sha256": image_sha256[(t.run, t.clip_id)],
-                "other_image_sha256": image_sha256[(t.run, t.other_clip_id)],
+                "other_image_sha256": image_sha256[(t.other_source, t.other_clip_id)],
             }
             for t in trials
         ],
@@ -124,17 +150,34 @@ def write_study(
     title: str = DEFAULT_TITLE,
     show_labels: bool = False,
     max_audio_seconds: float | None = None,
+    catch_rate: float = 0.0,
+    compare: Sequence[str] | None = None,
 ) -> StudyKit:
     """Build the trials, write the self-contained page and the answer key (both atomically).
 
     ``show_labels`` prints the clip's label above the images; off by default so people judge
-    by ear. ``max_audio_seconds`` cuts long clips to keep the page small.
+    by ear. ``max_audio_seconds`` cuts long clips to keep the page small. ``catch_rate`` is
+    the share of catch trials (real frames from the media shards), ``compare`` two run names
+    whose images of the same clip are put side by side (:mod:`wavbrivl.sheets.trials`).
     """
-    trials = build_trials(runs, seed)
+    media_paths = list(media_paths)
+    frames: dict[str, bytes] = {}
+    if catch_rate > 0:
+        frames = collect_clip_frames(media_paths, {c for run in runs for c in run.clips})
+    trials = build_study_trials(
+        runs, seed, catch_rate=catch_rate, with_frame=set(frames), compare=compare
+    )
     by_name = {run.name: run for run in runs}
-    needed_images = {(t.run, c) for t in trials for c in (t.clip_id, t.other_clip_id)}
+    needed_images = {
+        (source, clip_id)
+        for t in trials
+        for source, clip_id in ((t.run, t.clip_id), (t.other_source, t.other_clip_id))
+    }
     image_bytes = {
-        key: by_name[key[0]].clips[key[1]].image_path.read_bytes() for key in needed_images
+        (source, cid): frames[cid]
+        if source == REAL
+        else by_name[source].clips[cid].image_path.read_bytes()
+        for source, cid in needed_images
     }
     audio = load_clip_audio(media_paths, {t.clip_id for t in trials})
     audio_bytes = {cid: wav_bytes(samples, max_audio_seconds) for cid, samples in audio.items()}
@@ -148,7 +191,10 @@ def write_study(
         study_id,
         trials,
         {cid: data_uri("audio/wav", b) for cid, b in audio_bytes.items()},
-        {key: data_uri("image/png", b) for key, b in image_bytes.items()},
+        {
+            key: data_uri("image/jpeg" if key[0] == REAL else "image/png", b)
+            for key, b in image_bytes.items()
+        },
         show_labels=show_labels,
         seed=seed,
     )
