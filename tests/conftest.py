@@ -92,3 +92,15 @@ def small_demo_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("small-demo")
     run_small_demo(workdir)
     return workdir
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with slow tests first, each file's own order kept: ``workflow/bin/test`` hands
+    whole files to its workers (``--dist loadfile``), so the long ones start at once and the
+    short ones fill in around them, instead of a long file starting last and running alone."""
+    slow_files = {
+        item.path
+        for item in items
+        if item.get_closest_marker("slow") or item.get_closest_marker("slurm")
+    }
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order within kept
