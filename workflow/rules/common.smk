@@ -384,6 +384,22 @@ def sheet_runs():
     return config["sheets"]["runs"] or [run_name()]
 
 
+def _check_sheets_compare():
+    """sheets.compare: two different entries of the sheets' runs (before any job starts)."""
+    pair = config["sheets"]["compare"]
+    if pair is None:
+        return
+    unknown = [name for name in pair if name not in sheet_runs()]
+    if pair[0] == pair[1] or unknown:
+        raise ValueError(
+            f"invalid config at 'sheets.compare': {pair} must name two different runs "
+            f"of sheets.runs {sheet_runs()}"
+        )
+
+
+_check_sheets_compare()
+
+
 def get_sheets_inputs(wildcards):
     dataset = generation_dataset()
     return {
