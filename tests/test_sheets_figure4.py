@@ -526,3 +526,233 @@ def test_stage_refuses_a_bad_compare_before_writing(tmp_path, compare, message):
     with pytest.raises(ValueError, match=message):
         run_stage(tmp_path, folders, compare=compare)
     assert not (tmp_path / "sheets" / "grid.png").exists()
+
+
+# --- what the defaults and the JSON are (pinned) -----------------------------------------------
+
+
+class BatchSpyEncoder:
+    """Answers e1 for red, e2 otherwise, and records the size of every batch it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def encode_images(self, images, aug_seeds=None):
+        import torch
+
+        self.batches.append(len(images))
+        rows = [E1 if image.getpixel((0, 0)) == RED else E2 for image in images]
+        return torch.tensor(np.array(rows), dtype=torch.float32)
+
+
+def make_many(tmp_path: Path, n: int):
+    clips = {f"k{i:02d}_0": ("dog", RED) for i in range(n)}
+    folders = {
+        "A": make_run(tmp_path / "a", clips),
+        "B": make_run(tmp_path / "b", {c: ("dog", GREEN) for c in clips}),
+    }
+    targets = {run: {c: E1 for c in clips} for run in folders}
+    return folders, targets, list(clips)
+
+
+def test_comparison_embeds_in_batches_of_16_by_default(tmp_path):
+    from wavbrivl.sheets.auto2afc import embed_images
+
+    folders, targets, clips = make_many(tmp_path, 20)
+    spy = BatchSpyEncoder()
+    result = compare_runs(("A", "B"), folders, spy, targets, clips, n_boot=10)
+    assert spy.batches == [16, 4, 16, 4]  # run A's 20 images, then run B's
+    assert result.share == {"A": 100.0, "B": 0.0}
+    assert (result.encoder, result.encoder_fingerprint) == ("BatchSpyEncoder", "")
+    spy = BatchSpyEncoder()
+    compare_runs(("A", "B"), folders, spy, targets, clips, n_boot=10, batch_size=7)
+    assert spy.batches == [7, 7, 6, 7, 7, 6]
+    spy = BatchSpyEncoder()
+    paths = {c: folders["A"] / f"{c}.png" for c in clips[:17]}
+    assert list(embed_images(spy, paths)) == clips[:17] and spy.batches == [16, 1]
+
+
+def test_comparison_bootstraps_the_wins_with_the_study_defaults(tmp_path, monkeypatch):
+    import wavbrivl.sheets.auto2afc as auto2afc
+
+    calls = []
+
+    def spy(counts, n_boot, seed):
+        calls.append((np.array(counts), n_boot, seed))
+        return np.array([[1.0, 2.0], [3.0, 4.0]])
+
+    monkeypatch.setattr(auto2afc, "bootstrap_percent_ci", spy)
+    folders, targets = make_pair(tmp_path)
+    result = compare_runs(("A", "B"), folders, LookupEncoder(), targets, list(DESIGN))
+    counts, n_boot, seed = calls[0]
+    # per clip (wins of A, wins of B): c1 A, c2 B, c3 A, c4 A, c5 tie
+    assert counts.tolist() == [[1, 0], [0, 1], [1, 0], [1, 0], [0.5, 0.5]]
+    assert (n_boot, seed) == (10_000, 0)
+    assert result.ci95 == {"A": (1.0, 2.0), "B": (3.0, 4.0)}
+    compare_runs(("A", "B"), folders, LookupEncoder(), targets, ["c1_0"], n_boot=7, seed=3)
+    assert (calls[1][1], calls[1][2]) == (7, 3)
+
+
+def test_a_non_finite_target_is_refused(tmp_path):
+    folders, targets = make_pair(tmp_path)
+    bad = {"A": targets["A"], "B": {**targets["B"], "c2_0": np.array([np.nan, 1.0, 0.0])}}
+    with pytest.raises(ValueError, match="run 'B': target of c2_0: zero or non-finite"):
+        compare_runs(("A", "B"), folders, LookupEncoder(), bad, ["c2_0"])
+
+
+def test_auto2afc_json_is_indented_by_one_and_ends_with_a_newline(tmp_path):
+    path = tmp_path / "auto2afc.json"
+    write_auto_scores({}, "s", path, {"runs": ["A", "B"], "skipped": "why"})
+    assert path.read_text() == (
+        '{\n "study_id": "s",\n "runs": {},\n "comparison": {\n  "runs": [\n   "A",\n'
+        '   "B"\n  ],\n  "skipped": "why"\n }\n}\n'
+    )
+
+
+# --- the per-run score on the study's trials: its refusals and defaults ----------------------
+
+
+def study_fixture(tmp_path):
+    from test_sheets import CLIPS, MeanColourEncoder, colour_target, make_study
+
+    from wavbrivl.sheets.study import read_key
+
+    _, kit = make_study(tmp_path)
+    key = read_key(kit.key_path)
+    targets = {cid: colour_target(cid) for cid in CLIPS}
+    return key, MeanColourEncoder(), targets
+
+
+def test_auto_score_refuses_trials_it_cannot_score(tmp_path):
+    from wavbrivl.sheets.auto2afc import auto_two_choice, auto_two_choice_study
+
+    key, enc, targets = study_fixture(tmp_path)
+    trials_a = [t for t in key["trials"] if t["run"] == "encoder-a"]
+    folder = key["runs"]["encoder-a"]
+    with pytest.raises(ValueError, match="no trials to score"):
+        auto_two_choice([], folder, enc, targets)
+    with pytest.raises(ValueError, match=r"trials of one run expected, got runs \['encoder-a', "):
+        auto_two_choice(key["trials"], folder, enc, targets)
+    first = trials_a[0]["clip_id"]
+    gappy = {c: v for c, v in targets.items() if c != first}
+    with pytest.raises(
+        KeyError, match=rf"run 'encoder-a': no audio target for clip\(s\) \['{first}'\]"
+    ):
+        auto_two_choice(trials_a, folder, enc, gappy)
+    long = {c: np.ones(4) for c in targets}
+    with pytest.raises(ValueError, match=r"has shape \(4,\), the image encoder gives \(3,\)"):
+        auto_two_choice(trials_a, folder, enc, long)
+    runs = list(dict.fromkeys(t["run"] for t in key["trials"]))  # in the trials' order
+    for what, enc_map, tgt_map, folders in [
+        ("image encoder", {}, dict.fromkeys(runs, targets), None),
+        ("targets", dict.fromkeys(runs, enc), {}, None),
+        ("folder", dict.fromkeys(runs, enc), dict.fromkeys(runs, targets), {}),
+    ]:
+        with pytest.raises(KeyError, match=f"no {what} given for run '{runs[0]}'"):
+            auto_two_choice_study(key, enc_map, tgt_map, folders, n_boot=5)
+
+
+def test_auto_score_defaults(tmp_path, monkeypatch):
+    import wavbrivl.sheets.auto2afc as auto2afc
+
+    key, enc, targets = study_fixture(tmp_path)
+    calls = []
+
+    def spy(counts, n_boot, seed):
+        calls.append((n_boot, seed))
+        return np.array([[10.0, 20.0], [80.0, 90.0]])
+
+    monkeypatch.setattr(auto2afc, "bootstrap_percent_ci", spy)
+    trials_a = [t for t in key["trials"] if t["run"] == "encoder-a"]
+    score = auto2afc.auto_two_choice(trials_a, key["runs"]["encoder-a"], enc, targets)
+    assert calls == [(10_000, 0)] and score.ci95 == (10.0, 20.0)
+    assert (score.encoder, score.encoder_fingerprint) == ("mean-colour", "test")
+    runs = list(dict.fromkeys(t["run"] for t in key["trials"]))
+    scores = auto2afc.auto_two_choice_study(
+        key, dict.fromkeys(runs, enc), dict.fromkeys(runs, targets)
+    )
+    assert calls[1:] == [(10_000, 0), (10_000, 0)] and list(scores) == runs
+    auto2afc.auto_two_choice_study(
+        key, dict.fromkeys(runs, enc), dict.fromkeys(runs, targets), n_boot=4, seed=9
+    )
+    assert calls[3:] == [(4, 9), (4, 9)]
+
+
+# --- the grid's layout, files and long lists (pinned) --------------------------------------------
+
+
+def test_grid_layout_is_pinned(tmp_path):
+    long_label = "one two three four five six seven eight nine ten eleven twelve"
+    clips = {"a_0": ("bell", RED), "b_0": (long_label, GREEN), "c_0": (" ", BLUE)}
+    run_a = load_generation_run("A", make_run(tmp_path / "a", clips))
+    run_b = load_generation_run("B", make_run(tmp_path / "b", clips))
+    fig, _ = plot_grid([run_a, run_b], ["a_0", "b_0", "c_0"])
+    assert tuple(fig.get_size_inches()) == pytest.approx((1.6 * 3 + 1.2, 1.6 * 2 + 0.9))
+    pars = fig.subplotpars
+    assert (pars.left, pars.right, pars.top) == pytest.approx((0.6 / 6.0, 0.99, 0.98))
+    assert (pars.wspace, pars.hspace, pars.bottom) == pytest.approx((0.05, 0.05, 0.8 / 4.1))
+    assert fig.axes[0].yaxis.label.get_fontsize() == 9
+    assert fig.axes[3].xaxis.label.get_fontsize() == 8
+    assert all(len(ax.get_xticks()) == 0 and len(ax.get_yticks()) == 0 for ax in fig.axes)
+    # textwrap at 18 characters, 3 lines at most, "…" for the rest; a blank label stays itself
+    assert [ax.get_xlabel() for ax in fig.axes[3:]] == [
+        "bell",
+        "one two three four\nfive six seven\neight nine ten…",
+        " ",
+    ]
+    fig, _ = plot_grid([run_a], ["b_0"], cell_inches=2.0, wrap_chars=10)
+    assert tuple(fig.get_size_inches()) == pytest.approx((2.0 + 1.2, 2.0 + 0.9))
+    assert fig.axes[0].get_xlabel() == "one two\nthree four\nfive six…"
+
+
+def test_grid_files_are_reproducible_and_sized_by_dpi(tmp_path):
+    run = load_generation_run("A", make_run(tmp_path / "a", {"a_0": ("bell", RED)}))
+    png, pdf = tmp_path / "g.png", tmp_path / "g.pdf"
+    write_grid([run], png, pdf)
+    with Image.open(png) as image:
+        assert image.size == (round((1.6 + 1.2) * 150), round((1.6 + 0.9) * 150))
+        assert "Software" not in image.info
+    data = pdf.read_bytes()
+    assert b"/CreationDate" not in data and b"/Creator" not in data
+    write_grid([run], png, dpi=50)
+    with Image.open(png) as image:
+        assert image.size == (round(2.8 * 50), round(2.5 * 50))
+
+
+def test_long_lists_of_clips_are_cut_to_ten_in_messages(tmp_path):
+    many = [f"m{i:02d}_0" for i in range(12)]
+    run_a = load_generation_run(
+        "A", make_run(tmp_path / "a", {c: ("dog", RED) for c in ["x_0", *many]})
+    )
+    run_b = load_generation_run("B", make_run(tmp_path / "b", {"x_0": ("dog", RED)}))
+    with pytest.raises(KeyError, match=r"clip\(s\) \['m00_0', .*'m09_0'\]\"?$") as err:
+        plot_grid([run_a, run_b], many)
+    assert "m10_0" not in str(err.value)
+    with pytest.raises(KeyError) as err:
+        plot_grid([run_a], many, real_frames={})
+    assert "m09_0" in str(err.value) and "m10_0" not in str(err.value)
+    media = make_media(tmp_path / "m.parquet", {"x_0": RED})
+    with pytest.raises(KeyError) as err:
+        load_real_frames([media], many)
+    assert "m09_0: not in" in str(err.value) and "m10_0" not in str(err.value)
+    folders, targets, clips = make_many(tmp_path / "pair", 12)
+    gappy = {"A": targets["A"], "B": {}}
+    with pytest.raises(KeyError) as err:
+        compare_runs(("A", "B"), folders, BatchSpyEncoder(), gappy, clips)
+    assert clips[9] in str(err.value) and clips[10] not in str(err.value)
+    for clip in clips:
+        (folders["B"] / f"{clip}.png").unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        compare_runs(("A", "B"), folders, BatchSpyEncoder(), targets, clips)
+    assert clips[9] in str(err.value) and clips[10] not in str(err.value)
+
+
+def test_select_columns_needs_at_least_one(tmp_path):
+    from wavbrivl.sheets.grid import select_columns
+
+    run = load_generation_run(
+        "A", make_run(tmp_path / "a", {"x_0": ("dog", RED), "y_0": ("cat", RED)})
+    )
+    assert select_columns(run, 1) == ["y_0"]
+    with pytest.raises(ValueError, match="max_columns must be >= 1, got 0"):
+        select_columns(run, 0)

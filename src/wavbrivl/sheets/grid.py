@@ -54,7 +54,7 @@ def run_row_label(run: GenerationRun) -> str:
     entry and no method is a VQGAN run.
     """
     try:
-        record = json.loads((Path(run.folder) / GENERATION_JSON).read_text(encoding="utf-8"))
+        record = json.loads((Path(run.folder) / GENERATION_JSON).read_bytes())  # UTF-8 by RFC 8259
     except (OSError, ValueError):
         record = {}
     if not isinstance(record, dict):
