@@ -54,15 +54,15 @@ def assemble_sheets(
     runs = {
         name: run.with_labels(labels) for name, run in load_generation_runs(run_folders).items()
     }
-    if compare is not None:
-        compare = _check_compare(compare, run_folders)
+    pair = _check_compare(compare, run_folders) if compare is not None else None
     run_list = list(runs.values())
     shared = set(common_clips(run_list))
     for run in run_list:
         left_out = [cid for cid in run.clips if cid not in shared]
         if left_out:
             log(
-                f"grid: {len(left_out)} clip(s) of run {run.name} left out, not in every run: {left_out[:10]}"
+                f"grid: {len(left_out)} clip(s) of run {run.name} left out, not in every "
+                f"run: {left_out[:10]}"
             )
     columns = grid_columns(run_list, max_columns)
     real_frames = load_real_frames(media_paths, columns) if real_frame_row else None
@@ -105,8 +105,8 @@ def assemble_sheets(
         else {}
     )
     comparison = None
-    if compare is not None:
-        comparison = _compare(compare, run_folders, runs, encoder, log)
+    if pair is not None:
+        comparison = _compare(pair, run_folders, runs, encoder, log)
     write_auto_scores(scores, kit.study_id, out / "auto2afc.json", comparison)
     for name, why in skipped.items():
         log(f"automatic score: run {name} skipped ({why})")
