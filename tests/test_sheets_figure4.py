@@ -756,3 +756,34 @@ def test_select_columns_needs_at_least_one(tmp_path):
     assert select_columns(run, 1) == ["y_0"]
     with pytest.raises(ValueError, match="max_columns must be >= 1, got 0"):
         select_columns(run, 0)
+
+
+def test_real_frame_reasons_are_joined_by_semicolons(tmp_path):
+    bad = {"clip_id": "bad_0", "status": "bad_media", "reason": "no video", "notes": ""}
+    media = make_media(tmp_path / "m.parquet", {"x_0": RED}, [bad])
+    with pytest.raises(KeyError) as err:
+        load_real_frames([media], ["gone_0", "bad_0"])
+    assert "(bad_0: media status bad_media: no video; gone_0: not in the media shards)" in str(
+        err.value
+    )
+
+
+def test_write_grid_passes_its_options_and_shows_twelve_clips_by_default(tmp_path, monkeypatch):
+    import wavbrivl.sheets.grid as grid
+
+    clips = {f"k{i:02d}_0": (f"class{i:02d}", RED) for i in range(13)}
+    run = load_generation_run("A", make_run(tmp_path / "a", clips))
+    assert len(write_grid([run], tmp_path / "g.png")) == 12
+    seen = []
+    real_plot = grid.plot_grid
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real_plot(*args, **kwargs)
+
+    monkeypatch.setattr(grid, "plot_grid", spy)
+    frames = {"k00_0": Image.new("RGB", (4, 4), BLUE)}
+    write_grid(
+        [run], tmp_path / "h.png", None, ["k00_0"], real_frames=frames, row_labels={"A": "x"}
+    )
+    assert seen[0]["row_labels"] == {"A": "x"} and seen[0]["real_frames"] is frames
