@@ -286,6 +286,7 @@ VECTORS = {  # what the look-up encoder answers for each flat colour (not unit o
     BLUE: E3,
     YELLOW: E1 + E2,
     MAGENTA: E1 + E3,
+    (0, 0, 0): np.zeros(3),  # black: an image the encoder cannot place
 }
 
 
@@ -787,3 +788,12 @@ def test_write_grid_passes_its_options_and_shows_twelve_clips_by_default(tmp_pat
         [run], tmp_path / "h.png", None, ["k00_0"], real_frames=frames, row_labels={"A": "x"}
     )
     assert seen[0]["row_labels"] == {"A": "x"} and seen[0]["real_frames"] is frames
+
+
+def test_a_zero_image_embedding_is_refused_naming_the_run(tmp_path):
+    folders, targets = make_pair(tmp_path)
+    for run in ("A", "B"):
+        black = tmp_path / f"black_{run}"
+        folders_black = {**folders, run: make_run(black, {"c1_0": ("dog", (0, 0, 0))})}
+        with pytest.raises(ValueError, match=f"run '{run}': image of c1_0: zero or non-finite"):
+            compare_runs(("A", "B"), folders_black, LookupEncoder(), targets, ["c1_0"])
