@@ -208,11 +208,15 @@ def test_grid_refuses_clips_not_in_every_run_naming_run_and_clip(tmp_path):
     assert common_clips([run_a]) == ["x_0", "y_0"]
     with pytest.raises(KeyError, match=r"run 'B' \(.*\) has no image for clip\(s\) \['y_0'\]"):
         plot_grid([run_a, run_b], ["x_0", "y_0"])
-    with pytest.raises(ValueError, match=r"the runs \['A', 'B', 'C'\] have no clip in common"):
+    with pytest.raises(
+        ValueError,
+        match=r"^the runs \['A', 'B', 'C'\] have no clip in common: every run must have "
+        r"generated the grid's clips$",
+    ):
         plot_grid([run_a, run_b, run_c])
     with pytest.raises(ValueError, match="at least one run"):
         plot_grid([])
-    with pytest.raises(ValueError, match="at least one run"):
+    with pytest.raises(ValueError, match="^the grid needs at least one run$"):
         common_clips([])
     with pytest.raises(ValueError, match="at least one clip"):
         plot_grid([run_a], [])
@@ -788,6 +792,7 @@ def test_write_grid_passes_its_options_and_shows_twelve_clips_by_default(tmp_pat
         [run], tmp_path / "h.png", None, ["k00_0"], real_frames=frames, row_labels={"A": "x"}
     )
     assert seen[0]["row_labels"] == {"A": "x"} and seen[0]["real_frames"] is frames
+    assert write_grid([run], tmp_path / "i.png", max_columns=2) == ["k00_0", "k01_0"]
 
 
 def test_a_zero_image_embedding_is_refused_naming_the_run(tmp_path):
