@@ -802,3 +802,22 @@ def test_a_zero_image_embedding_is_refused_naming_the_run(tmp_path):
         folders_black = {**folders, run: make_run(black, {"c1_0": ("dog", (0, 0, 0))})}
         with pytest.raises(ValueError, match=f"run '{run}': image of c1_0: zero or non-finite"):
             compare_runs(("A", "B"), folders_black, LookupEncoder(), targets, ["c1_0"])
+
+
+def test_grid_defaults_wrap_and_greyscale_images(tmp_path):
+    clips = {f"k{i:02d}_0": (f"class{i:02d}", RED) for i in range(13)}
+    clips["k00_0"] = ("abcdefghij klmnopqr stu", RED)
+    run = load_generation_run("A", make_run(tmp_path / "a", clips))
+    fig, columns = plot_grid([run])
+    assert len(columns) == 12  # the default max_columns
+    assert fig.axes[0].get_xlabel() == "abcdefghij\nklmnopqr stu"  # wrapped at 18
+    with pytest.raises(ValueError, match="^the grid needs at least one run$"):
+        plot_grid([])
+    with pytest.raises(ValueError, match="^the grid needs at least one clip$"):
+        plot_grid([run], [])
+    # a greyscale PNG is drawn grey, not through a colour map
+    Image.new("L", (24, 24), 128).save(tmp_path / "a" / "k00_0.png")
+    png = tmp_path / "g.png"
+    write_grid([run], png, clip_ids=["k00_0"])
+    found = cell_centres(png, {"grey": (128, 128, 128)}, tol=6, min_pixels=500)
+    assert found["grey"] is not None
