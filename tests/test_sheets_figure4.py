@@ -821,3 +821,10 @@ def test_grid_defaults_wrap_and_greyscale_images(tmp_path):
     write_grid([run], png, clip_ids=["k00_0"])
     found = cell_centres(png, {"grey": (128, 128, 128)}, tol=6, min_pixels=500)
     assert found["grey"] is not None
+
+
+def test_a_greyscale_real_frame_is_drawn_grey(tmp_path):
+    run = load_generation_run("A", make_run(tmp_path / "a", {"x_0": ("dog", RED)}))
+    png = tmp_path / "g.png"
+    write_grid([run], png, real_frames={"x_0": Image.new("L", (24, 24), 60)})
+    assert cell_centres(png, {"grey": (60, 60, 60)}, tol=6, min_pixels=500)["grey"] is not None
