@@ -374,6 +374,10 @@ def test_comparison_shares_and_margins_match_the_hand_computation(tmp_path):
 
     one = compare_runs(("A", "B"), folders, LookupEncoder(), targets, ["c2_0"], n_boot=50)
     assert one.share == {"A": 0.0, "B": 100.0} and one.n_ties == 0 and one.n_clips == 1
+    won = compare_runs(("A", "B"), folders, LookupEncoder(), targets, ["c4_0"], n_boot=50)
+    assert won.margins["c4_0"] == pytest.approx(1.0) and won.n_ties == 0  # margin 1 is a win
+    tie = compare_runs(("A", "B"), folders, LookupEncoder(), targets, ["c5_0"], n_boot=50)
+    assert tie.n_ties == 1 and tie.share == {"A": 50.0, "B": 50.0}
 
 
 def test_comparison_interval_follows_the_seed_and_the_draws(tmp_path):
