@@ -832,3 +832,11 @@ def test_a_greyscale_real_frame_is_drawn_grey(tmp_path):
     png = tmp_path / "g.png"
     write_grid([run], png, real_frames={"x_0": Image.new("L", (24, 24), 60)})
     assert cell_centres(png, {"grey": (60, 60, 60)}, tol=6, min_pixels=500)["grey"] is not None
+
+
+def test_dollar_signs_in_run_names_and_labels_are_text(tmp_path):
+    odd = r"$\notacommand$ 50%"
+    run = load_generation_run("A", make_run(tmp_path / "a", {"x_0": (odd, RED)}))
+    run = type(run)(name=odd, folder=run.folder, clips=run.clips)
+    write_grid([run], tmp_path / "g.png")  # rendering mathtext would fail on "\notacommand"
+    write_grid([run], tmp_path / "h.png", real_frames={"x_0": Image.new("RGB", (4, 4), RED)})
