@@ -638,7 +638,7 @@ def test_auto_score_refuses_trials_it_cannot_score(tmp_path):
     key, enc, targets = study_fixture(tmp_path)
     trials_a = [t for t in key["trials"] if t["run"] == "encoder-a"]
     folder = key["runs"]["encoder-a"]
-    with pytest.raises(ValueError, match="no trials to score"):
+    with pytest.raises(ValueError, match="^no trials to score$"):
         auto_two_choice([], folder, enc, targets)
     with pytest.raises(ValueError, match=r"trials of one run expected, got runs \['encoder-a', "):
         auto_two_choice(key["trials"], folder, enc, targets)
@@ -840,3 +840,25 @@ def test_dollar_signs_in_run_names_and_labels_are_text(tmp_path):
     run = type(run)(name=odd, folder=run.folder, clips=run.clips)
     write_grid([run], tmp_path / "g.png")  # rendering mathtext would fail on "\notacommand"
     write_grid([run], tmp_path / "h.png", real_frames={"x_0": Image.new("RGB", (4, 4), RED)})
+
+
+def test_auto_score_embeds_in_batches_of_16_by_default(tmp_path):
+    from wavbrivl.hashing import sha256_of
+    from wavbrivl.sheets.auto2afc import auto_two_choice
+
+    folders, targets, clips = make_many(tmp_path, 20)
+    folder = folders["A"]
+    trials = [
+        {
+            "trial_id": f"t{i:03d}",
+            "run": "A",
+            "clip_id": clip,
+            "other_clip_id": clips[(i + 1) % len(clips)],
+            "match_image_sha256": sha256_of(folder / f"{clip}.png"),
+            "other_image_sha256": sha256_of(folder / f"{clips[(i + 1) % len(clips)]}.png"),
+        }
+        for i, clip in enumerate(clips)
+    ]
+    spy = BatchSpyEncoder()
+    score = auto_two_choice(trials, folder, spy, targets["A"], n_boot=10)
+    assert spy.batches == [16, 4] and score.n_trials == 20
