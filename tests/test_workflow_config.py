@@ -57,6 +57,8 @@ def test_valid_config_plans_one_job_per_shard(tmp_path):
         (("extract", "frame_policy"), "first", "extract.frame_policy", "first"),
         (("datasets", "vgg", "format"), "kinetics", "datasets.vgg.format", "kinetics"),
         (("datasets", "vgg", "typo_key"), True, "datasets.vgg", "typo_key"),
+        (("sheets", "compare"), ["only_one"], "sheets.compare", "too short"),
+        (("sheets", "compare"), ["no_such_run", "other"], "sheets.compare", "no_such_run"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, path, value, key, words):
@@ -67,6 +69,18 @@ def test_bad_config_stops_before_any_job(tmp_path, path, value, key, words):
     assert words in out
     assert "Job stats" not in out
     assert not (tmp_path / "results").exists()
+
+
+def test_sheets_compare_names_two_different_entries_of_sheets_runs(tmp_path):
+    cfg = _with(("sheets", "runs"), ["r1", "r2"])
+    cfg["sheets"]["compare"] = ["r1", "r1"]
+    result = _dry_run(tmp_path, cfg)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "invalid config at 'sheets.compare': ['r1', 'r1'] must name two different runs" in out
+    assert "of sheets.runs ['r1', 'r2']" in out
+    cfg["sheets"]["compare"] = ["r2", "r1"]
+    assert _dry_run(tmp_path, cfg).returncode == 0
 
 
 def test_audioset_dataset_needs_a_split_name(tmp_path):

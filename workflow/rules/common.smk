@@ -385,13 +385,16 @@ def sheet_runs():
 
 
 def _check_study_config(sheets):
-    """sheets.compare names two different runs of the sheets; careless raters <= raters."""
-    compare = sheets["compare"]
-    if compare and (compare[0] == compare[1] or not set(compare) <= set(sheet_runs())):
-        raise ValueError(
-            f"invalid config at 'sheets.compare': {compare} must be two different runs of "
-            f"sheets.runs {sheet_runs()}"
-        )
+    """sheets.compare names two different runs of the sheets; careless raters <= raters
+    (before any job starts)."""
+    pair = sheets["compare"]
+    if pair is not None:
+        unknown = [name for name in pair if name not in sheet_runs()]
+        if pair[0] == pair[1] or unknown:
+            raise ValueError(
+                f"invalid config at 'sheets.compare': {pair} must name two different runs "
+                f"of sheets.runs {sheet_runs()}"
+            )
     simulate = sheets["simulate"]
     if simulate["careless"] > simulate["raters"]:
         raise ValueError(

@@ -19,6 +19,8 @@ with job_log(snakemake.log[0]) as log:
         show_labels=cfg["show_labels"],
         max_audio_seconds=cfg["max_audio_seconds"],
         max_columns=cfg["max_columns"],
+        real_frame_row=cfg["real_frame_row"],
+        compare=cfg["compare"],
         answers=list(snakemake.input.answers),
         catch_rate=cfg["catch_rate"],
         compare=cfg["compare"],

@@ -5,6 +5,13 @@ that clip over the other image, under the frozen image encoder? Both images are 
 with ``encoder.encode_images``; the trial is correct when cos(target, match) > cos(target,
 other), half correct on an exact tie (so a collapsed encoder scores chance, 50 %, not 0 or
 100). Reported as % correct with a seeded bootstrap 95 % interval over trials.
+
+Two runs can also be compared (:func:`compare_runs`, ``sheets.compare``): for each clip both
+runs generated, which of the two images fits the sound better, i.e. has the larger cosine to
+the clip's audio target under the frozen encoder. The target is the normalised sum of the
+two runs' unit g(audio) (neither run's audio encoder is favoured; for two generators of one
+trained run it is that run's g(audio)). Each run's share of wins (a tie counts half to each)
+is reported with a seeded bootstrap 95 % interval over clips.
 """
 
 from __future__ import annotations
@@ -160,9 +167,98 @@ def auto_two_choice_study(
     return scores
 
 
+@dataclass(frozen=True)
+class RunComparison:
+    """Automatic two-choice comparison of two runs over the clips both generated."""
+
+    runs: tuple[str, str]
+    n_clips: int
+    share: dict[str, float]  # run -> % of clips whose image of this run fits the sound better
+    ci95: dict[str, tuple[float, float]]  # run -> bootstrap 95 % interval of its share
+    n_ties: int
+    encoder: str
+    encoder_fingerprint: str
+    margins: dict[str, float]  # clip_id -> cos(target, image of runs[0]) - cos(target, runs[1])
+
+
+def compare_runs(
+    runs: tuple[str, str],
+    folders: Mapping[str, str | os.PathLike],
+    encoder: Any,
+    targets: Mapping[str, Mapping[str, np.ndarray]],
+    clip_ids: Sequence[str],
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> RunComparison:
+    """Which of the two runs' images (``<folder>/<clip_id>.png``) fits each clip's sound better.
+
+    ``targets`` is keyed by run, then clip (each run's g(audio)); every clip of ``clip_ids``
+    needs both runs' image and target, else an error names the run and the clips.
+    """
+    run_a, run_b = runs
+    if run_a == run_b:
+        raise ValueError(f"compare two different runs, got {run_a!r} twice")
+    if not clip_ids:
+        raise ValueError(f"runs {run_a!r} and {run_b!r}: no clip to compare")
+    image_emb = {}
+    for run in runs:
+        missing = [cid for cid in clip_ids if cid not in targets[run]]
+        if missing:
+            raise KeyError(f"run {run!r}: no audio target for clip(s) {missing[:10]}")
+        folder = Path(folders[run])
+        paths = {cid: generated_png_path(folder, cid) for cid in clip_ids}
+        lacking = [cid for cid, path in paths.items() if not path.is_file()]
+        if lacking:
+            raise FileNotFoundError(f"run {run!r}: no image in {folder} for clip(s) {lacking[:10]}")
+        image_emb[run] = embed_images(encoder, paths, batch_size)
+    margins: dict[str, float] = {}
+    for cid in clip_ids:
+        t_a = _unit(targets[run_a][cid], f"run {run_a!r}: target of {cid}")
+        t_b = _unit(targets[run_b][cid], f"run {run_b!r}: target of {cid}")
+        if t_a.shape != t_b.shape or t_a.shape != image_emb[run_a][cid].shape:
+            raise ValueError(
+                f"clip {cid}: targets of shapes {t_a.shape} ({run_a}) and {t_b.shape} ({run_b}), "
+                f"the image encoder gives {image_emb[run_a][cid].shape}"
+            )
+        target = _unit(t_a + t_b, f"summed targets of {cid}")
+        sim_a = target @ _unit(image_emb[run_a][cid], f"run {run_a!r}: image of {cid}")
+        sim_b = target @ _unit(image_emb[run_b][cid], f"run {run_b!r}: image of {cid}")
+        margins[cid] = float(sim_a - sim_b)
+    margin = np.array(list(margins.values()))  # (C,)
+    wins_a = np.where(margin > 0, 1.0, np.where(margin == 0, 0.5, 0.0))  # (C,)
+    ci = bootstrap_percent_ci(np.stack([wins_a, 1.0 - wins_a], axis=1), n_boot, seed)  # (2, 2)
+    share_a = float(100.0 * wins_a.mean())
+    return RunComparison(
+        runs=(run_a, run_b),
+        n_clips=len(margins),
+        share={run_a: share_a, run_b: 100.0 - share_a},
+        ci95={run_a: (float(ci[0, 0]), float(ci[0, 1])), run_b: (float(ci[1, 0]), float(ci[1, 1]))},
+        n_ties=int((margin == 0).sum()),
+        encoder=str(getattr(encoder, "name", type(encoder).__name__)),
+        encoder_fingerprint=str(getattr(encoder, "fingerprint", "")),
+        margins=margins,
+    )
+
+
 def write_auto_scores(
-    scores: Mapping[str, AutoScore], study_id: str, path: str | os.PathLike
+    scores: Mapping[str, AutoScore],
+    study_id: str,
+    path: str | os.PathLike,
+    comparison: RunComparison | Mapping[str, Any] | None = None,
 ) -> None:
-    """JSON read by ``wavbrivl.sheets.analysis --auto`` (put beside Table 1)."""
-    payload = {"study_id": study_id, "runs": {run: asdict(s) for run, s in scores.items()}}
+    """JSON read by ``wavbrivl.sheets.analysis --auto`` (put beside Table 1).
+
+    ``comparison`` (a :class:`RunComparison`, or a dict saying why none was made) goes under
+    the key ``comparison``; without one the key is absent.
+    """
+    payload: dict[str, Any] = {
+        "study_id": study_id,
+        "runs": {run: asdict(s) for run, s in scores.items()},
+    }
+    if comparison is not None:
+        payload["comparison"] = (
+            asdict(comparison) if isinstance(comparison, RunComparison) else dict(comparison)
+        )
     write_text_atomic(path, json.dumps(payload, indent=1) + "\n")

@@ -10,8 +10,19 @@ from typing import Any
 from wavbrivl.generate.records import GENERATION_JSON, TARGETS_PARQUET, read_targets
 from wavbrivl.manifest.labels import read_clip_labels
 from wavbrivl.sheets import load_generation_runs
-from wavbrivl.sheets.auto2afc import auto_two_choice_study, write_auto_scores
-from wavbrivl.sheets.grid import write_grid
+from wavbrivl.sheets.auto2afc import (
+    RunComparison,
+    auto_two_choice_study,
+    compare_runs,
+    write_auto_scores,
+)
+from wavbrivl.sheets.grid import (
+    common_clips,
+    grid_columns,
+    load_real_frames,
+    run_row_label,
+    write_grid,
+)
 from wavbrivl.sheets.study import read_key, write_study
 
 
@@ -26,6 +37,8 @@ def assemble_sheets(
     show_labels: bool = False,
     max_audio_seconds: float | None = None,
     max_columns: int = 12,
+    real_frame_row: bool = False,
+    compare: Sequence[str] | None = None,
     answers: Sequence[str | Path] = (),
     catch_rate: float = 0.0,
     compare: Sequence[str] | None = None,
@@ -33,17 +46,41 @@ def assemble_sheets(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Figure-4 grid (PNG + PDF), the two-choice study page and its separate answer key, the
-    automatic two-choice score, and Table 1 when answer CSVs are given."""
+    automatic two-choice score, and Table 1 when answer CSVs are given.
+
+    The grid has one row per run over clips every run generated (a first row of real frames
+    from ``media_paths`` with ``real_frame_row``); ``compare`` (two run names) adds the
+    automatic comparison of those two runs to auto2afc.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels = read_clip_labels(manifest_path)
     runs = {
         name: run.with_labels(labels) for name, run in load_generation_runs(run_folders).items()
     }
-    columns = write_grid(
-        list(runs.values()), out / "grid.png", out / "grid.pdf", max_columns=max_columns
+    pair = _check_compare(compare, run_folders) if compare is not None else None
+    run_list = list(runs.values())
+    shared = set(common_clips(run_list))
+    for run in run_list:
+        left_out = [cid for cid in run.clips if cid not in shared]
+        if left_out:
+            log(
+                f"grid: {len(left_out)} clip(s) of run {run.name} left out, not in every "
+                f"run: {left_out[:10]}"
+            )
+    columns = grid_columns(run_list, max_columns)
+    real_frames = load_real_frames(media_paths, columns) if real_frame_row else None
+    write_grid(
+        run_list,
+        out / "grid.png",
+        out / "grid.pdf",
+        columns,
+        real_frames=real_frames,
+        row_labels={name: run_row_label(run) for name, run in runs.items()},
     )
-    log(f"grid: {len(runs)} run(s) x {len(columns)} clip(s)")
+    log(
+        f"grid: {len(runs)} run(s){' + real frames' if real_frame_row else ''} x "
+        f"{len(columns)} clip(s)"
+    )
     kit = write_study(
         list(runs.values()),
         media_paths,
@@ -65,8 +102,7 @@ def assemble_sheets(
     # encoder than the configured one are left out (and named), never scored by the wrong one.
     scored, skipped = {}, {}
     for name, folder in run_folders.items():
-        generation = json.loads((Path(folder) / GENERATION_JSON).read_text())
-        if generation["fingerprints"]["image_encoder"] == encoder.fingerprint:
+        if _image_fingerprint(folder) == encoder.fingerprint:
             scored[name] = read_targets(Path(folder) / TARGETS_PARQUET)
         else:
             skipped[name] = "generated with another image encoder than the configured one"
@@ -82,7 +118,10 @@ def assemble_sheets(
         if scored
         else {}
     )
-    write_auto_scores(scores, kit.study_id, out / "auto2afc.json")
+    comparison = None
+    if pair is not None:
+        comparison = _compare(pair, run_folders, runs, encoder, log)
+    write_auto_scores(scores, kit.study_id, out / "auto2afc.json", comparison)
     for name, why in skipped.items():
         log(f"automatic score: run {name} skipped ({why})")
     for name, score in scores.items():
@@ -106,6 +145,7 @@ def assemble_sheets(
         "study_id": kit.study_id,
         "columns": columns,
         "auto": {n: s.percent_correct for n, s in scores.items()},
+        "comparison": comparison.share if isinstance(comparison, RunComparison) else None,
     }
 
 
@@ -150,3 +190,55 @@ def simulate_study(
         pooled = ", ".join(f"{o} {p:.1f} %" for o, p in r["pooled"].items())
         log(f"{row}: {pooled} ({r['n_sessions']} raters)")
     return table
+
+
+def _image_fingerprint(folder: str | Path) -> str:
+    generation = json.loads((Path(folder) / GENERATION_JSON).read_text(encoding="utf-8"))
+    return generation["fingerprints"]["image_encoder"]
+
+
+def _check_compare(compare: Sequence[str], run_folders: Mapping[str, Any]) -> tuple[str, str]:
+    """``sheets.compare``: two different entries of the sheets' runs."""
+    pair = tuple(compare)
+    if len(pair) != 2 or pair[0] == pair[1]:
+        raise ValueError(f"sheets.compare needs two different runs, got {list(pair)}")
+    unknown = [name for name in pair if name not in run_folders]
+    if unknown:
+        raise ValueError(
+            f"sheets.compare names {unknown}, which are not among the sheets' runs "
+            f"{list(run_folders)}"
+        )
+    return pair[0], pair[1]
+
+
+def _compare(
+    pair: tuple[str, str],
+    run_folders: Mapping[str, str | Path],
+    runs: Mapping[str, Any],
+    encoder: Any,
+    log: Callable[[str], None],
+) -> RunComparison | dict[str, Any]:
+    """The automatic comparison, or a note saying why it was not made (another image space)."""
+    other = [n for n in pair if _image_fingerprint(run_folders[n]) != encoder.fingerprint]
+    if other:
+        why = (
+            f"run(s) {other} generated with another image encoder than the configured one "
+            f"({encoder.fingerprint})"
+        )
+        log(f"automatic comparison {pair[0]} vs {pair[1]} not made: {why}")
+        return {"runs": list(pair), "skipped": why}
+    clips = common_clips([runs[pair[0]], runs[pair[1]]])
+    result = compare_runs(
+        pair,
+        run_folders,
+        encoder,
+        {n: read_targets(Path(run_folders[n]) / TARGETS_PARQUET) for n in pair},
+        clips,
+    )
+    a, b = pair
+    log(
+        f"automatic comparison over {result.n_clips} clip(s): {a} fits the sound better for "
+        f"{result.share[a]:.1f}% (95% CI {result.ci95[a][0]:.1f}-{result.ci95[a][1]:.1f}), "
+        f"{b} for {result.share[b]:.1f}% (95% CI {result.ci95[b][0]:.1f}-{result.ci95[b][1]:.1f})"
+    )
+    return result
