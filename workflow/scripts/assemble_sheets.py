@@ -23,7 +23,6 @@ with job_log(snakemake.log[0]) as log:
         compare=cfg["compare"],
         answers=list(snakemake.input.answers),
         catch_rate=cfg["catch_rate"],
-        compare=cfg["compare"],
         max_catch_fail=cfg["max_catch_fail"],
         log=lambda msg: print(msg, file=log, flush=True),
     )

@@ -41,7 +41,6 @@ def assemble_sheets(
     compare: Sequence[str] | None = None,
     answers: Sequence[str | Path] = (),
     catch_rate: float = 0.0,
-    compare: Sequence[str] | None = None,
     max_catch_fail: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
