@@ -145,8 +145,14 @@ def test_opposite_real_frames_give_zero_centroid_not_nan():
             ["a", "b"],
             "3-d but real-frame embeddings are 2-d",
         ),
-        (np.zeros((0, 2)), [], np.eye(2), ["a", "b"], "no generated-image embeddings"),
-        (np.eye(2), ["a", "b"], np.zeros((0, 2)), [], "no real-frame embeddings"),
+        (np.zeros((0, 2)), [], np.eye(2), ["a", "b"], "^no generated-image embeddings to score$"),
+        (
+            np.eye(2),
+            ["a", "b"],
+            np.zeros((0, 2)),
+            [],
+            "^no real-frame embeddings: class agreement needs a centroid per class$",
+        ),
         (np.array([[np.nan, 1.0]]), ["a"], np.eye(2), ["a", "b"], "non-finite"),
         (
             np.eye(2),
@@ -160,3 +166,13 @@ def test_opposite_real_frames_give_zero_centroid_not_nan():
 def test_bad_input_is_named(gen, gen_labels, real, real_labels, match):
     with pytest.raises(ValueError, match=match):
         class_agreement(gen, gen_labels, real, real_labels)
+
+
+def test_half_precision_input_is_computed_in_double():
+    # float16 squares of 1000 overflow (max 65504): a norm taken in half precision would be
+    # inf and every row would collapse to zero.
+    real = (np.array([[1.0, 0.0], [0.0, 1.0]]) * 1000).astype(np.float16)
+    gen = (np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]]) * 1000).astype(np.float16)
+    res = class_agreement(gen, ["a", "b", "a"], real, ["a", "b"])
+    assert res.predicted == ("a", "b", "b")
+    assert res.share == pytest.approx(2 / 3)

@@ -54,7 +54,7 @@ def class_centroids(real_emb: np.ndarray, real_labels: Sequence) -> tuple[list, 
     classes = sorted(set(labels))
     if not classes:
         raise ValueError("no real-frame embeddings: class agreement needs a centroid per class")
-    lab = np.array(labels, dtype=object)
+    lab = np.array(labels)
     cents = np.stack([real[lab == c].mean(axis=0) for c in classes])
     norms = np.linalg.norm(cents, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
@@ -82,7 +82,7 @@ def class_agreement(gen_emb, gen_labels, real_emb, real_labels) -> AgreementResu
         )
     nearest = np.argmax(gen @ cents.T, axis=1)  # (N, C) -> (N,)
     predicted = tuple(classes[i] for i in nearest)
-    hits = np.array([p == t for p, t in zip(predicted, labels, strict=True)])
+    hits = np.array([predicted[i] == labels[i] for i in range(len(labels))])
     per_class = {}
     for c in sorted(set(labels)):
         mask = np.array([t == c for t in labels])
