@@ -607,3 +607,46 @@ def test_tsv_rows_carry_fid_and_kid_when_computed():
     )
     assert rows["fid"] == ("fid", "123.5", "", "", "8", "", "")
     assert rows["kid"] == ("kid", "0.03125", "", "", "8", "", "std over subsets of 7: 0.0078125")
+
+
+def test_only_ok_frames_count_and_a_clip_twice_is_named(tmp_path):
+    run_dir, media, manifest, _ = make_run(tmp_path)
+    # a second shard: a failed clip that still carries a frame must not become a real frame
+    other = tmp_path / "media2.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "clip_id": ["x0"],
+                "status": ["bad_media"],
+                "reason": ["audio stream missing"],
+                "frame": pa.array([png_bytes(solid((1, 2, 3)))], pa.binary()),
+            }
+        ),
+        other,
+    )
+    lines = []
+    metrics = run_metrics(
+        run_dir, [media, other], manifest, ColourEncoder(), MetricsConfig(), log=lines.append
+    )
+    assert metrics["n_real_frames"] == 9
+    assert metrics["format"] == "wavbrivl.generation-metrics/1"
+    assert metrics["image_encoder"] == "colour"
+    assert lines[0] == "metrics: embedding 6 generated images, 9 real frames"
+    assert lines[1].startswith("metrics: AIS ")
+    assert "FID skipped (no Inception weights configured" in lines[1]
+    with pytest.raises(ValueError, match=r"media.parquet: clip 'r0' appears twice in the media"):
+        run_metrics(run_dir, [media, media], manifest, ColourEncoder(), MetricsConfig())
+
+
+def test_a_record_without_clips_scores_nothing(tmp_path):
+    run_dir, media, manifest, _ = make_run(tmp_path)
+    (run_dir / "generation.json").write_text("{}")
+    metrics = run_metrics(run_dir, [media], manifest, ColourEncoder(), MetricsConfig())
+    assert metrics["n_generated"] == 0
+    assert metrics["class_agreement"]["reason"] == "no generated images"
+
+
+def test_unit_rows_work_in_double_precision():
+    # float16 squares of 300 and 400 overflow (max 65504): a half-precision norm is inf
+    out = unit_rows(np.array([[300.0, 400.0]], dtype=np.float16), "x")
+    np.testing.assert_allclose(out, [[0.6, 0.8]], rtol=1e-3)
