@@ -631,6 +631,15 @@ def test_only_ok_frames_count_and_a_clip_twice_is_named(tmp_path):
     assert metrics["n_real_frames"] == 9
     assert metrics["format"] == "wavbrivl.generation-metrics/1"
     assert metrics["image_encoder"] == "colour"
+    assert metrics["config"] == {
+        "inception_weights": None,
+        "min_images_for_fid": 50,
+        "kid_subset_size": 1000,
+        "bootstrap_samples": 1000,
+        "seed": 0,
+        "inception_layer": "2048",
+    }
+    assert metrics["bootstrap"] == {"samples": 1000, "seed": 0, "level": 0.95}
     assert lines[0] == "metrics: embedding 6 generated images, 9 real frames"
     assert lines[1].startswith("metrics: AIS ")
     assert "FID skipped (no Inception weights configured" in lines[1]
