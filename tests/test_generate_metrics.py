@@ -659,3 +659,41 @@ def test_unit_rows_work_in_double_precision():
     # float16 squares of 300 and 400 overflow (max 65504): a half-precision norm is inf
     out = unit_rows(np.array([[300.0, 400.0]], dtype=np.float16), "x")
     np.testing.assert_allclose(out, [[0.6, 0.8]], rtol=1e-3)
+
+
+def test_summary_line_and_json_layout(tmp_path, monkeypatch):
+    from wavbrivl.generate import metrics as metrics_module
+    from wavbrivl.generate.metrics import summary_line
+
+    base = {
+        "ais": {"mean": 0.25},
+        "iis": {"mean": 0.5},
+        "class_agreement": {"share": 0.75, "chance": 0.125},
+        "fid_kid": {"fid": 12.5, "reason": None},
+    }
+    assert summary_line(base) == (
+        "AIS 0.25, IIS 0.5, class agreement 0.75 (chance 0.125), FID 12.5"
+    )
+    skipped = base | {"fid_kid": {"fid": None, "reason": "too few images"}}
+    assert summary_line(skipped).endswith("FID skipped (too few images)")
+
+    seen = {}
+
+    def fake_fid_kid(gen, real, cfg, *, device="cpu"):
+        seen["device"] = device
+        return {
+            "fid": None,
+            "kid_mean": None,
+            "kid_std": None,
+            "kid_subset_size": None,
+            "n_generated": len(gen),
+            "n_real": len(real),
+            "reason": "stub",
+        }
+
+    monkeypatch.setattr(metrics_module, "fid_kid", fake_fid_kid)
+    run_dir, media, manifest, _ = make_run(tmp_path)
+    run_metrics(run_dir, [media], manifest, ColourEncoder(), MetricsConfig(), device="cuda:1")
+    assert seen["device"] == "cuda:1"
+    text = (run_dir / METRICS_JSON).read_text()
+    assert text.splitlines()[:2] == ["{", ' "ais": {']  # sorted keys, one-space indent
