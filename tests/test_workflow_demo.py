@@ -99,6 +99,14 @@ def test_generation_and_sheets_are_written(demo_run):
     assert {"vqgan_fingerprint", "image_encoder_fingerprint"} <= set(meta)
     generation = json.loads((gen / "generation.json").read_text())
     assert set(generation["fingerprints"]) >= {"vqgan", "image_encoder"}
+    metrics = json.loads((gen / "metrics.json").read_text())  # docs/generation-metrics.md
+    assert metrics["n_generated"] == 6
+    assert metrics["ais"]["n"] == 6 and metrics["iis"]["n"] == 6
+    assert metrics["class_agreement"]["n"] == 6
+    assert 0 < metrics["class_agreement"]["chance"] < 1
+    assert metrics["fid_kid"]["fid"] is None  # the demo has no Inception weights
+    assert "no Inception weights" in metrics["fid_kid"]["reason"]
+    assert (gen / "metrics.tsv").read_text().startswith("metric\tvalue\tci95_low")
     sheets = demo_run / "results/sheets/demo"
     for name in ("grid.png", "grid.pdf", "study.html", "answer_key.json", "auto2afc.json"):
         assert (sheets / name).stat().st_size > 0, name
@@ -130,6 +138,7 @@ def test_report_holds_grid_curves_metrics_and_study_kit(demo_run):
     names = {n.rsplit("/", 1)[-1] for n in zipfile.ZipFile(demo_run / "report.zip").namelist()}
     assert {"grid.png", "curves.png", "metrics.tsv", "retrieval.png", "study.html"} <= names
     assert "table1.html" in names  # Table 1 of the simulated raters
+    assert "metrics.json" in names  # the generation metrics (the retrieval's json is not shown)
 
 
 def test_embeddings_carry_the_checkpoint_fingerprint(demo_run):

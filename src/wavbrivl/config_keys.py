@@ -112,6 +112,7 @@ TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("generate", "save_every", RERUN, "progress frames written"),
     ("generate", "init", RERUN, "initial latents"),
     ("generate", "device", RUNTIME, "where the models run"),
+    ("generate", "metrics", RERUN, "the metrics (Inception weights also by content)"),
 )
 
 

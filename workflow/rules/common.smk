@@ -369,7 +369,14 @@ def get_generation_inputs(wildcards):
         inputs["vqgan_ckpt"] = existing(config["generate"]["vqgan_ckpt"])
         inputs["vqgan_yaml"] = existing(config["generate"]["vqgan_yaml"])
     inputs.update(get_wavlm_input())
+    if inception_weights():
+        inputs["inception"] = existing(inception_weights())
     return inputs
+
+
+def inception_weights():
+    """The generation metrics' local Inception file (FID/KID), or None."""
+    return (config["generate"].get("metrics") or {}).get("inception_weights")
 
 
 def get_generate_params(wildcards):
@@ -377,6 +384,8 @@ def get_generate_params(wildcards):
     params = rerun_params("generate", config["generate"])
     if config["generate"]["vqgan"] == "taming":
         params["vqgan_sha256"] = file_sha256(config["generate"]["vqgan_ckpt"])
+    if inception_weights() and os.path.exists(inception_weights()):
+        params["inception_sha256"] = file_sha256(inception_weights())
     return params
 
 

@@ -3,7 +3,15 @@ rule generate_images:
         unpack(get_generation_inputs),
         model="results/models/{run}/audio_encoder.pt",
     output:
-        directory("results/generation/{run}/{dataset}"),
+        # metrics.json / metrics.tsv are written inside the folder after the images
+        # (docs/generation-metrics.md); the report shows them.
+        report(
+            directory("results/generation/{run}/{dataset}"),
+            patterns=["metrics.{ext}"],
+            caption="../report/generation_metrics.rst",
+            category="Generation",
+            subcategory="{run}",
+        ),
     log:
         "logs/generate_images/{run}/{dataset}.log",
     benchmark:

@@ -1,9 +1,14 @@
-"""Snakemake adapter: images from the generation clips' audio, steered through VQGAN latents."""
+"""Snakemake adapter: images from the generation clips' audio, steered through VQGAN latents,
+then the run's automatic metrics (metrics.json, metrics.tsv) beside them."""
 
+from wavbrivl.devices import pick_device
+from wavbrivl.encoders.from_config import encoder_from_config
+from wavbrivl.generate.metrics import metrics_config, run_metrics
 from wavbrivl.generate.stage import run_generation
 from wavbrivl.joblog import job_log
 
 with job_log(snakemake.log[0]) as log:
+    metrics_cfg = metrics_config(snakemake.config["generate"].get("metrics"))  # before the images
     run_generation(
         model_path=snakemake.input.model,
         media_paths=list(snakemake.input.media),
@@ -12,5 +17,15 @@ with job_log(snakemake.log[0]) as log:
         generate_block=snakemake.config["generate"],
         embed_block=snakemake.config["embed"],
         wavlm=snakemake.input.get("wavlm"),
+        log=lambda msg: print(msg, file=log, flush=True),
+    )
+    device = pick_device(snakemake.config["generate"].get("device", "auto"))
+    run_metrics(
+        snakemake.output[0],
+        list(snakemake.input.media),
+        snakemake.input.manifest,
+        encoder_from_config({**snakemake.config["embed"], "device": str(device)}),
+        metrics_cfg,
+        device=str(device),
         log=lambda msg: print(msg, file=log, flush=True),
     )

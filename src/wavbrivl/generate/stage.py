@@ -37,6 +37,7 @@ WORKFLOW_ONLY_KEYS = (
     "tiny_seed",
     "clip_ids",
     "device",
+    "metrics",  # wavbrivl.generate.metrics, run after the images (workflow/scripts/generate_images.py)
 )
 
 
