@@ -112,6 +112,8 @@ TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("generate", "save_every", RERUN, "progress frames written"),
     ("generate", "init", RERUN, "initial latents"),
     ("generate", "device", RUNTIME, "where the models run"),
+    ("generate", "method", RERUN, "the generator (and the folder: <run>+unclip for unclip)"),
+    ("generate", "unclip", RERUN, "the unCLIP pipeline and its settings (weights also by content)"),
 )
 
 

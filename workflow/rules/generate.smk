@@ -4,6 +4,8 @@ rule generate_images:
         model="results/models/{run}/audio_encoder.pt",
     output:
         directory("results/generation/{run}/{dataset}"),
+    wildcard_constraints:
+        run=RUN_NAME,
     log:
         "logs/generate_images/{run}/{dataset}.log",
     benchmark:
@@ -20,6 +22,30 @@ rule generate_images:
         encoder=get_encoder_identity,
     script:
         "../scripts/generate_images.py"
+
+
+rule generate_images_unclip:
+    input:
+        unpack(get_unclip_inputs),
+        model="results/models/{run}/audio_encoder.pt",
+    output:
+        directory("results/generation/{run}+unclip/{dataset}"),
+    wildcard_constraints:
+        run=RUN_NAME,
+    log:
+        "logs/generate_images_unclip/{run}/{dataset}.log",
+    benchmark:
+        "benchmarks/generate_images_unclip/{run}/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=min(config["train"]["gpus"], 1),
+    params:
+        generate=get_unclip_params,
+        encoder=get_encoder_identity,
+    script:
+        "../scripts/generate_images_unclip.py"
 
 
 rule assemble_sheets:
