@@ -120,6 +120,10 @@ def test_a_missing_component_is_one_line_naming_the_folder_and_component(
     assert "\n" not in message
     assert message.startswith(f"generate.unclip.pipeline: {copy}: missing component(s) ")
     assert named in message
+    if remove == "vae":
+        assert message.endswith(
+            "missing component(s) vae (vae/config.json); vae (vae/*.safetensors or *.bin)"
+        )
     assert [m.split(" ")[0] for m in missing_components(copy)] == [remove.split("/")[0]] * (
         2 if remove == "vae" else 1
     )
@@ -167,8 +171,15 @@ def test_folder_refusals_say_what_is_wrong(folders, tmp_path):
     assert pipeline_folder_problem(str(copy)) == "model_index.json is not a JSON object"
     (copy / "model_index.json").write_text("[1, 2]")
     assert pipeline_folder_problem(str(copy)) == "model_index.json is not a JSON object"
+    (copy / "model_index.json").write_bytes(b"\xff\xfe\x00")
+    assert pipeline_folder_problem(str(copy)) == "model_index.json is not a JSON object"
+    index["_note"] = "café"  # not ASCII; JSON files are UTF-8 whatever the locale
+    (copy / "model_index.json").write_bytes(json.dumps(index, ensure_ascii=False).encode())
+    assert pipeline_folder_problem(str(copy)) is None
     (copy / "model_index.json").unlink()
-    assert "no model_index.json" in pipeline_folder_problem(str(copy))
+    assert pipeline_folder_problem(str(copy)) == (
+        "no model_index.json (not a diffusers pipeline folder)"
+    )
 
 
 def test_check_weights_reports_an_incomplete_pipeline_before_jobs_start(folders, tmp_path):

@@ -69,7 +69,7 @@ def pipeline_folder_problem(path: str) -> str | None:
     if not index.is_file():
         return "no model_index.json (not a diffusers pipeline folder)"
     try:
-        class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+        class_name = json.loads(index.read_bytes()).get("_class_name")  # UTF-8/16/32
     except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
         return "model_index.json is not a JSON object"
     if class_name != PIPELINE_CLASS:
