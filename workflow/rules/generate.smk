@@ -4,12 +4,12 @@ rule generate_images:
         model="results/models/{run}/audio_encoder.pt",
     output:
         directory("results/generation/{run}/{dataset}"),
-    wildcard_constraints:
-        run=RUN_NAME,
     log:
         "logs/generate_images/{run}/{dataset}.log",
     benchmark:
         "benchmarks/generate_images/{run}/{dataset}.tsv"
+    wildcard_constraints:
+        run=RUN_NAME,
     conda:
         "../../envs/torch.yaml"
     threads: 4
@@ -30,12 +30,12 @@ rule generate_images_unclip:
         model="results/models/{run}/audio_encoder.pt",
     output:
         directory("results/generation/{run}+unclip/{dataset}"),
-    wildcard_constraints:
-        run=RUN_NAME,
     log:
         "logs/generate_images_unclip/{run}/{dataset}.log",
     benchmark:
         "benchmarks/generate_images_unclip/{run}/{dataset}.tsv"
+    wildcard_constraints:
+        run=RUN_NAME,
     conda:
         "../../envs/torch.yaml"
     threads: 4
