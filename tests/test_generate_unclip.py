@@ -226,6 +226,7 @@ def test_the_config_comes_from_the_generate_block_with_its_seed():
     )
     assert (got.batch_clips, got.embed_norm, got.pipeline) == (4, None, None)
     assert UnclipConfig.from_generate_block({}).seed == 0
+    assert UnclipConfig.from_generate_block({"unclip": None, "seed": 5}).seed == 5
     with pytest.raises(ValueError, match=r"'generate.unclip.steps'"):
         UnclipConfig(steps=0)
     with pytest.raises(ValueError, match=r"unknown generate.unclip key\(s\) \['stpes'\]"):
@@ -397,6 +398,11 @@ def test_generate_unclip_measures_each_saved_image_against_its_target(folders, e
         expected = float(seen @ vector)
         assert result.final_similarity == pytest.approx(expected, abs=1e-5)
         assert result.trace == [result.final_similarity]
+    with pytest.raises(ValueError, match="shorter|longer"):  # one id per target
+        generate_unclip(
+            pipeline, encoder, vectors, [1.0, 0.0, 2.0], cfg(), clip_ids=["a_0", "b_0"],
+            labels=["A", "B"], seeds=[1, 2], scale=4.0, log=QUIET,
+        )  # fmt: skip
     # One clip at a time gives the same images (each clip its own generator).
     single = generate_unclip(
         pipeline, encoder, vectors, [1.0, 0.0, 2.0], cfg(batch_clips=1),

@@ -85,7 +85,7 @@ class UnclipConfig:
     def from_generate_block(cls, block: dict[str, Any]) -> UnclipConfig:
         """The workflow's ``generate`` block -> settings (``unclip`` keys and ``seed``)."""
         values = dict(block.get("unclip") or {})
-        values["seed"] = block.get("seed", values.get("seed", 0))
+        values["seed"] = block.get("seed", 0)
         return from_mapping(cls, values, "generate.unclip")
 
 
