@@ -113,6 +113,8 @@ TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("generate", "init", RERUN, "initial latents"),
     ("generate", "device", RUNTIME, "where the models run"),
     ("generate", "metrics", RERUN, "the metrics (Inception weights also by content)"),
+    ("generate", "method", RERUN, "the generator (and the folder: <run>+unclip for unclip)"),
+    ("generate", "unclip", RERUN, "the unCLIP pipeline and its settings (weights also by content)"),
 )
 
 

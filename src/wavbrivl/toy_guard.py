@@ -32,8 +32,9 @@ def _used(config: Mapping[str, Any], block: str, key: str) -> bool:
         # only the brivl encoder loads a checkpoint into an architecture
         return config["embed"]["encoder"] == "brivl"
     if block == "generate":
-        # generation runs only for a dataset with role generation
-        return any(ds.get("role") == "generation" for ds in config["datasets"].values())
+        # generation runs only for a dataset with role generation; unCLIP reads no VQGAN
+        generates = any(ds.get("role") == "generation" for ds in config["datasets"].values())
+        return generates and config[block].get("method", "vqgan") == "vqgan"
     return True
 
 

@@ -28,6 +28,7 @@ import yaml
 from wavbrivl.atomic import write_text_atomic
 
 README = "weights/README.md"
+UNCLIP_KEY = "generate.unclip.pipeline"
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,12 @@ def required_weights(config: Mapping[str, Any]) -> list[Weight]:
     if wavlm != "tiny" and is_local_path(wavlm):
         weights.append(Weight("audio.wavlm", wavlm, "hf_wavlm", "WavLM Base+, HF format"))
     generates = any(ds.get("role") == "generation" for ds in config["datasets"].values())
+    if generates and config["generate"].get("method") == "unclip":
+        pipeline = config["generate"]["unclip"]["pipeline"]
+        weights.append(
+            Weight(UNCLIP_KEY, pipeline, "unclip_pipeline", "Stable unCLIP pipeline folder")
+        )
+        return weights  # the VQGAN is not read
     if generates and config["generate"]["vqgan"] == "taming":
         gen = config["generate"]
         weights.append(
@@ -334,6 +341,13 @@ def bert_text_folder_problem(path: str) -> str | None:
     return "; ".join(problems) or None
 
 
+def unclip_pipeline_problem(path: str) -> str | None:
+    """A diffusers Stable unCLIP folder: model_index.json and every component's files."""
+    from wavbrivl.generate.unclip_folder import pipeline_folder_problem
+
+    return pipeline_folder_problem(path)
+
+
 CHECKS: dict[str, Callable[[str], str | None]] = {
     "torch": torch_problem,
     "taming_yaml": taming_yaml_problem,
@@ -341,6 +355,7 @@ CHECKS: dict[str, Callable[[str], str | None]] = {
     "hf_clip": hf_clip_problem,
     "open_clip": open_clip_problem,
     "bert_text_folder": bert_text_folder_problem,
+    "unclip_pipeline": unclip_pipeline_problem,
 }
 
 

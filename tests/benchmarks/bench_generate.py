@@ -1,18 +1,31 @@
-"""Benchmark: guided-generation steps/s on CPU for the tiny preset, alone and batched.
+"""Benchmark: guided-generation steps/s on CPU for the tiny preset, alone and batched; and
+images/s of both generation methods (VQGAN loop, Stable unCLIP) at equal batch.
 
 The tiny VQGAN (f=4) and the tiny random BriVL encoder (128 px input). For each batch size
 B, B clips are optimised together; the figures are optimiser steps/s of the batch and
 clip-steps/s (B x steps/s), whose ratio to B=1 says what batching clips buys. A breakdown
 of one B=1 step (decode, cutouts, encoder forward+backward) shows where the time goes.
+
+``--methods``: both methods judged by the same tiny HF CLIP encoder (tests/clip_models.py) on
+32 x 32 images, for each batch size: the VQGAN loop (tiny VQGAN, ``--vqgan-steps`` steps, the
+demo's 60 by default) and the tiny random Stable unCLIP pipeline (tests/unclip_models.py,
+``--unclip-steps`` denoising steps with guidance, 20 by default), whole images per second
+(every image measured against its target afterwards on both sides) and the per-image time
+ratio unCLIP / VQGAN. Tiny models: the ratio says how the two loops scale with steps and
+batch, not what real models cost (docs/generation-unclip.md, "Speed").
 Prints figures; asserts nothing.
 
     .venv/bin/python tests/benchmarks/bench_generate.py [--cutouts 8] [--size 64] [--steps 6]
+    PYTHONPATH=src .venv/bin/python tests/benchmarks/bench_generate.py --methods [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -63,14 +76,76 @@ def breakdown(vqgan, encoder, cfg: GenerateConfig, repeats: int = 5) -> dict[str
     return parts
 
 
+def best_seconds(run, repeats: int) -> float:
+    """Best wall time of ``run()`` over ``repeats`` runs, after one warm-up run."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def compare_methods(args) -> None:
+    """Images/s of the VQGAN loop and of Stable unCLIP at equal batch, and their ratio."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the tiny models
+    from unclip_models import cached_clip_and_unclip
+
+    from wavbrivl.encoders.clip import build_clip
+    from wavbrivl.generate.unclip import UnclipConfig, generate_unclip, load_unclip_pipeline
+
+    clip_folder, pipeline_folder, _ = cached_clip_and_unclip()
+    encoder = build_clip(clip_folder)
+    pipeline = load_unclip_pipeline(pipeline_folder)
+    vqgan = build_tiny_vqgan(seed=0)
+    print(
+        f"\nimages/s at equal batch: tiny VQGAN {args.vqgan_steps} steps ({args.cutouts} cutouts)"
+        f" vs tiny Stable unCLIP {args.unclip_steps} steps (guidance 10), 32x32, tiny HF CLIP "
+        f"{encoder.dim}-d, {args.threads} threads"
+    )
+    print(f"{'batch':>5} {'vqgan img/s':>12} {'unclip img/s':>13} {'time ratio unclip/vqgan':>24}")
+    for batch in args.batches:
+        targets = F.normalize(torch.randn(batch, encoder.dim), dim=1)
+        ids = [f"c{i}_0" for i in range(batch)]
+        vq_cfg = GenerateConfig(
+            steps=args.vqgan_steps, cutouts=args.cutouts, size=(32, 32), batch_clips=batch
+        )
+        un_cfg = UnclipConfig(steps=args.unclip_steps, batch_clips=batch)
+        common = dict(clip_ids=ids, seeds=list(range(batch)), log=lambda line: None)
+        vq = best_seconds(partial(generate, vqgan, encoder, targets, vq_cfg, **common), 2)
+        un = best_seconds(
+            partial(
+                generate_unclip,
+                pipeline,
+                encoder,
+                targets,
+                [1.0] * batch,
+                un_cfg,
+                labels=ids,
+                scale=5.0,
+                **common,
+            ),  # fmt: skip
+            2,
+        )
+        print(f"{batch:>5} {batch / vq:>12.2f} {batch / un:>13.2f} {un / vq:>24.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cutouts", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", action="store_true", help="only the two-method comparison")
+    parser.add_argument("--vqgan-steps", type=int, default=60)
+    parser.add_argument("--unclip-steps", type=int, default=20)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.methods:
+        compare_methods(args)
+        return
     vqgan, encoder = build_tiny_vqgan(seed=0), build_tiny(seed=0)
     print(
         f"tiny VQGAN f={vqgan.downsample_factor}, tiny BriVL {encoder.preprocess.img_size} px, "

@@ -379,9 +379,28 @@ def inception_weights():
     return (config["generate"].get("metrics") or {}).get("inception_weights")
 
 
+#: Keys of the generate block only the unCLIP rule reads (a change reruns no VQGAN job).
+UNCLIP_ONLY_KEYS = ("method", "unclip")
+#: Keys of the generate block the unCLIP rule reads besides `unclip` (docs/generation-unclip.md).
+UNCLIP_SHARED_KEYS = ("dataset", "clip_ids", "seed")
+#: A run name (train.run's pattern): the `{run}` of a generation folder; `<run>+unclip` is not one.
+RUN_NAME = "[A-Za-z0-9][A-Za-z0-9_.-]*"
+
+
+def generation_name():
+    """The folder name of this config's generation: `<run>` (vqgan) or `<run>+unclip`."""
+    if config["generate"]["method"] == "unclip":
+        return f"{run_name()}+unclip"
+    return run_name()
+
+
 def get_generate_params(wildcards):
     """The generate block without its run-time device; the VQGAN checkpoint enters by content."""
-    params = rerun_params("generate", config["generate"])
+    params = {
+        key: value
+        for key, value in rerun_params("generate", config["generate"]).items()
+        if key not in UNCLIP_ONLY_KEYS
+    }
     if config["generate"]["vqgan"] == "taming":
         params["vqgan_sha256"] = file_sha256(config["generate"]["vqgan_ckpt"])
     if inception_weights() and os.path.exists(inception_weights()):
@@ -389,8 +408,39 @@ def get_generate_params(wildcards):
     return params
 
 
+def get_unclip_inputs(wildcards):
+    """The VQGAN rule's inputs without the VQGAN, and the pipeline folder."""
+    inputs = {
+        key: value
+        for key, value in get_generation_inputs(wildcards).items()
+        if key not in ("vqgan_ckpt", "vqgan_yaml")
+    }
+    inputs["pipeline"] = existing(config["generate"]["unclip"]["pipeline"] or "")
+    return inputs
+
+
+def get_unclip_params(wildcards):
+    """What decides the unCLIP images; the pipeline's files enter by content."""
+    block = config["generate"]
+    params = {key: block[key] for key in UNCLIP_SHARED_KEYS}
+    params["unclip"] = block["unclip"]
+    params["pipeline_sha256"] = pipeline_sha256(block["unclip"]["pipeline"])
+    params["metrics"] = block["metrics"]  # scored in the same job, as on the VQGAN path
+    if inception_weights() and os.path.exists(inception_weights()):
+        params["inception_sha256"] = file_sha256(inception_weights())
+    return params
+
+
+def pipeline_sha256(folder):
+    """SHA-256 of every file of a diffusers pipeline folder (its component folders included)."""
+    if not folder or not os.path.isdir(folder):
+        return "missing"  # check_weights names the folder
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): file_sha256(str(p)) for p in files}
+
+
 def sheet_runs():
-    return config["sheets"]["runs"] or [run_name()]
+    return config["sheets"]["runs"] or [generation_name()]
 
 
 def _check_study_config(sheets):

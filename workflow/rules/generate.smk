@@ -16,6 +16,8 @@ rule generate_images:
         "logs/generate_images/{run}/{dataset}.log",
     benchmark:
         "benchmarks/generate_images/{run}/{dataset}.tsv"
+    wildcard_constraints:
+        run=RUN_NAME,
     conda:
         "../../envs/torch.yaml"
     threads: 4
@@ -28,6 +30,36 @@ rule generate_images:
         encoder=get_encoder_identity,
     script:
         "../scripts/generate_images.py"
+
+
+rule generate_images_unclip:
+    input:
+        unpack(get_unclip_inputs),
+        model="results/models/{run}/audio_encoder.pt",
+    output:
+        report(
+            directory("results/generation/{run}+unclip/{dataset}"),
+            patterns=["metrics.{ext}"],
+            caption="../report/generation_metrics.rst",
+            category="Generation",
+            subcategory="{run}+unclip",
+        ),
+    log:
+        "logs/generate_images_unclip/{run}/{dataset}.log",
+    benchmark:
+        "benchmarks/generate_images_unclip/{run}/{dataset}.tsv"
+    wildcard_constraints:
+        run=RUN_NAME,
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=min(config["train"]["gpus"], 1),
+    params:
+        generate=get_unclip_params,
+        encoder=get_encoder_identity,
+    script:
+        "../scripts/generate_images_unclip.py"
 
 
 rule assemble_sheets:

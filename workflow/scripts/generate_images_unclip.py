@@ -1,0 +1,31 @@
+"""Snakemake adapter: images from the generation clips' audio with Stable unCLIP, then the
+run's automatic metrics (metrics.json, metrics.tsv) beside them, as on the VQGAN path."""
+
+from wavbrivl.devices import pick_device
+from wavbrivl.encoders.from_config import encoder_from_config
+from wavbrivl.generate.metrics import metrics_config, run_metrics
+from wavbrivl.generate.unclip_stage import run_unclip_generation
+from wavbrivl.joblog import job_log
+
+with job_log(snakemake.log[0]) as log:
+    metrics_cfg = metrics_config(snakemake.config["generate"].get("metrics"))  # before the images
+    run_unclip_generation(
+        model_path=snakemake.input.model,
+        media_paths=list(snakemake.input.media),
+        manifest_path=snakemake.input.manifest,
+        out_dir=snakemake.output[0],
+        generate_block=snakemake.config["generate"],
+        embed_block=snakemake.config["embed"],
+        wavlm=snakemake.input.get("wavlm"),
+        log=lambda msg: print(msg, file=log, flush=True),
+    )
+    device = pick_device(snakemake.config["generate"].get("device", "auto"))
+    run_metrics(
+        snakemake.output[0],
+        list(snakemake.input.media),
+        snakemake.input.manifest,
+        encoder_from_config({**snakemake.config["embed"], "device": str(device)}),
+        metrics_cfg,
+        device=str(device),
+        log=lambda msg: print(msg, file=log, flush=True),
+    )
