@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -282,7 +281,6 @@ def run_demo_vqgan(
     frames, ids = read_training_frames(media_paths, clip_ids, cfg.image_size)
     log(f"training the demo VQGAN on {len(ids)} frames at {cfg.image_size}px, {cfg.steps} steps")
     trained = train_demo_vqgan(frames, cfg, log=log)
-    Path(ckpt_path).parent.mkdir(parents=True, exist_ok=True)
     save_taming_checkpoint(trained.model, ckpt_path, yaml_path)
     write_train_log(trained.log_rows, log_path)
     return trained
