@@ -19,6 +19,7 @@ TOY_VALUES: tuple[tuple[str, str, str, str], ...] = (
     ("embed", "architecture", "tiny", "toy-size BriVL checkpoint"),
     ("audio", "wavlm", "tiny", "random tiny WavLM"),
     ("generate", "vqgan", "tiny", "random tiny VQGAN"),
+    ("generate", "vqgan", "demo", "tiny VQGAN trained on the synthetic demo frames"),
 )
 
 

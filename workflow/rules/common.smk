@@ -117,6 +117,7 @@ def get_final_outputs():
         + get_embedding_shards()
         + get_model_outputs()
         + get_sheet_outputs()
+        + get_demo_outputs()
         + get_benchmark_results()
     )
 
@@ -368,6 +369,9 @@ def get_generation_inputs(wildcards):
     if config["generate"]["vqgan"] == "taming":
         inputs["vqgan_ckpt"] = existing(config["generate"]["vqgan_ckpt"])
         inputs["vqgan_yaml"] = existing(config["generate"]["vqgan_yaml"])
+    if config["generate"]["vqgan"] == "demo":  # made by train_demo_vqgan
+        inputs["vqgan_ckpt"] = "results/demo/vqgan/demo_vqgan.ckpt"
+        inputs["vqgan_yaml"] = "results/demo/vqgan/demo_vqgan.yaml"
     inputs.update(get_wavlm_input())
     if inception_weights():
         inputs["inception"] = existing(inception_weights())
@@ -475,6 +479,36 @@ def get_sheets_inputs(wildcards):
         "encoder_weights": get_encoder_weights(wildcards),
         "checked_weights": get_checked_weights(wildcards),
     }
+
+
+# --- the demo's VQGAN and the class agreement of its pictures (wavbrivl.demo) ----------------
+
+
+def get_demo_vqgan_inputs(wildcards):
+    """The training dataset's manifest (for its split) and media shards (the frames)."""
+    dataset = training_dataset()
+    return {
+        "manifest": ancient(f"results/manifest/{dataset}.parquet"),
+        "media": [f"results/media/{dataset}/{s}.parquet" for s in get_shards(dataset)],
+    }
+
+
+def get_demo_pictures_inputs(wildcards):
+    """A run's generation folder and the generation clips' manifest and media (real frames)."""
+    dataset = generation_dataset()
+    return {
+        "generation": f"results/generation/{wildcards.run}/{dataset}",
+        "manifest": ancient(f"results/manifest/{dataset}.parquet"),
+        "media": [f"results/media/{dataset}/{s}.parquet" for s in get_shards(dataset)],
+        "encoder_weights": get_encoder_weights(wildcards),
+    }
+
+
+def get_demo_outputs():
+    """The pictures' class agreement, where the demo's own VQGAN draws them."""
+    if config["generate"]["vqgan"] != "demo" or not dataset_names(role="generation"):
+        return []
+    return [f"results/demo/pictures_{config['train']['run']}.json"]
 
 
 def get_sheet_outputs():

@@ -14,8 +14,12 @@ rule synthesise_demo:
         "../../envs/media.yaml"
     threads: 2
     params:
-        # The benchmark set has its own rule: its size must not rerun the demo's videos.
-        demo={k: v for k, v in config["demo"].items() if k != "benchmark_clips_per_class"},
+        # The benchmark set and the demo's VQGAN have their own rules: they must not rerun the videos.
+        demo={
+            k: v
+            for k, v in config["demo"].items()
+            if k not in ("benchmark_clips_per_class", "vqgan")
+        },
     script:
         "../scripts/synthesise_demo.py"
 
@@ -36,3 +40,47 @@ rule synthesise_demo_benchmark:
         clips_per_class=config["demo"]["benchmark_clips_per_class"],
     script:
         "../scripts/synthesise_demo_benchmark.py"
+
+
+# The demo's own VQGAN (generate.vqgan: demo): trained on the training split's frames, so that
+# generated images take their class's look instead of a random decoder's noise.
+rule train_demo_vqgan:
+    input:
+        unpack(get_demo_vqgan_inputs),
+    output:
+        ckpt="results/demo/vqgan/demo_vqgan.ckpt",
+        yaml="results/demo/vqgan/demo_vqgan.yaml",
+        train_log="results/demo/vqgan/train_log.tsv",
+    log:
+        "logs/train_demo_vqgan/demo.log",
+    benchmark:
+        "benchmarks/train_demo_vqgan/demo.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    params:
+        vqgan=config["demo"]["vqgan"],
+        split="train",
+    script:
+        "../scripts/train_demo_vqgan.py"
+
+
+# How well the demo's pictures show the sound: the class agreement of the generated images
+# (nearest real-frame class centroid under the frozen encoder), printed and in the report.
+rule score_demo_pictures:
+    input:
+        unpack(get_demo_pictures_inputs),
+    output:
+        report(
+            "results/demo/pictures_{run}.json",
+            caption="../report/demo_pictures.rst",
+            category="Generation",
+        ),
+    log:
+        "logs/score_demo_pictures/{run}.log",
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        encoder=get_encoder_identity,
+    script:
+        "../scripts/score_demo_pictures.py"
