@@ -551,3 +551,22 @@ def test_the_png_paths_can_be_imported_without_torch():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "a_0.png"
+
+
+def test_every_key_of_the_schemas_generate_block_is_a_field_or_workflow_only():
+    """run_generation gets the workflow's whole ``generate`` block: a key the schema adds
+    (say for another generation method) must be a GenerateConfig field or listed as
+    workflow-only, or every VQGAN job stops with 'unknown generate config key(s)'."""
+    import dataclasses
+
+    import yaml
+
+    from wavbrivl.generate.loop import GenerateConfig
+    from wavbrivl.generate.stage import WORKFLOW_ONLY_KEYS
+
+    schema = yaml.safe_load(
+        (Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text()
+    )
+    keys = set(schema["properties"]["generate"]["properties"])
+    fields = {f.name for f in dataclasses.fields(GenerateConfig)}
+    assert keys - fields - set(WORKFLOW_ONLY_KEYS) == set()

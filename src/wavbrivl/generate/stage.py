@@ -38,6 +38,8 @@ WORKFLOW_ONLY_KEYS = (
     "clip_ids",
     "device",
     "metrics",  # wavbrivl.generate.metrics, run after the images (workflow/scripts/generate_images.py)
+    "method",  # vqgan here; unclip is another rule (docs/generation-unclip.md)
+    "unclip",
 )
 
 
