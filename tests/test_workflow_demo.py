@@ -120,7 +120,7 @@ def test_generation_and_sheets_are_written(demo_run):
     assert (kinds.count("match"), kinds.count("catch")) == (6, 2)
     # simulated raters (sheets.simulate: 8, the last 2 careless) answered it: Table 1
     simulated = sheets / "simulated"
-    assert sorted(p.name for p in (simulated / "answers").iterdir()) == [
+    assert sorted(p.name for p in (simulated / "answers").glob("*.csv")) == [
         f"sim0{i}.csv" for i in range(1, 9)
     ]
     table = json.loads((simulated / "table1.json").read_text())
@@ -156,6 +156,7 @@ TRAIN_AND_AFTER = {
     "model": 1,
     "generate_images": 1,
     "assemble_sheets": 1,
+    "simulate_study": 1,  # the simulated raters answer the new study kit
     "sheets": 1,
 }
 EMBED_AND_AFTER = {"embed_images": 2, "embeddings": 1, **TRAIN_AND_AFTER}
