@@ -1,9 +1,7 @@
 """Snakemake adapter: images from the generation clips' audio with Stable unCLIP, then the
 run's automatic metrics (metrics.json, metrics.tsv) beside them, as on the VQGAN path."""
 
-from wavbrivl.devices import pick_device
-from wavbrivl.encoders.from_config import encoder_from_config
-from wavbrivl.generate.metrics import metrics_config, run_metrics
+from wavbrivl.generate.metrics import metrics_config, score_generation_folder
 from wavbrivl.generate.unclip_stage import run_unclip_generation
 from wavbrivl.joblog import job_log
 
@@ -19,13 +17,12 @@ with job_log(snakemake.log[0]) as log:
         wavlm=snakemake.input.get("wavlm"),
         log=lambda msg: print(msg, file=log, flush=True),
     )
-    device = pick_device(snakemake.config["generate"].get("device", "auto"))
-    run_metrics(
+    score_generation_folder(
         snakemake.output[0],
         list(snakemake.input.media),
         snakemake.input.manifest,
-        encoder_from_config({**snakemake.config["embed"], "device": str(device)}),
+        snakemake.config["generate"],
+        snakemake.config["embed"],
         metrics_cfg,
-        device=str(device),
         log=lambda msg: print(msg, file=log, flush=True),
     )

@@ -460,7 +460,28 @@ def summary_line(metrics: Mapping[str, Any]) -> str:
     )
 
 
+def score_generation_folder(
+    run_dir: str | os.PathLike,
+    media_paths: Sequence[str | os.PathLike],
+    manifest_path: str | os.PathLike,
+    generate_block: Mapping[str, Any],
+    embed_block: Mapping[str, Any],
+    cfg: MetricsConfig,
+    *,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """:func:`run_metrics` with the run's frozen encoder on the generation's device: the last
+    step of every generation job, whatever the method (VQGAN, unCLIP)."""
+    from wavbrivl.devices import pick_device
+    from wavbrivl.encoders.from_config import encoder_from_config
+
+    device = str(pick_device(generate_block.get("device", "auto")))
+    encoder = encoder_from_config({**embed_block, "device": device})
+    return run_metrics(run_dir, media_paths, manifest_path, encoder, cfg, device=device, log=log)
+
+
 __all__ = [
+    "score_generation_folder",
     "METRICS_JSON",
     "METRICS_TSV",
     "MetricsConfig",
