@@ -94,13 +94,56 @@ def small_demo_run(tmp_path_factory) -> Path:
     return workdir
 
 
+# Test files that use the session fixture ``small_demo_run``: ``workflow/bin/test`` runs them
+# on one worker, one after the other, so the small demo is built once, not once per worker.
+SMALL_DEMO_FILES = frozenset(
+    f"tests/{name}.py"
+    for name in ("test_workflow_soak", "test_workflow_demo", "test_cli", "test_workflow_benchmarks")
+)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Files with slow tests first, each file's own order kept: ``workflow/bin/test`` hands
-    whole files to its workers (``--dist loadfile``), so the long ones start at once and the
-    short ones fill in around them, instead of a long file starting last and running alone."""
-    slow_files = {
-        item.path
-        for item in items
-        if item.get_closest_marker("slow") or item.get_closest_marker("slurm")
-    }
-    items.sort(key=lambda item: item.path not in slow_files)  # stable: order within kept
+    """Files with SLURM tests first, then the small demo's files, then files with slow tests,
+    each file's own order kept. ``workflow/bin/test`` hands whole files to its workers in this
+    order (``pytest_xdist_make_scheduler``), so the long ones start at once and the short ones
+    fill in around them, instead of a long file starting last and running alone. The SLURM run
+    is the longest and mostly waits on the scheduler's status checks, so it goes first."""
+
+    def files_marked(name: str) -> set[Path]:
+        return {item.path for item in items if item.get_closest_marker(name)}
+
+    unlisted = sorted(
+        {
+            item.nodeid.split("::")[0]
+            for item in items
+            if "small_demo_run" in getattr(item, "fixturenames", ())
+        }
+        - SMALL_DEMO_FILES
+    )
+    if unlisted:
+        raise pytest.UsageError(f"add {unlisted} to SMALL_DEMO_FILES in tests/conftest.py")
+    slurm_files, slow_files = files_marked("slurm"), files_marked("slow")
+    items.sort(  # stable: each file's own order is kept
+        key=lambda item: (
+            item.path not in slurm_files,
+            item.nodeid.split("::")[0] not in SMALL_DEMO_FILES,
+            item.path not in slow_files,
+        )
+    )
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Whole files per worker, in the collection order above (xdist's own ``loadfile`` starts
+    the files with the most tests first, which put the few long ones last); the small demo's
+    files count as one unit."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesInOrder(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "small demo" if path in SMALL_DEMO_FILES else path
+
+    config.option.loadscopereorder = False
+    return FilesInOrder(config, log)

@@ -1,13 +1,19 @@
-"""The ``wavbrivl`` command run as a subprocess (``python -m wavbrivl``), as a user runs it.
+"""The ``wavbrivl`` command: its exit codes, output files and messages.
 
-Fast tests use a tiny model saved in the test; the slow one uses the small demo's trained
-model (the session fixture ``small_demo_run``). Expected embeddings come from ``wavbrivl.load``
-in this process, itself checked against the model called directly in test_api.py.
+The demo test, the help test and the missing-model test run it as a subprocess
+(``python -m wavbrivl``), as a user does. The others call its ``main()`` in this process
+(``wavbrivl_in_process``): the same argv, exit code, stdout and stderr, without paying the
+seconds of importing torch and transformers again for each call. Fast tests use a tiny model
+saved in the test; the slow one uses the small demo's trained model (the session fixture
+``small_demo_run``). Expected embeddings come from ``wavbrivl.load`` in this process, itself
+checked against the model called directly in test_api.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import json
 import os
 import subprocess
@@ -41,6 +47,20 @@ def wavbrivl(*args: str | Path, cwd: Path | None = None) -> subprocess.Completed
         timeout=600,
         check=False,
     )
+
+
+def wavbrivl_in_process(*args: str | Path) -> subprocess.CompletedProcess:
+    """``wavbrivl ARGS`` through ``wavbrivl.cli.main`` in this process, as a finished process."""
+    from wavbrivl.cli import main
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as stop:  # argparse's refusals and --help
+            code = stop.code if isinstance(stop.code, int) else 1
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
@@ -83,7 +103,7 @@ BAD = {
 def test_embed_audio_writes_the_good_files_and_names_each_bad_one(model_dir, inputs, tmp_path):
     order = ["text", "wav", "empty", "stereo8k", "directory", "mp3", "silent_mp4", "mp4"]
     out = tmp_path / "emb.parquet"
-    result = wavbrivl("embed-audio", model_dir, *[inputs[k] for k in order], "-o", out)
+    result = wavbrivl_in_process("embed-audio", model_dir, *[inputs[k] for k in order], "-o", out)
     assert result.returncode == 1, result.stderr[-2000:]
     errors = error_lines(result)
     assert len(errors) == 4
@@ -104,7 +124,9 @@ def test_embed_audio_writes_the_good_files_and_names_each_bad_one(model_dir, inp
 
 def test_all_good_files_exit_zero_and_json_output(model_dir, inputs, tmp_path):
     out = tmp_path / "emb.json"
-    result = wavbrivl("embed-audio", model_dir, inputs["wav"], "-o", out, "--no-progress")
+    result = wavbrivl_in_process(
+        "embed-audio", model_dir, inputs["wav"], "-o", out, "--no-progress"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())
     assert data["image_space"] == {"fingerprint": SPACE, "dim": 128}
@@ -113,7 +135,7 @@ def test_all_good_files_exit_zero_and_json_output(model_dir, inputs, tmp_path):
 
 
 def test_an_output_of_another_kind_is_refused_before_any_work(model_dir, inputs, tmp_path):
-    result = wavbrivl("embed-audio", model_dir, inputs["wav"], "-o", tmp_path / "e.csv")
+    result = wavbrivl_in_process("embed-audio", model_dir, inputs["wav"], "-o", tmp_path / "e.csv")
     assert result.returncode == 2
     assert (
         result.stderr.strip()
@@ -123,7 +145,7 @@ def test_an_output_of_another_kind_is_refused_before_any_work(model_dir, inputs,
 
 
 def test_info_prints_the_model_as_json(model_dir):
-    result = wavbrivl("info", model_dir)
+    result = wavbrivl_in_process("info", model_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads(result.stdout)
     assert info["image_space"] == {"fingerprint": SPACE, "dim": 128}
@@ -141,13 +163,13 @@ def test_a_missing_model_is_one_error_line_and_status_2(tmp_path):
 
 def test_export_then_embed_from_the_export(model_dir, inputs, tmp_path):
     out = tmp_path / "exported"
-    result = wavbrivl("export", model_dir, out)
+    result = wavbrivl_in_process("export", model_dir, out)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
-    again = wavbrivl("export", model_dir, out)
+    again = wavbrivl_in_process("export", model_dir, out)
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
     emb = tmp_path / "e.parquet"
-    assert wavbrivl("embed-audio", out, inputs["wav"], "-o", emb).returncode == 0
+    assert wavbrivl_in_process("embed-audio", out, inputs["wav"], "-o", emb).returncode == 0
     got = np.array(pq.read_table(emb).column("embedding").to_pylist()[0])
     np.testing.assert_allclose(got, load(model_dir).embed_audio(inputs["wav"])[0], atol=1e-5)
 
@@ -156,7 +178,7 @@ def test_search_writes_hits_and_refuses_another_space(model_dir, inputs, tmp_pat
     q = load(model_dir).embed_audio(inputs["wav"])[0]
     cache = write_embeddings(tmp_path / "c.parquet", ["other", "hit"], [-q, q])
     out = tmp_path / "hits.json"
-    result = wavbrivl(
+    result = wavbrivl_in_process(
         "search",
         model_dir,
         inputs["wav"],
@@ -175,11 +197,13 @@ def test_search_writes_hits_and_refuses_another_space(model_dir, inputs, tmp_pat
     assert hits[str(inputs["wav"])][0]["score"] == pytest.approx(1.0, abs=1e-5)
 
     other = write_embeddings(tmp_path / "o.parquet", ["x"], [q], fingerprint="7" * 64)
-    refused = wavbrivl("search", model_dir, inputs["wav"], "--embeddings", other)
+    refused = wavbrivl_in_process("search", model_dir, inputs["wav"], "--embeddings", other)
     assert refused.returncode == 2
     assert "7" * 64 in refused.stderr and SPACE in refused.stderr
     assert (
-        wavbrivl("search", model_dir, inputs["wav"], "--embeddings", cache, "-k", "0").returncode
+        wavbrivl_in_process(
+            "search", model_dir, inputs["wav"], "--embeddings", cache, "-k", "0"
+        ).returncode
         == 2
     )
 
@@ -187,12 +211,16 @@ def test_search_writes_hits_and_refuses_another_space(model_dir, inputs, tmp_pat
 def test_classify_on_the_tiny_space_says_it_has_no_text_side(model_dir, inputs, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("embed:\n  encoder: tiny\n  seed: 0\n  box_mode: whole\n")
-    result = wavbrivl("classify", model_dir, inputs["wav"], "--labels", "dog,cat", "--config", cfg)
+    result = wavbrivl_in_process(
+        "classify", model_dir, inputs["wav"], "--labels", "dog,cat", "--config", cfg
+    )
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()[-1:]
     assert line.startswith("wavbrivl: error: the run's image space (tiny-random-brivl(seed=0)")
     assert "has no text side" in line and SPACE in line
-    empty = wavbrivl("classify", model_dir, inputs["wav"], "--labels", " , ", "--config", cfg)
+    empty = wavbrivl_in_process(
+        "classify", model_dir, inputs["wav"], "--labels", " , ", "--config", cfg
+    )
     assert empty.returncode == 2 and "give at least one label" in empty.stderr
 
 
@@ -207,7 +235,7 @@ def test_classify_through_a_text_side_gives_the_apis_probabilities(model_dir, in
     cfg.write_text(json.dumps({"embed": block}))  # JSON is YAML
     files = [inputs["wav"], inputs["mp3"], inputs["text"]]
     out = tmp_path / "labels.json"
-    result = wavbrivl(
+    result = wavbrivl_in_process(
         "classify", model_dir, *files, "--labels", "dog, rain,engine", "--config", cfg,
         "--template", "a sound of {}", "-o", out, "--no-progress",
     )  # fmt: skip
@@ -279,7 +307,6 @@ def test_the_demo_model_embeds_searches_and_exports(small_demo_run, tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-@pytest.mark.slow  # over a minute here: a VQGAN loop after the model load, in a subprocess
 def test_generate_writes_a_png_per_good_file_and_a_record(model_dir, inputs, tmp_path):
     from wavbrivl.generate.png import read_png_metadata
 
@@ -289,7 +316,7 @@ def test_generate_writes_a_png_per_good_file_and_a_record(model_dir, inputs, tmp
         "generate:\n  vqgan: tiny\n  steps: 2\n  cutouts: 2\n  size: [32, 32]\n  min_cut_size: 16\n"
     )
     out = tmp_path / "pictures"
-    result = wavbrivl(
+    result = wavbrivl_in_process(
         "generate",
         model_dir,
         inputs["wav"],

@@ -264,8 +264,9 @@ def cpu_node_profile(target: Path, node_cpus: int) -> Path:
     profile["max-threads"] = node_cpus
     profile["slurm-status-command"] = "squeue"
     # The plugin's first status check comes this long after a submission, each next one
-    # 10 s later than the last until a job is seen finished; most demo jobs take 10-25 s.
-    profile["slurm-init-seconds-before-status-checks"] = 10
+    # 10 s later than the last until a job is seen finished (checks at 5, 20, 45 s...). Most
+    # demo jobs take 8-20 s: with a first check at 10 s they were seen at 30 s.
+    profile["slurm-init-seconds-before-status-checks"] = 5
     target.mkdir(parents=True)
     (target / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return target
