@@ -391,7 +391,11 @@ def flac_bytes(samples: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def save_tiny_audio_model(tmp_path: Path, image_dim: int = 128) -> Path:
+def save_tiny_audio_model(
+    tmp_path: Path, image_dim: int = 128, fingerprint: str | None = None
+) -> Path:
+    """An untrained tiny audio model into ``image_dim``, recorded as trained on the image
+    encoder ``fingerprint`` (None: no record, as in models saved before it was kept)."""
     from wavbrivl.audio.encoder import AudioEncoderConfig, build_audio_encoder
     from wavbrivl.audio.tiny import TINY_AUDIO, TINY_MOCO, save_tiny_wavlm
     from wavbrivl.train.checkpoint import save_audio_encoder
@@ -406,7 +410,11 @@ def save_tiny_audio_model(tmp_path: Path, image_dim: int = 128) -> Path:
         MoCoConfig(**(TINY_MOCO | {"image_dim": image_dim, "queue_size": 8})),
     )
     return save_audio_encoder(
-        tmp_path / f"audio_encoder_{image_dim}.pt", model, step=0, train_config={}
+        tmp_path / f"audio_encoder_{image_dim}.pt",
+        model,
+        step=0,
+        train_config={},
+        image_encoder_fingerprint=fingerprint,
     )
 
 
@@ -505,6 +513,15 @@ def test_generate_for_clips_refuses_a_model_of_another_image_space(encoder, tmp_
     with pytest.raises(ValueError, match=r"into 64 dimensions.*into 128"):
         generate_for_clips(
             model_path, media, manifest, tmp_path / "out", FakeVQGAN(), encoder, tiny_cfg(),
+            vqgan_fingerprint="x", log=QUIET,
+        )  # fmt: skip
+    assert not (tmp_path / "out").exists()
+    other = save_tiny_audio_model(tmp_path, fingerprint="f" * 64)  # same dimension
+    with pytest.raises(
+        ValueError, match=f"trained on image encoder {'f' * 64}, .*{encoder.fingerprint}"
+    ):
+        generate_for_clips(
+            other, media, manifest, tmp_path / "out", FakeVQGAN(), encoder, tiny_cfg(),
             vqgan_fingerprint="x", log=QUIET,
         )  # fmt: skip
     assert not (tmp_path / "out").exists()

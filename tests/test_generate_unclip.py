@@ -20,6 +20,7 @@ import pytest
 import soundfile as sf
 import torch
 from PIL import Image
+from test_generate import save_tiny_audio_model
 from unclip_models import cached_clip_and_unclip
 
 from wavbrivl.encoders.clip import build_clip
@@ -431,29 +432,6 @@ def jpeg_bytes(colour: tuple[int, int, int]) -> bytes:
     return buf.getvalue()
 
 
-def save_audio_model(tmp_path: Path, image_dim: int, fingerprint: str | None) -> Path:
-    from wavbrivl.audio.encoder import AudioEncoderConfig, build_audio_encoder
-    from wavbrivl.audio.tiny import TINY_AUDIO, TINY_MOCO, save_tiny_wavlm
-    from wavbrivl.train.checkpoint import save_audio_encoder
-    from wavbrivl.train.moco import CrossModalMoCo, MoCoConfig
-
-    wavlm = tmp_path / "wavlm"
-    if not wavlm.exists():
-        save_tiny_wavlm(wavlm, seed=0)
-    torch.manual_seed(0)
-    model = CrossModalMoCo(
-        build_audio_encoder(AudioEncoderConfig(wavlm=str(wavlm), **TINY_AUDIO)),
-        MoCoConfig(**(TINY_MOCO | {"image_dim": image_dim, "queue_size": 8})),
-    )
-    return save_audio_encoder(
-        tmp_path / f"audio_{image_dim}.pt",
-        model,
-        step=0,
-        train_config={},
-        image_encoder_fingerprint=fingerprint,
-    )
-
-
 def write_inputs(tmp_path: Path) -> tuple[Path, Path]:
     t = np.arange(SR) / SR
     rows = [
@@ -493,7 +471,7 @@ def test_unclip_for_clips_writes_the_vqgan_paths_folder(folders, encoder, tmp_pa
     from wavbrivl.train.checkpoint import load_trained_model
 
     pipeline = load_unclip_pipeline(folders[1])
-    model_path = save_audio_model(tmp_path, DIM, encoder.fingerprint)
+    model_path = save_tiny_audio_model(tmp_path, DIM, encoder.fingerprint)
     media, manifest = write_inputs(tmp_path)
     out = tmp_path / "out"
     lines = []
@@ -555,7 +533,7 @@ def test_unclip_for_clips_writes_the_vqgan_paths_folder(folders, encoder, tmp_pa
 
 def test_a_fixed_embed_norm_is_used_and_recorded(folders, encoder, tmp_path):
     pipeline = load_unclip_pipeline(folders[1])
-    model_path = save_audio_model(tmp_path, DIM, None)
+    model_path = save_tiny_audio_model(tmp_path, DIM, None)
     media, manifest = write_inputs(tmp_path)
     record = unclip_for_clips(
         model_path, media, manifest, tmp_path / "out", pipeline, encoder,
@@ -569,15 +547,15 @@ def test_stage_refusals_come_before_any_output(folders, other_pipeline, encoder,
     media, manifest = write_inputs(tmp_path)
     out = tmp_path / "out"
     pipeline = load_unclip_pipeline(folders[1])
-    wrong_space = save_audio_model(tmp_path, DIM, "f" * 64)
+    wrong_space = save_tiny_audio_model(tmp_path, DIM, "f" * 64)
     with pytest.raises(
         ValueError, match=f"trained on image encoder {'f' * 64}.*{re.escape(encoder.name)}"
     ):
         unclip_for_clips(wrong_space, media, manifest, out, pipeline, encoder, cfg(), log=QUIET)
-    wrong_dim = save_audio_model(tmp_path, 16, None)
+    wrong_dim = save_tiny_audio_model(tmp_path, 16, None)
     with pytest.raises(ValueError, match="into 16 dimensions.*into 24"):
         unclip_for_clips(wrong_dim, media, manifest, out, pipeline, encoder, cfg(), log=QUIET)
-    good = save_audio_model(tmp_path, DIM, encoder.fingerprint)
+    good = save_tiny_audio_model(tmp_path, DIM, encoder.fingerprint)
     with pytest.raises(ValueError, match="is not the unCLIP pipeline's"):
         unclip_for_clips(
             good, media, manifest, out, load_unclip_pipeline(other_pipeline), encoder, cfg(),
@@ -588,7 +566,7 @@ def test_stage_refusals_come_before_any_output(folders, other_pipeline, encoder,
 
 def test_no_usable_clip_still_writes_empty_records(folders, encoder, tmp_path):
     pipeline = load_unclip_pipeline(folders[1])
-    model_path = save_audio_model(tmp_path, DIM, encoder.fingerprint)
+    model_path = save_tiny_audio_model(tmp_path, DIM, encoder.fingerprint)
     media, manifest = write_inputs(tmp_path)
     lines = []
     record = unclip_for_clips(
@@ -613,7 +591,7 @@ def test_a_generated_clip_without_a_real_frame_is_an_error_naming_it(folders, en
 
 
 def test_run_unclip_generation_builds_everything_from_config_blocks(folders, encoder, tmp_path):
-    model_path = save_audio_model(tmp_path, DIM, encoder.fingerprint)
+    model_path = save_tiny_audio_model(tmp_path, DIM, encoder.fingerprint)
     media, manifest = write_inputs(tmp_path)
     lines = []
     record = run_unclip_generation(

@@ -501,7 +501,7 @@ def test_two_trainings_from_the_same_inputs_give_the_same_bytes_and_fingerprint(
 
     from wavbrivl.audio.encoder import AudioEncoderConfig, build_audio_encoder
     from wavbrivl.audio.tiny import TINY_AUDIO, TINY_MOCO, save_tiny_wavlm
-    from wavbrivl.generate.stage import _load_audio_model
+    from wavbrivl.generate.stage import load_audio_model
     from wavbrivl.train.data import TrainData
     from wavbrivl.train.moco import CrossModalMoCo, MoCoConfig
 
@@ -536,9 +536,9 @@ def test_two_trainings_from_the_same_inputs_give_the_same_bytes_and_fingerprint(
     assert steps_a and [p.read_bytes() for p in steps_a] == [p.read_bytes() for p in steps_b]
 
     class ImageSpace:  # what the generate stage checks the model against
-        dim, name = image_dim, "image encoder"
+        dim, name, fingerprint = image_dim, "image encoder", FINGERPRINT
 
     (_, fingerprint_a), (_, fingerprint_b) = (
-        _load_audio_model(p, ImageSpace, CPU, None) for p in (a, b)
+        load_audio_model(p, ImageSpace, CPU, None) for p in (a, b)
     )
     assert len(fingerprint_a) == 64 and fingerprint_a == fingerprint_b

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,16 +48,23 @@ def write_generation_folder(
     labels: Mapping[str, str],
     fingerprints: dict[str, str],
     record: dict[str, Any],
+    *,
+    png_extra: Mapping[str, str] | None = None,
+    trace_writer: Callable[[Path, Sequence[GenerationResult]], None] | None = None,
 ) -> None:
-    """Every file of the folder but the progress frames: PNGs, trace, targets, record."""
+    """Every file of the folder but the progress frames: PNGs, trace, targets, record.
+
+    ``png_extra`` adds text chunks to every PNG (a method's own settings); ``trace_writer``
+    replaces :func:`write_trace` where a method has no per-step similarity.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     for result in results:
         save_png(
             result.image,
             generated_png_path(out_dir, result.clip_id),
-            metadata=png_metadata(result, fingerprints),
+            metadata={**png_metadata(result, fingerprints), **(png_extra or {})},
         )
-    write_trace(out_dir / TRACE_TSV, results)
+    (trace_writer or write_trace)(out_dir / TRACE_TSV, results)
     target_labels = [labels[c] for c in targets.clip_ids]
     write_targets(out_dir / TARGETS_PARQUET, targets, target_labels, fingerprints=fingerprints)
     write_text_atomic(

@@ -117,7 +117,7 @@ def generate_for_clips(
     device = torch.device(device)
     out_dir = Path(out_dir)
     vqgan_fingerprint = _vqgan_fingerprint(vqgan, vqgan_fingerprint)
-    model, audio_fingerprint = _load_audio_model(model_path, image_encoder, device, wavlm)
+    model, audio_fingerprint = load_audio_model(model_path, image_encoder, device, wavlm)
     fingerprints = {
         "vqgan": vqgan_fingerprint,
         "image_encoder": image_encoder.fingerprint,
@@ -147,11 +147,12 @@ def _vqgan_fingerprint(vqgan: torch.nn.Module, given: str | None) -> str:
     return fingerprint
 
 
-def _load_audio_model(
+def load_audio_model(
     model_path: PathLike, image_encoder: Any, device: torch.device, wavlm: str | None
 ) -> tuple[torch.nn.Module, str]:
     """The trained model and its fingerprint (:func:`audio_model_fingerprint`), refused
-    unless it embeds into the image encoder's space."""
+    unless it was trained on the run's image encoder (the fingerprint it recorded) and embeds
+    into its dimension. Both generation methods load through here."""
     from wavbrivl.train.checkpoint import (
         audio_model_fingerprint,
         build_trained_model,
@@ -159,6 +160,13 @@ def _load_audio_model(
     )
 
     state = read_audio_encoder(model_path)
+    recorded = state.get("image_encoder_fingerprint")
+    if recorded and recorded != image_encoder.fingerprint:
+        raise ValueError(
+            f"{model_path}: trained on image encoder {recorded}, but the run's image encoder "
+            f"{image_encoder.name} is {image_encoder.fingerprint}; generate with the encoder "
+            "the model was trained against"
+        )
     model = build_trained_model(state, device=device, wavlm=wavlm)
     if model.cfg.image_dim != image_encoder.dim:
         raise ValueError(
@@ -215,4 +223,11 @@ def _optimise(
     )
 
 
-__all__ = ["WORKFLOW_ONLY_KEYS", "build_vqgan", "clip_seed", "generate_for_clips", "run_generation"]
+__all__ = [
+    "WORKFLOW_ONLY_KEYS",
+    "build_vqgan",
+    "clip_seed",
+    "generate_for_clips",
+    "load_audio_model",
+    "run_generation",
+]

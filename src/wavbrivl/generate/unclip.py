@@ -28,7 +28,6 @@ denoising step, with the saved image's cosine to its target.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,14 +41,10 @@ from wavbrivl.checkpoints import state_dict_sha256
 from wavbrivl.configs import check_block, default_field, from_mapping
 from wavbrivl.encoders.clip_family import fingerprint_of
 from wavbrivl.generate.loop import MIN_TARGET_NORM, GenerationResult
-from wavbrivl.generate.png import generated_png_name, generated_png_path, save_png
+from wavbrivl.generate.png import generated_png_name
 from wavbrivl.generate.records import (
     GENERATION_FORMAT,
-    GENERATION_JSON,
-    TARGETS_PARQUET,
-    TRACE_TSV,
-    png_metadata,
-    write_targets,
+    write_generation_folder,
 )
 from wavbrivl.generate.unclip_folder import KEY, check_pipeline_folder
 
@@ -302,29 +297,31 @@ def write_unclip_folder(
     fingerprints: dict[str, str],
     record: dict[str, Any],
 ) -> None:
-    """PNGs (with the VQGAN path's metadata and the unCLIP settings), trace, targets, record."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """The VQGAN path's folder (:func:`write_generation_folder`), with the unCLIP settings in
+    every PNG and a trace of one row per clip: the similarity after the last step."""
     config = record["config"]
     extra = {
         "method": "unclip",
         "guidance_scale": f"{config['guidance_scale']:g}",
         "noise_level": str(config["noise_level"]),
     }
-    for result in results:
-        save_png(
-            result.image,
-            generated_png_path(out_dir, result.clip_id),
-            metadata={**png_metadata(result, fingerprints), **extra},
-        )
+    write_generation_folder(
+        Path(out_dir),
+        results,
+        targets,
+        labels,
+        fingerprints,
+        record,
+        png_extra=extra,
+        trace_writer=write_final_trace,
+    )
+
+
+def write_final_trace(path: Path, results: Sequence[GenerationResult]) -> None:
+    """trace.tsv with one row per clip, at its last step: denoising has no per-step target."""
     lines = ["clip_id\tstep\tsimilarity"]
     lines += [f"{r.clip_id}\t{r.steps}\t{r.final_similarity:.6f}" for r in results]
-    write_text_atomic(out_dir / TRACE_TSV, "\n".join(lines) + "\n")
-    target_labels = [labels[c] for c in targets.clip_ids]
-    write_targets(out_dir / TARGETS_PARQUET, targets, target_labels, fingerprints=fingerprints)
-    write_text_atomic(
-        out_dir / GENERATION_JSON, json.dumps(record, indent=1, sort_keys=True) + "\n"
-    )
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def unclip_record(

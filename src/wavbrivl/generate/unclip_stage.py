@@ -15,11 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from wavbrivl.devices import pick_device
 from wavbrivl.extract.media import collect_clip_audio, decode_frame, iter_media_rows
-from wavbrivl.generate.stage import _as_list, _display_labels, clip_seed
+from wavbrivl.generate.stage import _as_list, _display_labels, clip_seed, load_audio_model
 from wavbrivl.generate.targets import targets_for_clips
 from wavbrivl.generate.unclip import (
     UnclipConfig,
@@ -144,32 +142,4 @@ def clip_frames(media_paths: Sequence[PathLike], clip_ids: Sequence[str]) -> dic
     return frames
 
 
-def load_audio_model(
-    model_path: PathLike, image_encoder: Any, device: torch.device, wavlm: str | None
-) -> tuple[torch.nn.Module, str]:
-    """The trained model and its fingerprint, refused unless it was trained on the run's image
-    encoder (the fingerprint it recorded) and embeds into its dimension."""
-    from wavbrivl.train.checkpoint import (
-        audio_model_fingerprint,
-        build_trained_model,
-        read_audio_encoder,
-    )
-
-    state = read_audio_encoder(model_path)
-    recorded = state.get("image_encoder_fingerprint")
-    if recorded and recorded != image_encoder.fingerprint:
-        raise ValueError(
-            f"{model_path}: trained on image encoder {recorded}, but the run's image encoder "
-            f"{image_encoder.name} is {image_encoder.fingerprint}; generate with the encoder "
-            "the model was trained against"
-        )
-    model = build_trained_model(state, device=device, wavlm=wavlm)
-    if model.cfg.image_dim != image_encoder.dim:
-        raise ValueError(
-            f"{model_path}: the audio model embeds into {model.cfg.image_dim} dimensions, the "
-            f"image encoder {image_encoder.name!r} into {image_encoder.dim}"
-        )
-    return model, audio_model_fingerprint(state)
-
-
-__all__ = ["clip_frames", "load_audio_model", "run_unclip_generation", "unclip_for_clips"]
+__all__ = ["clip_frames", "run_unclip_generation", "unclip_for_clips"]
