@@ -3,10 +3,12 @@ test that cannot set itself up reports it (a skip locally, a failure under CI)."
 
 from __future__ import annotations
 
+import fcntl
 import importlib.machinery
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,64 +88,61 @@ def cannot_run(reason: str) -> NoReturn:
 
 @pytest.fixture(scope="session")
 def small_demo_run(tmp_path_factory) -> Path:
-    """The small demo (tests/small_demo.py), run once, uninterrupted; tests must not change it."""
+    """The small demo (tests/small_demo.py), run once, uninterrupted; tests must not change it.
+
+    Built once per test session and shared by ``workflow/bin/test``'s workers: the first to
+    ask builds it under a file lock in the session's folder, the others wait for it and then
+    read it. A test that changes a demo works on a copy of it.
+    """
     from small_demo import run_small_demo
 
-    workdir = tmp_path_factory.mktemp("small-demo")
-    run_small_demo(workdir)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, common to its workers
+    workdir, done = root / "small-demo", root / "small-demo.done"
+    with open(root / "small-demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # what a failed build left
+            workdir.mkdir()
+            run_small_demo(workdir)
+            done.touch()
     return workdir
 
 
-# Test files that use the session fixture ``small_demo_run``: ``workflow/bin/test`` runs them
-# on one worker, one after the other, so the small demo is built once, not once per worker.
-SMALL_DEMO_FILES = frozenset(
+# Test files that use the session fixture ``small_demo_run``, in the order they start: the
+# soak first (its own interrupted runs come before it needs the demo), then the readers.
+SMALL_DEMO_FILES = tuple(
     f"tests/{name}.py"
-    for name in ("test_workflow_soak", "test_workflow_demo", "test_cli", "test_workflow_benchmarks")
+    for name in ("test_workflow_soak", "test_cli", "test_workflow_demo", "test_workflow_benchmarks")
 )
 
 
 def pytest_collection_modifyitems(config, items):
-    """Files with SLURM tests first, then the small demo's files, then files with slow tests,
-    each file's own order kept. ``workflow/bin/test`` hands whole files to its workers in this
-    order (``pytest_xdist_make_scheduler``), so the long ones start at once and the short ones
-    fill in around them, instead of a long file starting last and running alone. The SLURM run
-    is the longest and mostly waits on the scheduler's status checks, so it goes first."""
+    """Files with SLURM tests first, then the small demo's files, then the other files with
+    slow tests, each file's own order kept. ``workflow/bin/test`` hands whole files to its
+    workers in this order (``--dist loadfile --no-loadscope-reorder``: xdist's default starts
+    the files with the most tests first, which put the few long ones last), so the long ones
+    start at once and the short ones fill in around them, instead of a long file starting last
+    and running alone. The SLURM run is the longest and mostly waits on status checks."""
 
     def files_marked(name: str) -> set[Path]:
         return {item.path for item in items if item.get_closest_marker(name)}
 
-    unlisted = sorted(
-        {
-            item.nodeid.split("::")[0]
-            for item in items
-            if "small_demo_run" in getattr(item, "fixturenames", ())
-        }
-        - SMALL_DEMO_FILES
-    )
-    if unlisted:
+    def file_of(item) -> str:
+        return item.nodeid.split("::")[0]
+
+    users = {
+        file_of(item) for item in items if "small_demo_run" in getattr(item, "fixturenames", ())
+    }
+    if unlisted := sorted(users - set(SMALL_DEMO_FILES)):
         raise pytest.UsageError(f"add {unlisted} to SMALL_DEMO_FILES in tests/conftest.py")
     slurm_files, slow_files = files_marked("slurm"), files_marked("slow")
+    demo_rank = {name: i for i, name in enumerate(SMALL_DEMO_FILES)}
     items.sort(  # stable: each file's own order is kept
         key=lambda item: (
             item.path not in slurm_files,
-            item.nodeid.split("::")[0] not in SMALL_DEMO_FILES,
+            demo_rank.get(file_of(item), len(demo_rank)),
             item.path not in slow_files,
         )
     )
-
-
-def pytest_xdist_make_scheduler(config, log):
-    """Whole files per worker, in the collection order above (xdist's own ``loadfile`` starts
-    the files with the most tests first, which put the few long ones last); the small demo's
-    files count as one unit."""
-    if config.getoption("dist") != "loadfile":
-        return None
-    from xdist.scheduler import LoadScopeScheduling
-
-    class FilesInOrder(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return "small demo" if path in SMALL_DEMO_FILES else path
-
-    config.option.loadscopereorder = False
-    return FilesInOrder(config, log)

@@ -130,12 +130,14 @@ def test_generation_and_sheets_are_written(demo_run):
     assert "<h2>Raters and agreement</h2>" in (simulated / "table1.html").read_text()
 
 
-def test_report_holds_grid_curves_metrics_and_study_kit(demo_run):
+def test_report_holds_grid_curves_metrics_and_study_kit(demo_run, tmp_path):
     import zipfile
 
-    result = run_snakemake(demo_run, "--report", "report.zip", *TARGETS, "--configfile", "cfg.yaml")
+    report = tmp_path / "report.zip"  # outside the shared run
+    args = ("--report", str(report), *TARGETS, "--configfile", "cfg.yaml")
+    result = run_snakemake(demo_run, *args)
     assert result.returncode == 0, result.stderr[-3000:]
-    names = {n.rsplit("/", 1)[-1] for n in zipfile.ZipFile(demo_run / "report.zip").namelist()}
+    names = {n.rsplit("/", 1)[-1] for n in zipfile.ZipFile(report).namelist()}
     assert {"grid.png", "curves.png", "metrics.tsv", "retrieval.png", "study.html"} <= names
     assert "table1.html" in names  # Table 1 of the simulated raters
     assert "metrics.json" in names  # the generation metrics (the retrieval's json is not shown)
@@ -197,9 +199,12 @@ RUNTIME_CHANGES = {
 }
 
 
-def test_only_what_changed_reruns(demo_run):
+def test_only_what_changed_reruns(demo_run, tmp_path):
+    """On a copy of the run (other test files read the original meanwhile): configs and the
+    checkpoint change."""
     from wavbrivl.config_keys import RESUME_SAFE, RUNTIME, keys_of
 
+    demo_run = shutil.copytree(demo_run, tmp_path / "demo", symlinks=True)
     # nothing changed: nothing runs
     assert dry_run(demo_run) == {}
     # run-time settings only (all of them at once): nothing runs
@@ -247,7 +252,7 @@ def test_only_what_changed_reruns(demo_run):
 
 
 def test_added_clips_rerun_only_their_shard(demo_run, tmp_path):
-    """On a copy of the run (the soak test compares against the original): a CSV changes."""
+    """On a copy of the run (other test files read the original meanwhile): a CSV changes."""
     demo_run = shutil.copytree(demo_run, tmp_path / "demo", symlinks=True)
     csv_path = demo_run / "results/demo/vggsound.csv"
     rows = csv_path.read_text().splitlines()
@@ -279,12 +284,14 @@ def test_added_clips_rerun_only_their_shard(demo_run, tmp_path):
     assert f"results/download/vggsound/{shard}.status.parquet" in out
     assert f"results/download/vggsound/{other}.status.parquet" not in out
 
-    # The real run does the same: the other shard's artefacts are not rewritten.
+    # The real run does the same up to the embeddings: the other shard's artefacts are not
+    # rewritten, and what is left is training and after (as planned above).
     untouched = demo_run / f"results/media/vggsound/{other}.parquet"
     before = untouched.stat().st_mtime_ns
-    result = run_snakemake(demo_run, "--cores", "2", *TARGETS, "--configfile", "cfg.yaml")
+    args = ("--cores", "2", "media", "embeddings", "--configfile", "cfg.yaml")
+    result = run_snakemake(demo_run, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert untouched.stat().st_mtime_ns == before
     media = pd.read_parquet(demo_run / f"results/media/vggsound/{shard}.parquet")
     assert added <= set(media["clip_id"])
-    assert dry_run(demo_run) == {}
+    assert dry_run(demo_run) == TRAIN_AND_AFTER
