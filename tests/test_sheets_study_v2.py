@@ -309,3 +309,44 @@ def test_refusals_say_what_is_wrong(tmp_path):
         "the study needs at least two classes$",
     ):
         build_study_trials([run])
+
+
+# The study's draw for one seed, pinned: a study kit rebuilt with the same seed must show the
+# same trials in every version (a published kit names its seed), so any change to the salts
+# of the seeded streams (match, catch, compare) or to the order of the draws shows up here.
+PINNED_SEED_3 = """
+t001 match enc-b rainB_500 dogB_1000 right
+t002 compare enc-a bellB_0 bellB_0 right
+t003 compare enc-a dogA_0 dogA_0 left
+t004 catch :real-frames bellB_0 rainB_500 left
+t005 match enc-a dogA_0 bellB_0 right
+t006 compare enc-a rainB_500 rainB_500 right
+t007 match enc-a rainB_500 dogA_0 left
+t008 catch :real-frames bellA_0 rainB_500 right
+t009 match enc-b rainA_0 bellB_0 left
+t010 compare enc-a dogB_1000 dogB_1000 right
+t011 match enc-b dogA_0 rainB_500 left
+t012 match enc-a dogB_1000 bellA_0 left
+t013 match enc-b bellA_0 rainA_0 right
+t014 match enc-a rainA_0 dogB_1000 left
+t015 match enc-b bellB_0 rainA_0 right
+t016 catch :real-frames dogB_1000 rainB_500 left
+t017 compare enc-a bellA_0 bellA_0 left
+t018 compare enc-a rainA_0 rainA_0 left
+t019 match enc-a bellA_0 rainB_500 right
+t020 match enc-b dogB_1000 rainA_0 left
+t021 match enc-a bellB_0 rainB_500 right
+t022 catch :real-frames rainB_500 bellB_0 right
+"""
+
+
+def test_the_same_seed_draws_the_same_trials_in_every_version(tmp_path):
+    runs = two_runs(tmp_path)
+    trials = build_study_trials(
+        runs, 3, catch_rate=0.2, with_frame=set(CLIPS), compare=["enc-a", "enc-b"]
+    )
+    got = [
+        f"{t.trial_id} {t.kind} {t.run} {t.clip_id} {t.other_clip_id} {t.match_side}"
+        for t in trials
+    ]
+    assert got == PINNED_SEED_3.strip().splitlines()
