@@ -27,6 +27,7 @@ from wavbrivl.sheets.trials import (
     REAL,
     build_study_trials,
     build_trials,
+    compare_drafts,
     n_catch_trials,
 )
 
@@ -350,3 +351,22 @@ def test_the_same_seed_draws_the_same_trials_in_every_version(tmp_path):
         for t in trials
     ]
     assert got == PINNED_SEED_3.strip().splitlines()
+
+
+def test_the_default_seed_is_the_schemas_study_seed(tmp_path):
+    import yaml
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    default = schema["properties"]["sheets"]["properties"]["study_seed"]["default"]
+    runs = two_runs(tmp_path)
+    assert build_trials(runs) == build_trials(runs, default)
+    assert build_trials(runs) != build_trials(runs, default + 1)
+
+
+def test_comparison_sides_are_drawn_from_the_seed(tmp_path):
+    first, second = two_runs(tmp_path)
+    draws = {seed: compare_drafts(first, second, seed) for seed in range(10)}
+    # an unseeded stream would repeat all ten draws with a chance of (1/20) ** 10
+    assert all(compare_drafts(first, second, seed) == draws[seed] for seed in draws)
+    assert len({tuple(d) for d in draws.values()}) > 1  # and the seed does change them
