@@ -25,8 +25,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+import yaml
 from conftest import REPO
 from media_factory import no_audio_clip, normal_clip
+from PIL import Image
 from test_api import SPACE, save_model, signal, write_embeddings
 from test_audiofile import tone
 
@@ -150,6 +152,10 @@ def test_info_prints_the_model_as_json(model_dir):
     info = json.loads(result.stdout)
     assert info["image_space"] == {"fingerprint": SPACE, "dim": 128}
     assert info["step"] == 7 and info["window_s"] == 0.5 and info["min_samples"] == 400
+    assert (
+        "train_config" not in info
+        and info["model_fingerprint"] == load(model_dir).info["model_fingerprint"]
+    )
 
 
 def test_a_missing_model_is_one_error_line_and_status_2(tmp_path):
@@ -257,6 +263,20 @@ def test_classify_through_a_text_side_gives_the_apis_probabilities(model_dir, in
         assert abs(sum(got["scores"].values()) - 1.0) < 1e-6
 
 
+def test_output_names_never_repeat_a_name_an_earlier_input_got():
+    from wavbrivl.cli import output_names
+
+    assert output_names(["x/a.wav", "y/a.wav", "a.mp3"]) == ["a", "a-1", "a-2"]
+    # a later "a" may not take "a-2", which an input of that stem already has
+    assert output_names(["x/a.wav", "a-2.flac", "y/a.wav", "z/a.wav", "b.wav"]) == [
+        "a",
+        "a-2",
+        "a-1",
+        "a-3",
+        "b",
+    ]
+
+
 def test_help_shows_examples_and_every_command():
     result = wavbrivl("--help")
     assert result.returncode == 0
@@ -308,30 +328,64 @@ def test_the_demo_model_embeds_searches_and_exports(small_demo_run, tmp_path):
 
 
 def test_generate_writes_a_png_per_good_file_and_a_record(model_dir, inputs, tmp_path):
+    """Each PNG and its record hold what the API's generate gives for the same audio, config
+    and name (a second file of the same name gets ``-1``); ``--steps`` overrides the config."""
+    import shutil
+
+    from wavbrivl.configs import from_mapping
+    from wavbrivl.encoders.from_config import encoder_from_config
+    from wavbrivl.generate.loop import GenerateConfig
     from wavbrivl.generate.png import read_png_metadata
+    from wavbrivl.generate.stage import build_vqgan
 
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(
         "embed:\n  encoder: tiny\n  seed: 0\n"
         "generate:\n  vqgan: tiny\n  steps: 2\n  cutouts: 2\n  size: [32, 32]\n  min_cut_size: 16\n"
     )
+    again = tmp_path / "again" / inputs["wav"].name  # the same stem, other audio
+    again.parent.mkdir()
+    shutil.copy(inputs["mp3"], again.with_suffix(".mp3"))
+    again = again.with_suffix(".mp3")
     out = tmp_path / "pictures"
+    files = [inputs["wav"], inputs["empty"], again]
     result = wavbrivl_in_process(
-        "generate",
-        model_dir,
-        inputs["wav"],
-        inputs["empty"],
-        "--config",
-        cfg,
-        "-o",
-        out,
-        "--steps",
-        "1",
+        "generate", model_dir, *files, "--config", cfg, "-o", out, "--steps", "1"
     )
     assert result.returncode == 1, result.stderr[-2000:]
     assert error_lines(result) == [f"error: {inputs['empty']}: empty file (0 bytes)"]
-    png = out / f"{inputs['wav'].stem}.png"
-    meta = read_png_metadata(png)
-    assert meta["wavbrivl.audio"] == str(inputs["wav"]) and meta["wavbrivl.image_space"] == SPACE
+
+    model = load(model_dir)
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+    def defaults(block: str) -> dict:
+        properties = schema["properties"][block]["properties"]
+        return {k: p["default"] for k, p in properties.items() if "default" in p}
+
+    settings = {"steps": 1, "cutouts": 2, "size": [32, 32], "min_cut_size": 16}
+    expected = model.generate(
+        [inputs["wav"], again],
+        vqgan=build_vqgan({**defaults("generate"), "vqgan": "tiny"}, model.device),
+        encoder=encoder_from_config(
+            {**defaults("embed"), "encoder": "tiny", "seed": 0, "device": "cpu"}
+        ),
+        cfg=from_mapping(GenerateConfig, settings, "generate"),
+        names=["a", "a-1"],
+    )
     record = json.loads((out / "generation.json").read_text())
-    assert list(record) == [str(inputs["wav"])] and record[str(inputs["wav"])]["png"] == str(png)
+    assert list(record) == [str(inputs["wav"]), str(again)]
+    for path, name, want in zip([inputs["wav"], again], ["a", "a-1"], expected, strict=True):
+        png = out / f"{name}.png"
+        assert record[str(path)] == {
+            "png": str(png),
+            "seed": want.seed,
+            "steps": 1,  # --steps, not the config's 2
+            "similarity": pytest.approx(want.final_similarity, abs=1e-6),
+        }
+        meta = read_png_metadata(png)
+        assert meta["wavbrivl.audio"] == str(path) and meta["wavbrivl.image_space"] == SPACE
+        assert meta["wavbrivl.audio_model"] == model.info["model_fingerprint"]
+        assert meta["wavbrivl.seed"] == str(want.seed) and meta["wavbrivl.steps"] == "1"
+        assert meta["wavbrivl.similarity"] == f"{want.final_similarity:.6f}"
+        with Image.open(png) as image:
+            np.testing.assert_array_equal(np.asarray(image), np.asarray(want.image))

@@ -217,11 +217,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     vqgan = build_vqgan(block, model.device)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    failed, record, used = 0, {}, set()
-    for path in _progress(args.files, args, "generate"):
+    failed, record = 0, {}
+    names = output_names(args.files)
+    for path, name in zip(_progress(args.files, args, "generate"), names, strict=True):
         path = Path(path)
-        name = path.stem if path.stem not in used else f"{path.stem}-{len(used)}"
-        used.add(name)
         try:
             (result,) = model.generate(path, vqgan=vqgan, encoder=encoder, cfg=cfg, names=[name])
         except AudioFileError as exc:
@@ -234,16 +233,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
             "wavbrivl.image_space": str(model.fingerprint),
             "wavbrivl.audio_model": str(model.info["model_fingerprint"]),
             "wavbrivl.seed": str(result.seed),
+            "wavbrivl.steps": str(result.steps),
             "wavbrivl.similarity": f"{result.final_similarity:.6f}",
         }
         save_png(result.image, png, metadata=meta)
         record[str(path)] = {
             "png": str(png),
             "seed": result.seed,
+            "steps": result.steps,
             "similarity": result.final_similarity,
         }
     _write_json(record, str(out / "generation.json"))
     return EXIT_FILES_FAILED if failed else EXIT_OK
+
+
+def output_names(paths: Sequence[str | Path]) -> list[str]:
+    """One PNG name per input: its stem, or ``stem-1``, ``stem-2``... for later ones with a
+    stem already taken (never a name an earlier input got)."""
+    names: list[str] = []
+    for path in paths:
+        stem = name = Path(path).stem
+        n = 0
+        while name in names:
+            n += 1
+            name = f"{stem}-{n}"
+        names.append(name)
+    return names
 
 
 def cmd_export(args: argparse.Namespace) -> int:
