@@ -82,8 +82,8 @@ def score_pictures(
         "n_real_frames": len(real_ids),
         "per_class": result.per_class,
         "nearest_class": dict(zip(gen_ids, result.predicted, strict=True)),
-        "encoder": getattr(encoder, "name", "?"),
-        "encoder_fingerprint": getattr(encoder, "fingerprint", ""),
+        "encoder": encoder.name,  # every image encoder has both (wavbrivl.encoders)
+        "encoder_fingerprint": encoder.fingerprint,
     }
 
 
