@@ -343,10 +343,9 @@ def test_generate_writes_a_png_per_good_file_and_a_record(model_dir, inputs, tmp
         "embed:\n  encoder: tiny\n  seed: 0\n"
         "generate:\n  vqgan: tiny\n  steps: 2\n  cutouts: 2\n  size: [32, 32]\n  min_cut_size: 16\n"
     )
-    again = tmp_path / "again" / inputs["wav"].name  # the same stem, other audio
+    again = tmp_path / "again" / f"{inputs['wav'].stem}.mp3"  # the same stem, other audio
     again.parent.mkdir()
-    shutil.copy(inputs["mp3"], again.with_suffix(".mp3"))
-    again = again.with_suffix(".mp3")
+    shutil.copy(inputs["mp3"], again)
     out = tmp_path / "pictures"
     files = [inputs["wav"], inputs["empty"], again]
     result = wavbrivl_in_process(
