@@ -283,6 +283,60 @@ def test_rank_orders_by_score_then_clip_id():
     assert [h.clip_id for h in rank(queries, ids, matrix, 4)[0]][-2:] == ["c", "z"]
 
 
+def test_search_returns_five_by_default_from_clean_frames_only(model_path, tmp_path):
+    model = load(model_path)
+    x = signal(5000, seed=4)
+    q = model.embed_audio(x, sample_rate=SR)[0]
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((7, 128))
+    ids = [f"c{i}" for i in range(7)]
+    path = write_embeddings(tmp_path / "e.parquet", ids, vectors)
+    hits = model.search(x, path, sample_rate=SR)[0]
+    # by hand: cosines of the seven rows with the query, best five
+    cos = vectors @ q / np.linalg.norm(vectors, axis=1) / np.linalg.norm(q)
+    assert [h.clip_id for h in hits] == [ids[j] for j in np.argsort(-cos)[:5]]
+    # an augmented view (1) of each clip beside its clean frame: only the clean rows count
+    both = write_embeddings(
+        tmp_path / "views.parquet",
+        ids[:2] * 2,
+        np.concatenate([vectors[:2], -vectors[:2]]),
+        views=[0, 0, 1, 1],
+    )
+    index_ids, matrix = model.image_index(both)
+    assert list(index_ids) == ids[:2]
+    np.testing.assert_allclose(matrix, vectors[:2].astype(np.float32), rtol=1e-6)
+
+
+def test_image_index_names_the_embeddings_of_another_space(model_path, tmp_path):
+    other = "d" * 64
+    path = write_embeddings(tmp_path / "o.parquet", ["c"], np.ones((1, 128)), fingerprint=other)
+    with pytest.raises(ImageSpaceMismatch) as info:
+        load(model_path).image_index(path)
+    assert str(info.value).startswith(f"{path}: embeddings of image space {other}, but")
+
+
+def test_rank_scores_cosines_of_unnormalised_and_zero_rows():
+    queries = np.array([[0.6, 0.8], [1.0, 0.0]])
+    ids = ["only"]
+    # a single row is ranked, not taken for an empty index
+    assert [
+        (h.clip_id, round(h.score, 6)) for h in rank(queries, ids, np.array([[0.3, 0.4]]), 2)[0]
+    ] == [("only", 1.0)]
+    # rows shorter than 1 are scaled up to unit length; a zero row scores 0, not NaN
+    matrix = np.array([[0.0, 0.0], [0.5, 0.0], [0.0, 0.25]])
+    hits = rank(queries, ["zero", "x", "y"], matrix, 3)
+    assert [(h.clip_id, round(h.score, 6)) for h in hits[0]] == [
+        ("y", 0.8),
+        ("x", 0.6),
+        ("zero", 0.0),
+    ]
+    assert [(h.clip_id, round(h.score, 6)) for h in hits[1]] == [
+        ("x", 1.0),
+        ("y", 0.0),
+        ("zero", 0.0),
+    ]
+
+
 def test_check_same_space_warns_when_the_model_records_none():
     with pytest.warns(UserWarning, match="records no image space fingerprint; cannot check E"):
         check_same_space(None, "abc", "embeddings", "E")
@@ -341,6 +395,31 @@ def test_zero_shot_is_stable_for_large_logits():
     assert zero_shot(np.array([[1.0, 0.0]]), np.eye(2))[0][0] == pytest.approx(
         1 / (1 + np.exp(-100))
     )
+
+
+def test_zero_shot_normalises_each_query_on_its_own():
+    # Two queries whose largest logits lie 1000 apart, three labels (N != L): each row is its
+    # own softmax, by hand from the row's own largest logit.
+    audio = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    text = np.array([[0.0, 1.0, 0.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0]])
+    p = zero_shot(audio, text, scale=1000.0)
+    assert p.shape == (2, 3) and np.isfinite(p).all()
+    np.testing.assert_allclose(p[0], [0.0, 0.0, 1.0], atol=1e-12)
+    np.testing.assert_allclose(p[1], [1 / 3, 1 / 3, 1 / 3], rtol=1e-12)  # cosines all 0
+    soft = zero_shot(np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]]), text, scale=2.0)
+    for row, cos in zip(soft, ([0.0, 0.0, 1.0], [0.8, -0.8, 0.6]), strict=True):
+        e = np.exp(2.0 * np.array(cos))
+        np.testing.assert_allclose(row, e / e.sum(), rtol=1e-12)
+
+
+def test_classify_prompts_are_the_bare_labels_by_default(model_path):
+    model = load(model_path)
+    x = signal(5000, seed=5)
+    q = model.embed_audio(x, sample_rate=SR)[0]
+    encoder = TextEncoder({"dog": q, "cat": -q})
+    probs = model.classify(x, ["dog", "cat"], encoder, sample_rate=SR)[0]
+    assert encoder.prompts == ["dog", "cat"]
+    assert probs["dog"] == pytest.approx(1 / (1 + np.exp(-200)))
 
 
 def test_classify_says_when_the_image_space_has_no_text_side(model_path):
@@ -613,6 +692,58 @@ def test_generate_refuses_an_encoder_of_another_space(model_path):
         load(model_path).generate(
             signal(4000), vqgan=build_tiny_vqgan(), encoder=other, sample_rate=SR
         )
+
+
+def test_generate_hands_the_loop_default_names_the_device_and_the_log(model_path, monkeypatch):
+    import wavbrivl.generate.loop as loop
+    from wavbrivl.generate.stage import clip_seed
+
+    seen = {}
+
+    def spy(vqgan, encoder, targets, cfg, **kwargs):
+        seen.update(kwargs, targets=targets, cfg=cfg)
+        return ["done"]
+
+    monkeypatch.setattr(loop, "generate", spy)
+    model = load(model_path)
+    model.device = "cpu:0"  # what the model was loaded onto, handed on as it is
+
+    def log(line):
+        return None
+
+    out = model.generate(
+        [signal(4000, seed=7), signal(4000, seed=8)],
+        vqgan=None,
+        encoder=build_tiny(seed=0),
+        sample_rate=SR,
+        log=log,
+    )
+    assert out == ["done"]
+    assert seen["clip_ids"] == ["audio0", "audio1"]
+    cfg = seen["cfg"]
+    assert cfg == loop.GenerateConfig()
+    assert seen["seeds"] == [clip_seed(cfg.seed, "audio0"), clip_seed(cfg.seed, "audio1")]
+    assert seen["device"] == "cpu:0" and seen["log"] is log
+    assert seen["targets"].shape == (2, 128)
+
+
+class NamelessEncoder:
+    """An image encoder without ``name`` or ``fingerprint`` attributes."""
+
+
+def test_generate_names_a_nameless_encoder_of_unknown_space_by_its_class(model_path):
+    with pytest.raises(ImageSpaceMismatch) as info:
+        load(model_path).generate(
+            signal(4000), vqgan=None, encoder=NamelessEncoder(), sample_rate=SR
+        )
+    assert str(info.value).startswith(
+        f"NamelessEncoder: an image encoder of image space (none), but the model was trained "
+        f"in image space {SPACE}"
+    )
+    other = build_tiny(seed=1)
+    with pytest.raises(ImageSpaceMismatch) as info:
+        load(model_path).generate(signal(4000), vqgan=None, encoder=other, sample_rate=SR)
+    assert str(info.value).startswith(f"{other.name}: an image encoder of image space")
 
 
 def test_run_facts_come_from_the_workflow_files_beside_the_model(tmp_path):
