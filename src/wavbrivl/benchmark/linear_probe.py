@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 from wavbrivl.benchmark.zeroshot import (
     TOP_K,
@@ -59,6 +57,11 @@ def validation_fold(test_fold, fold_values: Sequence) -> object:
 
 def fit_probe(x: np.ndarray, y: np.ndarray, c: float, seed: int):
     """A standardiser and a logistic regression fit on ``(x, y)`` only."""
+    # Imported here: the Snakefile reads this module's constants when it builds the DAG,
+    # and scikit-learn (with scipy) would add seconds to every Snakemake start.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(x)
     model = LogisticRegression(C=c, max_iter=MAX_ITER, random_state=seed)
     model.fit(scaler.transform(x), y)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.stats import binomtest
 
 EncodeText = Callable[[list[str]], np.ndarray]
 
@@ -158,6 +157,10 @@ def per_class_accuracy(
 
 def chance_verdict(n_correct: int, n_clips: int, n_classes: int, alpha: float = CHANCE_ALPHA):
     """Is top-1 above chance? A one-sided exact binomial test against 1/K."""
+    # Imported here: the Snakefile reads this package when it builds the DAG, and
+    # scipy.stats would add seconds to every Snakemake start.
+    from scipy.stats import binomtest
+
     chance = 1.0 / n_classes
     p_value = float(binomtest(n_correct, n_clips, chance, alternative="greater").pvalue)
     at_chance = p_value >= alpha

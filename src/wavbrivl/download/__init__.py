@@ -5,15 +5,24 @@ config block; ``status_table`` owns the per-clip status table the stage writes
 (``read_status``); ``worker`` downloads one clip; ``journal`` makes a shard resumable.
 """
 
-from wavbrivl.download.options import DEFAULT_FORMAT, DownloadConfig, build_ydl_options
-from wavbrivl.download.stage import download_shard
-from wavbrivl.download.status_table import STATUS_SCHEMA, read_status
+import importlib
 
-__all__ = [
-    "DEFAULT_FORMAT",
-    "STATUS_SCHEMA",
-    "DownloadConfig",
-    "build_ydl_options",
-    "download_shard",
-    "read_status",
-]
+# The names below load their module on first use (PEP 562): the Snakefile imports
+# wavbrivl.download.sources when it builds the DAG, and yt-dlp's import would add most of a
+# second to every Snakemake start.
+_EXPORTS = {
+    "DEFAULT_FORMAT": "options",
+    "DownloadConfig": "options",
+    "build_ydl_options": "options",
+    "download_shard": "stage",
+    "STATUS_SCHEMA": "status_table",
+    "read_status": "status_table",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
