@@ -1,6 +1,6 @@
 """The ``wavbrivl`` command: its exit codes, output files and messages.
 
-The demo test, the help test and the missing-model test run it as a subprocess
+The demo test's `info`, the help test and the missing-model test run it as a subprocess
 (``python -m wavbrivl``), as a user does. The others call its ``main()`` in this process
 (``wavbrivl_in_process``): the same argv, exit code, stdout and stderr, without paying the
 seconds of importing torch and transformers again for each call. Fast tests use a tiny model
@@ -297,8 +297,11 @@ def test_pyproject_declares_the_entry_point_to_a_callable():
 
 
 @pytest.mark.slow
-def test_the_demo_model_embeds_searches_and_exports(small_demo_run, tmp_path):
-    """The trained model of the small demo, through the command, against its own caches."""
+def test_the_demo_model_embeds_searches_and_exports(small_demo_run, tmp_path, monkeypatch):
+    """The trained model of the small demo, through the command, against its own caches.
+
+    ``info`` runs as the installed command would; the other commands run in this process
+    (the same ``main``), which spares each a fresh import of torch."""
     run = small_demo_run / "results" / "models" / "demo"
     clip = tmp_path / "clip.wav"
     sf.write(clip, signal(3 * SR, seed=11), SR)
@@ -311,17 +314,20 @@ def test_the_demo_model_embeds_searches_and_exports(small_demo_run, tmp_path):
         json.loads(info.stdout)["image_space"]["fingerprint"]
         == read_common_header(caches).fingerprint
     )
-    hits = wavbrivl("search", run, clip, "--embeddings", *caches, "-k", "3", cwd=small_demo_run)
+    monkeypatch.chdir(small_demo_run)
+    hits = wavbrivl_in_process("search", run, clip, "--embeddings", *caches, "-k", "3")
     assert hits.returncode == 0, hits.stderr[-2000:]
     assert len(json.loads(hits.stdout)[str(clip)]) == 3
     out = tmp_path / "demo-export"
-    assert wavbrivl("export", run, out, cwd=small_demo_run).returncode == 0
+    assert wavbrivl_in_process("export", run, out).returncode == 0
     card = (out / "README.md").read_text()
     assert "- dataset: vggsound" in card and "- steps: 6 " in card
     emb = tmp_path / "e.parquet"
-    assert wavbrivl("embed-audio", out, clip, "-o", emb).returncode == 0
-    direct = wavbrivl("embed-audio", run, clip, "-o", tmp_path / "d.parquet", cwd=small_demo_run)
-    assert direct.returncode == 0
+    monkeypatch.chdir(tmp_path)  # the export stands alone: nothing of the run is needed
+    assert wavbrivl_in_process("embed-audio", out, clip, "-o", emb).returncode == 0
+    monkeypatch.chdir(small_demo_run)
+    direct = wavbrivl_in_process("embed-audio", run, clip, "-o", tmp_path / "d.parquet")
+    assert direct.returncode == 0, direct.stderr[-2000:]
     a = np.array(pq.read_table(emb).column("embedding").to_pylist())
     b = np.array(pq.read_table(tmp_path / "d.parquet").column("embedding").to_pylist())
     np.testing.assert_allclose(a, b, atol=1e-6)

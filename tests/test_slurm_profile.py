@@ -300,13 +300,18 @@ def test_demo_runs_to_completion_through_the_slurm_profile(slurm_cluster, tmp_pa
     # Every job went through sbatch, on the partition from the environment.
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
     assert len(submitted) >= 10
-    rules_run = set(re.findall(r"^rule (\w+):", out, re.M))
+    rules_run = set(re.findall(r"^(?:rule|checkpoint) (\w+):", out, re.M))
     assert {
+        "download_clips",
         "extract_media",
         "embed_images",
         "train_audio_encoder",
         "evaluate_retrieval",
     } <= rules_run
+    # Seconds-long jobs ran on the submit host (docs/cluster.md, "Local rules").
+    local_run = set(re.findall(r"^local(?:rule|checkpoint) (\w+):", out, re.M))
+    assert {"synthesise_demo", "build_manifest", "prepare_tiny_wavlm"} <= local_run
+    assert not local_run & rules_run
 
     results = workdir / "results"
     assert len(list((results / "media/vggsound").glob("*.parquet"))) == 2

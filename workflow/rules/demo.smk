@@ -8,6 +8,7 @@ rule synthesise_demo:
         videos=directory("results/demo/videos"),
     log:
         "logs/synthesise_demo/demo.log",
+    localrule: True
     benchmark:
         "benchmarks/synthesise_demo/demo.tsv"
     conda:
@@ -31,6 +32,7 @@ rule synthesise_demo_benchmark:
         audio=directory("results/demo/esc50/audio"),
     log:
         "logs/synthesise_demo/benchmark.log",
+    localrule: True
     conda:
         "../../envs/media.yaml"
     threads: 2

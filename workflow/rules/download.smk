@@ -36,6 +36,7 @@ rule list_used_clips:
         "results/download/{dataset}/used_clips.csv",
     log:
         "logs/list_used_clips/{dataset}.log",
+    localrule: True
     conda:
         "../../envs/media.yaml"
     script:
@@ -60,6 +61,7 @@ rule report_availability:
         ),
     log:
         "logs/report_availability/{dataset}.log",
+    localrule: True
     conda:
         "../../envs/torch.yaml"
     script:

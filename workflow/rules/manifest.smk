@@ -7,6 +7,7 @@ checkpoint build_manifest:
         "results/manifest/{dataset}.parquet",
     log:
         "logs/build_manifest/{dataset}.log",
+    localrule: True
     conda:
         "../../envs/media.yaml"
     params:

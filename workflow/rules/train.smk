@@ -3,6 +3,7 @@ rule prepare_tiny_wavlm:
         directory("results/models/_wavlm/tiny-seed{seed}"),
     log:
         "logs/prepare_tiny_wavlm/tiny-seed{seed}.log",
+    localrule: True
     conda:
         "../../envs/torch.yaml"
     script:
@@ -15,6 +16,7 @@ rule prepare_tiny_text:
         directory("results/models/_text/tiny"),
     log:
         "logs/prepare_tiny_text/tiny.log",
+    localrule: True
     conda:
         "../../envs/torch.yaml"
     script:
