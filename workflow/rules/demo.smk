@@ -8,9 +8,9 @@ rule synthesise_demo:
         videos=directory("results/demo/videos"),
     log:
         "logs/synthesise_demo/demo.log",
-    localrule: True
     benchmark:
         "benchmarks/synthesise_demo/demo.tsv"
+    localrule: True
     conda:
         "../../envs/media.yaml"
     threads: 2
