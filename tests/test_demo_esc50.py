@@ -124,3 +124,60 @@ def test_a_failing_clip_is_named_and_no_csv_is_written(tmp_path, monkeypatch):
         synthesise_benchmark(tmp_path, seed=0, clips_per_class=2, n_classes=2, log=print)
     assert not (tmp_path / "meta").exists()
     assert [p.name for p in (tmp_path / "audio").iterdir() if p.name.startswith(".")] == []
+
+
+def test_esc10_is_the_first_half_of_the_classes_rounded_down():
+    plan = benchmark_plan(seed=0, clips_per_class=1, n_classes=3)
+    assert [c.esc10 for c in plan] == [True, False, False]
+
+
+def test_the_gain_draw_is_pinned_and_within_six_db_of_full_scale():
+    # The draw is part of the artefact: these values were drawn once and are pinned here.
+    plan = benchmark_plan(seed=0, clips_per_class=3, n_classes=2)
+    gains = [dict(c.params)["gain_db"] for c in plan]
+    assert gains == [-2.06, -2.79, -2.35, -4.62, -5.1, -4.44]
+    many = benchmark_plan(seed=5, clips_per_class=10)
+    assert all(-6.0 <= dict(c.params)["gain_db"] <= 0.0 for c in many)
+
+
+def test_the_csv_text_ends_lines_with_newlines_only():
+    text = esc50_csv_text(benchmark_plan(seed=0, clips_per_class=1, n_classes=2))
+    assert "\r" not in text and text.count("\n") == 3
+
+
+def test_defaults_write_five_clips_per_class_of_seed_0_and_a_rerun_rewrites_them(tmp_path):
+    out = tmp_path / "esc50"
+    plan = synthesise_benchmark(out, n_classes=1, log=lambda _line: None)
+    assert plan == benchmark_plan(seed=0, clips_per_class=5, n_classes=1)
+    first = {p.name: p.read_bytes() for p in (out / "audio").iterdir()}
+    # the same call into the existing folder: the same files, nothing else
+    again = synthesise_benchmark(out, seed=3, clips_per_class=2, n_classes=1, log=print)
+    assert again == benchmark_plan(seed=3, clips_per_class=2, n_classes=1)
+    names = {p.name for p in (out / "audio").iterdir()}
+    assert names == set(first)  # the two rewritten, the others kept
+    changed = [
+        c.filename for c in again if (out / "audio" / c.filename).read_bytes() != first[c.filename]
+    ]
+    assert changed == [c.filename for c in again]
+
+
+def test_a_failing_clips_message_ends_with_ffmpegs_own_last_500_characters(tmp_path, monkeypatch):
+    from wavbrivl.demo import esc50
+
+    real = esc50.wav_argv
+    bad = "n" * 700  # a filter name that makes ffmpeg's complaint longer than 500 characters
+
+    def broken(clip, out_path, *, ffmpeg):
+        argv = real(clip, out_path, ffmpeg=ffmpeg)
+        argv[argv.index("-filter_complex") + 1] = f"{bad}[a]"
+        return argv
+
+    monkeypatch.setattr(esc50, "wav_argv", broken)
+    with pytest.raises(esc50.DemoSynthesisError) as info:
+        synthesise_benchmark(tmp_path, clips_per_class=1, n_classes=1, threads=1, log=print)
+    head, tail = re.match(
+        r"(benchmark clip \S+: ffmpeg exit \d+: )(.*)", str(info.value), re.S
+    ).groups()
+    assert len(tail) == 500
+    assert not tail.startswith(("b'", 'b"'))  # text, not bytes
+    assert "nnnnnnnnnn" in tail
