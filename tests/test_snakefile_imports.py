@@ -1,6 +1,6 @@
 """The Snakefile stays light to import: every Snakemake start parses it (each dry run, each
 local run, each SLURM job), so a heavy import there costs seconds many times over
-(docs/development.md, "What the suite's time goes to")."""
+(docs/development.md, "Commands": what the suite's time goes to)."""
 
 from __future__ import annotations
 
