@@ -614,3 +614,84 @@ def test_run_unclip_generation_builds_everything_from_config_blocks(folders, enc
     assert record["config"]["seed"] == 1 and record["config"]["batch_clips"] == 1
     assert record["fingerprints"]["image_encoder"] == encoder.fingerprint
     assert lines[0].startswith("generating with unclip(unclip) (fp32) and hf-clip(clip) on cpu")
+
+
+def test_real_frames_come_from_ok_rows_only(tmp_path):
+    from wavbrivl.extract.media import MEDIA_SCHEMA
+    from wavbrivl.generate.unclip_stage import clip_frames
+
+    def jpeg(colour):
+        out = io.BytesIO()
+        Image.new("RGB", (8, 8), colour).save(out, format="JPEG")
+        return out.getvalue()
+
+    rows = [
+        {"clip_id": "ok_0", "status": "ok", "reason": "", "frame": jpeg((0, 0, 255))},
+        # a row that failed after its frame was taken (audio too short, say)
+        {"clip_id": "bad_0", "status": "bad_media", "reason": "x", "frame": jpeg((255, 0, 0))},
+    ]
+    shard = tmp_path / "000.parquet"
+    full = [{name: row.get(name) for name in MEDIA_SCHEMA.names} for row in rows]
+    pq.write_table(pa.Table.from_pylist(full, schema=MEDIA_SCHEMA), shard)
+    assert clip_frames([shard], ["ok_0"])["ok_0"].getpixel((4, 4))[2] > 200
+    with pytest.raises(ValueError, match=r"no real frame for clip\(s\) \['bad_0'\]"):
+        clip_frames([shard], ["ok_0", "bad_0"])
+
+
+def test_run_unclip_generation_hands_the_config_to_each_part(monkeypatch):
+    """Which setting reaches which part: the device (``generate.device``, default auto) goes
+    to the pipeline and the encoder, the dtype to the pipeline, wavlm and log to the loop."""
+    import wavbrivl.encoders.from_config as from_config
+    import wavbrivl.generate.unclip_stage as stage
+
+    seen = {}
+
+    class Named:
+        def __init__(self, name):
+            self.name = name
+
+    def pick(name):
+        seen["device asked"] = name
+        return "cpu:7"
+
+    def load(folder, **kwargs):
+        seen["pipeline"] = (folder, kwargs)
+        return Named("pipe")
+
+    def encoder(block):
+        seen["encoder"] = block
+        return Named("enc")
+
+    def loop(*args, **kwargs):
+        seen["loop"] = (args, kwargs)
+        return {"done": True}
+
+    monkeypatch.setattr(stage, "pick_device", pick)
+    monkeypatch.setattr(stage, "load_unclip_pipeline", load)
+    monkeypatch.setattr(from_config, "encoder_from_config", encoder)
+    monkeypatch.setattr(stage, "unclip_for_clips", loop)
+    lines = []
+    block = {"seed": 3, "clip_ids": ["a"], "unclip": {"pipeline": "P", "dtype": "bf16"}}
+    record = run_unclip_generation(
+        model_path="M",
+        media_paths=("S",),
+        manifest_path="F",
+        out_dir="O",
+        generate_block=block,
+        embed_block={"encoder": "clip", "device": "cuda"},
+        wavlm="W",
+        log=lines.append,
+    )
+    assert record == {"done": True}
+    assert seen["device asked"] == "auto"
+    assert seen["pipeline"] == ("P", {"dtype": "bf16", "device": "cpu:7"})
+    assert seen["encoder"] == {"encoder": "clip", "device": "cpu:7"}
+    args, kwargs = seen["loop"]
+    assert args[:4] == ("M", ["S"], "F", "O") and args[6].dtype == "bf16" and args[6].seed == 3
+    assert kwargs == {"clip_ids": ["a"], "wavlm": "W", "log": lines.append}
+    assert lines == ["generating with pipe (bf16) and enc on cpu:7"]
+    run_unclip_generation(
+        model_path="M", media_paths=[], manifest_path="F", out_dir="O",
+        generate_block={**block, "device": "cpu"}, embed_block={}, wavlm=None, log=print,
+    )  # fmt: skip
+    assert seen["device asked"] == "cpu"
