@@ -5,25 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wavbrivl.generate.records import GENERATION_JSON, TARGETS_PARQUET, read_targets
 from wavbrivl.manifest.labels import read_clip_labels
 from wavbrivl.sheets import load_generation_runs
-from wavbrivl.sheets.auto2afc import (
-    RunComparison,
-    auto_two_choice_study,
-    compare_runs,
-    write_auto_scores,
-)
-from wavbrivl.sheets.grid import (
-    common_clips,
-    grid_columns,
-    load_real_frames,
-    run_row_label,
-    write_grid,
-)
 from wavbrivl.sheets.study import read_key, write_study
+
+# auto2afc (torch) and grid (matplotlib) are imported by the functions that use them: the
+# simulated study's job needs neither, and they cost seconds to import.
+if TYPE_CHECKING:
+    from wavbrivl.sheets.auto2afc import RunComparison
 
 
 def assemble_sheets(
@@ -50,6 +42,15 @@ def assemble_sheets(
     The grid has one row per run over clips every run generated (a first row of real frames
     from ``media_paths`` with ``real_frame_row``); ``compare`` (two run names) adds the
     automatic comparison of those two runs to auto2afc.json."""
+    from wavbrivl.sheets.auto2afc import RunComparison, auto_two_choice_study, write_auto_scores
+    from wavbrivl.sheets.grid import (
+        common_clips,
+        grid_columns,
+        load_real_frames,
+        run_row_label,
+        write_grid,
+    )
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels = read_clip_labels(manifest_path)
@@ -218,6 +219,9 @@ def _compare(
     log: Callable[[str], None],
 ) -> RunComparison | dict[str, Any]:
     """The automatic comparison, or a note saying why it was not made (another image space)."""
+    from wavbrivl.sheets.auto2afc import compare_runs
+    from wavbrivl.sheets.grid import common_clips
+
     other = [n for n in pair if _image_fingerprint(run_folders[n]) != encoder.fingerprint]
     if other:
         why = (
