@@ -422,6 +422,32 @@ def test_classify_prompts_are_the_bare_labels_by_default(model_path):
     assert probs["dog"] == pytest.approx(1 / (1 + np.exp(-200)))
 
 
+def test_text_embeddings_are_unit_rows_of_the_bare_labels_by_default(model_path):
+    model = load(model_path)
+    encoder = TextEncoder({"dog": np.array([3.0, 4.0] + [0.0] * 126)})
+    rows = model.text_embeddings(["dog"], encoder)
+    assert encoder.prompts == ["dog"]
+    np.testing.assert_allclose(rows[0, :2], [0.6, 0.8], rtol=1e-6)
+    with pytest.raises(ValueError, match="^classify needs at least one label$"):
+        model.text_embeddings([], encoder)
+
+
+class NamelessText:
+    """A text side without ``name`` or ``fingerprint`` attributes."""
+
+    def encode_text(self, prompts):
+        raise AssertionError("not reached: the space is checked first")
+
+
+def test_a_nameless_text_encoder_of_unknown_space_is_named_by_its_class(model_path):
+    with pytest.raises(ImageSpaceMismatch) as info:
+        load(model_path).text_embeddings(["dog"], NamelessText())
+    assert str(info.value).startswith(
+        f"NamelessText: a text encoder of image space (none), but the model was trained "
+        f"in image space {SPACE}"
+    )
+
+
 def test_classify_says_when_the_image_space_has_no_text_side(model_path):
     model = load(model_path)
     tiny = build_tiny(seed=0)  # the registry's demo encoder: image tower only
