@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import re
@@ -361,8 +362,11 @@ def test_an_unexpected_exception_costs_one_clip_not_the_shard(media_dir, tmp_pat
 
     monkeypatch.setattr(clip, "_ppm_to_jpeg", fails_once)
     manifest, downloads = shard_inputs([SHARD[2], SHARD[4]])
+    # one process per clip (a batch would hand the clip to that path, which would pass:
+    # tests/test_extract_batch.py)
+    cfg = dataclasses.replace(CFG, batch_size=1)
     frame = extract_shard(
-        manifest, downloads, media_dir, tmp_path / "x.parquet", CFG, threads=1, log=io.StringIO()
+        manifest, downloads, media_dir, tmp_path / "x.parquet", cfg, threads=1, log=io.StringIO()
     )
     assert frame.status.tolist() == [st.ERROR, st.OK]
     assert frame.reason[0] == "RuntimeError: boom"
