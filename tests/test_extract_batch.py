@@ -166,9 +166,9 @@ def shard(ids, media, out, cfg, threads=1):
     return pq.read_table(out)
 
 
-def singles(ids, media, tmp_path):
+def singles(ids, media, folder):
     """The reference: the same shard, one process per clip."""
-    return shard(ids, media, tmp_path / "single.parquet", dataclasses.replace(CFG, batch_size=1))
+    return shard(ids, media, folder / "single.parquet", dataclasses.replace(CFG, batch_size=1))
 
 
 def assert_same_rows(table, reference):
@@ -180,7 +180,7 @@ GOOD = ["long_2000", "normal_0", "anamorphic_0", "long_7000", "portrait_0", "cut
 
 
 def test_good_clips_share_one_process_and_give_the_single_clip_rows(media, tmp_path, monkeypatch):
-    reference = singles(GOOD, media, tmp_path)
+    reference = singles(GOOD, media, tmp_path)  # computed before the processes are counted
     runs = Processes(monkeypatch)
     table = shard(GOOD, media, tmp_path / "b.parquet", dataclasses.replace(CFG, batch_size=8))
     assert runs.runs == [("batch", 6, 0)]  # one process, six inputs, no second run
@@ -219,7 +219,12 @@ MIXED = [
 ]
 
 
-def test_a_mixed_batch_gives_the_single_clip_rows(media, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def mixed_reference(media, tmp_path_factory):
+    return singles(MIXED, media, tmp_path_factory.mktemp("mixed"))
+
+
+def test_a_mixed_batch_gives_the_single_clip_rows(mixed_reference, media, tmp_path, monkeypatch):
     """Every kind of clip in one batch. The first process (10 inputs: not the missing file,
     the failed download or the 0.5 s section) stops at the garbage file, having described
     the inputs before it; the second leaves out the garbage file and the file without audio
@@ -227,10 +232,9 @@ def test_a_mixed_batch_gives_the_single_clip_rows(media, tmp_path, monkeypatch):
     file and the 6 s window of a 3 s file are left to the single-clip path (a process of
     their own would run again or stop), as are the four clips left out of the process and
     the three that never joined it."""
-    reference = singles(MIXED, media, tmp_path)
     runs = Processes(monkeypatch)
     table = shard(MIXED, media, tmp_path / "b.parquet", dataclasses.replace(CFG, batch_size=16))
-    assert_same_rows(table, reference)
+    assert_same_rows(table, mixed_reference)
     assert runs.batches == [("batch", 10, 183), ("batch", 8, 183), ("batch", 7, 0)]
     # single runs: no audio (fails), short (describes), garbage, truncated (fail), the long
     # window twice (the file ends inside it); the missing, failed and 0.5 s section
@@ -248,10 +252,9 @@ def test_a_mixed_batch_gives_the_single_clip_rows(media, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("size", [2, 3, 5])
-def test_every_batch_size_gives_the_same_rows(media, tmp_path, size):
-    reference = singles(MIXED, media, tmp_path)
+def test_every_batch_size_gives_the_same_rows(mixed_reference, media, tmp_path, size):
     cfg = dataclasses.replace(CFG, batch_size=size)
-    assert_same_rows(shard(MIXED, media, tmp_path / "b.parquet", cfg, threads=2), reference)
+    assert_same_rows(shard(MIXED, media, tmp_path / "b.parquet", cfg, threads=2), mixed_reference)
 
 
 def test_an_error_line_sends_every_clip_of_the_batch_to_its_own_process(

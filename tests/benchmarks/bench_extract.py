@@ -211,14 +211,23 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=32, help="clips per kind")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per kind")
     parser.add_argument("--kinds", default="demo,360p", help="comma-separated: demo, 360p")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=ExtractConfig().batch_size,
+        help="extract.batch_size of the stage (default: the config's; 1: a process per clip)",
+    )
     args = parser.parse_args()
     makers = {"demo": demo_clips, "360p": realistic_clips}
     labels = {"demo": "demo 160x120", "360p": "360p 640x360"}
-    cfg = ExtractConfig(frame_size=224)
+    cfg = ExtractConfig(frame_size=224, batch_size=args.batch_size)
     n_cores = len(os.sched_getaffinity(0))
     thread_counts = [n for n in (1, 2) if n <= n_cores]
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"clips per kind: {args.clips}, rounds: {args.rounds}, cores: {n_cores}")
+    print(
+        f"clips per kind: {args.clips}, rounds: {args.rounds}, cores: {n_cores}, "
+        f"stage batch size: {cfg.batch_size}"
+    )
     print(f"ffmpeg: {ffmpeg_exe()}")
     print("each row: the bare loop and the stage on the same cores (threads = cores);")
     print("vs all = stage c/s / bare c/s on all cores; cpu = CPU ms per clip (user + system)")
