@@ -1,8 +1,11 @@
 """Pure ffmpeg argv builders for the extraction stage (testable without ffmpeg).
 
-One ffmpeg process per clip decodes the clip window once and writes two outputs. The
-input seek lands up to ``PREROLL_S`` before the clip and ``trim``/``atrim`` cut the clip out
-by timestamp (all filter times are relative to the seek point, see ``seek_point``):
+An ffmpeg process decodes a clip's window once and writes two outputs; a process of several
+clips (wavbrivl.extract.batch) puts together one input, graph and pair of outputs per clip
+from the same parts (``global_argv``, ``clip_input_argv``, ``clip_filtergraph``,
+``clip_output_argv``). The input seek lands up to ``PREROLL_S`` before the clip and
+``trim``/``atrim`` cut the clip out by timestamp (all filter times are relative to the seek
+point, see ``seek_point``):
 
 1. the frame on screen at ``frame_offset_s``: the frames of the last ``FRAME_WINDOW_S``
    up to that time pass a ``select`` and the image2 muxer (``-update 1``) keeps

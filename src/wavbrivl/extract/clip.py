@@ -1,6 +1,8 @@
 """One clip's extraction: locate its download, run one ffmpeg process that extracts the
 frame and the audio and describes the file, check them, and build its media row (a failure
-becomes the row's status and reason).
+becomes the row's status and reason). A batch of clips in one process
+(wavbrivl.extract.batch) uses the same steps: ``locate_clip``, ``planned_seconds``,
+``available_seconds``, ``frame_needs_every_frame`` and ``finish_clip``.
 """
 
 from __future__ import annotations
