@@ -67,7 +67,18 @@ def media(tmp_path_factory) -> Path:
     truncated_clip(d)
     damaged_clip(d, duration_s=12.0, keep=0.6)
     portrait_clip(d)
+    short_audio_clip(d / "short_audio.mp4")
     return d
+
+
+def short_audio_clip(path: Path) -> Path:
+    """3 s of video with 0.5 s of sound: the file (and its description) lasts 3 s."""
+    argv = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+    argv += ["-f", "lavfi", "-i", "color=c=gray:s=160x120:r=25:d=3"]
+    argv += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=0.5"]
+    argv += ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "mp4", str(path)]
+    subprocess.run(argv, check=True, capture_output=True)
+    return path
 
 
 def download(file, section=(0.0, NAN), status=st.OK):
@@ -98,6 +109,7 @@ JOBS = {
     "truncated_0": ClipJob("truncated_0", 0.0, 3.0, download("truncated.mp4")),
     # the file's data ends near 7 s (its index says 12 s)
     "damaged_2000": ClipJob("damaged_2000", 2.0, 8.0, download("damaged.mp4")),
+    "short_audio_0": ClipJob("short_audio_0", 0.0, 3.0, download("short_audio.mp4")),
 }
 
 # Worked out from the media: status, reason's start, notes.
@@ -318,6 +330,74 @@ def test_a_clip_that_fails_to_finish_in_the_batch_is_run_on_its_own(media, monke
     assert rows[0] == reference
 
 
+@pytest.mark.parametrize(
+    ("ids", "runs"),
+    [
+        # the garbage file stops the first process; the two clips left share the second
+        (
+            ["garbage_0", "normal_0", "long_2000"],
+            [("batch", 3, 183), ("batch", 2, 0), ("clip", 183)],
+        ),
+        # one clip left: its own process
+        (["garbage_0", "normal_0"], [("batch", 2, 183), ("clip", 183), ("clip", 0)]),
+        # nothing to leave out (both described, with both streams): each on its own
+        (["normal_0", "damaged_2000"], [("batch", 2, 0), ("clip", 0), ("clip", 0)]),
+    ],
+)
+def test_a_failed_process_runs_again_only_without_a_clip_and_with_two(
+    media, tmp_path, monkeypatch, ids, runs
+):
+    reference = singles(ids, media, tmp_path)
+    processes = Processes(monkeypatch)
+    assert_same_rows(shard(ids, media, tmp_path / "b.parquet", CFG), reference)
+    assert processes.runs == runs
+
+
+def test_a_row_that_is_not_ok_is_left_to_the_single_clip_path(media, tmp_path, monkeypatch):
+    """Half a second of sound under 3 s of video: the batch runs cleanly, but the row it
+    would finish is not ok (too short), so the clip gets a process of its own."""
+    ids = ["short_audio_0", "normal_0"]
+    reference = singles(ids, media, tmp_path)
+    processes = Processes(monkeypatch)
+    table = shard(ids, media, tmp_path / "b.parquet", CFG)
+    assert_same_rows(table, reference)
+    assert processes.runs == [("batch", 2, 0), ("clip", 0)]
+    row = table.to_pylist()[0]
+    assert (row["status"], row["reason"][:13]) == (st.BAD_MEDIA, "too short: 0.")
+
+
+def test_a_window_of_exactly_min_seconds_joins_the_batch(media, monkeypatch):
+    processes = Processes(monkeypatch)
+    cfg = dataclasses.replace(CFG, min_seconds=3.0)  # the clips' windows are 3 s
+    jobs = [JOBS["normal_0"], JOBS["long_2000"]]
+    rows = extract_batch(jobs, download_dir=media, cfg=cfg, ffmpeg=ffmpeg_exe(), resampler="swr")
+    assert processes.runs == [("batch", 2, 0)]
+    assert [row["status"] for row in rows] == [st.OK, st.OK]
+
+
+DESCRIPTION = (
+    "Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:a.mp4':\n"
+    "  Duration: 00:00:12.00, start: 0.000000, bitrate: 100 kb/s\n"
+    "  Stream #0:0[0x1](und): Video: h264 (High), yuv420p, 160x120, 25 fps, 25 tbr\n"
+    "  Stream #0:1[0x2](und): Audio: aac (LC), 44100 Hz, mono, fltp, 69 kb/s"
+)
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        None,  # the input was not described
+        "[error] moov atom not found",  # not a description
+        DESCRIPTION.rsplit("\n", 1)[0],  # no audio stream
+        DESCRIPTION.replace("  Stream #0:0[0x1](und): Video: h264 (High), yuv420p, 160x120, "
+                            "25 fps, 25 tbr\n", ""),  # no video stream
+    ],
+)  # fmt: skip
+def test_a_clip_without_a_whole_description_is_not_settled(tmp_path, description):
+    clip_ = planned_clip(tmp_path, 0, "a.mp4")
+    assert batch._settle(clip_, description, 1.5, CFG) is None
+
+
 def test_a_process_that_cannot_start_leaves_every_clip_to_its_own(media, monkeypatch):
     def no_process(argv, **kwargs):
         raise OSError("no such program")
@@ -360,8 +440,9 @@ def planned_clip(folder, k, src, offset_s=0.0, window_s=3.0, start_s=0.0):
 
 def test_batch_argv_written_out_by_hand():
     """Two clips: the first 5 s into its file (seek at 4 s), 10 s long, frame in the middle;
-    the second at the file start, 3 s long. Each has its own input, graph (its input's
-    streams, its own labels and showinfo name) and outputs (its own input's chapters)."""
+    the second at the file start, 3 s long. Each has its own input, part of the one graph
+    (its input's streams, its own labels and showinfo name) and outputs (its own input's
+    chapters)."""
     planned = [
         planned_clip(Path("/t"), 0, "a.mp4", offset_s=5.0, window_s=10.0, start_s=5.0),
         planned_clip(Path("/t"), 1, "b.mp4", offset_s=0.0, window_s=3.0, start_s=0.0),
@@ -398,7 +479,7 @@ def test_batch_argv_written_out_by_hand():
         "-filter_complex_threads", "1",
         "-threads", "1", "-ss", "4.000000", "-t", "11.500000", "-i", "file:a.mp4",
         "-threads", "1", "-t", "3.500000", "-i", "file:b.mp4",
-        "-filter_complex", graph0, "-filter_complex", graph1,
+        "-filter_complex", f"{graph0};{graph1}",
         *outputs(0), *outputs(1),
     ]  # fmt: skip
     assert batch_argv(planned, cfg=cfg, ffmpeg="/opt/ffmpeg", resampler="swr") == expected
@@ -425,15 +506,19 @@ STDERR = """\
 [info]   Stream #1:1[0x2](und): Audio: aac (LC), 48000 Hz, stereo, fltp, 96 kb/s
 [info] Stream mapping:
 [info]   Stream #0:0 (h264) -> trim:default (graph 0)
-[showinfo@c1 @ 0x7efc] [info] n:   0 pts:   6144 pts_time:0.5     duration:   1024
-[showinfo@c0 @ 0x7efd] [info] n:   0 pts:  12288 pts_time:1       duration:   1024
+[showinfo@c1 @ 0x7efc] [info] config in time_base: 1/12288, frame_rate: 12/1
+[showinfo@c1 @ 0x7efc] [info] n:   0 pts:   6144 pts_time:0.5     duration:   1024 \
+duration_time:0.0833333 fmt:yuv420p cl:left sar:1/1 s:160x120 i:P iskey:0 type:P $
+[showinfo@c0 @ 0x7efd] [info] n:   0 pts:  12288 pts_time:1       duration:   1024 \
+duration_time:0.0833333 fmt:yuv420p cl:left sar:1/1 s:160x120 i:P iskey:0 type:B $
 [showinfo@c1 @ 0x7efc] [info] color_range:unknown color_space:unknown
-[showinfo@c1 @ 0x7efc] [info] n:   4 pts:  18432 pts_time:1.5     duration:   1024
-[Parsed_showinfo_2 @ 0x7efe] [info] n:   0 pts:  12288 pts_time:9       duration:   1024
-[showinfo@c12 @ 0x7eff] [info] n:   3 pts:  18432 pts_time:-0.25   duration:   1024
+[showinfo@c1 @ 0x7efc] [info] n:   4 pts:  18432 pts_time:1.5     duration:   1024 \
+duration_time:0.0833333 fmt:yuv420p cl:left sar:1/1 s:160x120 i:P iskey:0 type:B $
+[showinfo@c12 @ 0x7eff] [info] n:  13 pts:  -3072 pts_time:-0.25   duration:    512 \
+duration_time:0.04    fmt:yuv420p cl:left sar:2/1 s:80x120 i:P iskey:1 type:I $
 [info] Output #0, image2, to 'file:f0.ppm':
 [info]   Stream #0:0: Video: ppm, rgb24, 64x64
-"""
+""".replace(" $\n", " \n")  # "$": where a line ends in a space
 
 
 def test_each_input_gets_its_own_description_numbered_as_input_0():
@@ -470,6 +555,36 @@ def test_an_input_described_twice_is_nobody_s():
 def test_each_clip_gets_the_time_of_its_own_last_shown_frame():
     assert showinfo_times(STDERR) == {0: 1.0, 1: 1.5, 12: -0.25}
     assert showinfo_times("[showinfo@c0 @ 0x1] [info] n: 0 pts: 1 duration: 1\n") == {}
+
+
+# A whole frame line, and lines that ffmpeg glued together from two threads (seen when
+# each clip's graph ran in a thread of its own): the frame in each cannot be told whose.
+WHOLE = (
+    "[showinfo@c2 @ 0x7f16d8043780] [info] n:   1 pts:  16384 pts_time:1.28    duration:    512 "
+    "duration_time:0.04    fmt:yuv420p cl:left sar:2/1 s:80x120 i:P iskey:0 type:P "
+)
+RECORD = (
+    "n:   4 pts:  17920 pts_time:1.4     duration:    512 duration_time:0.04    fmt:yuv420p "
+    "cl:left sar:1/1 s:120x200 i:P iskey:0 type:P "
+)
+
+
+@pytest.mark.parametrize(
+    "glued",
+    [
+        WHOLE + RECORD,  # another clip's frame, which lost its prefix
+        "[showinfo@c3 @ 0x5634] [info] color_range:unknown color_space:unknown" + RECORD,
+        "[showinfo@c1 @ 0x7f4d] [info] User Data=78323634202d20636f7265" + RECORD,
+        WHOLE + "config in time_base: 1/12800, frame_rate: 25/1",  # a message after it
+        "[info]   Stream #2:0: Video: ppm, rgb24(pc, progressive), 40x40 " + RECORD,
+        RECORD,  # alone on a line, without its prefix
+        WHOLE.replace("pts_time:1.28", "pts_time:NOPTS"),
+        WHOLE.replace("[showinfo@c2", "[Parsed_showinfo_2"),  # not a clip's
+    ],
+)
+def test_a_frame_line_that_is_not_whole_makes_every_time_unknown(glued):
+    assert showinfo_times(WHOLE + "\n" + glued + "\n" + WHOLE + "\n") is None
+    assert showinfo_times(WHOLE + "\n" + WHOLE + "\n") == {2: 1.28}
 
 
 @pytest.mark.parametrize(

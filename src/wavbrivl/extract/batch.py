@@ -4,17 +4,19 @@ A trivial ffmpeg process costs some 18 ms of CPU time before it decodes anything
 codec and filter registration, opening the outputs): a fifth of a small clip's whole cost
 (docs/ffmpeg.md, "What a clip costs"). ``extract_batch`` gives up to
 ``extract.batch_size`` clips one process: input ``k`` is clip ``k``'s file with its own
-seek and length, its own filter graph reads ``[k:V:0]``/``[k:a:0]`` and ends in
+seek and length, its part of the one filter graph reads ``[k:V:0]``/``[k:a:0]`` and ends in
 ``[frame_ck]``/``[audio_ck]``, its two outputs are its own files, and its ``showinfo`` is
 named ``showinfo@ck``. From the one stderr each clip gets its own input description
-(``Input #k``) and the time of its last kept frame (``showinfo@ck``'s lines).
+(``Input #k``) and the time of its last kept frame (``showinfo@ck``'s lines, which must be
+whole: see ``showinfo_times``).
 
 A clip's row is taken from the batch only when nothing about it is in doubt, and then it
 is built by the single-clip code (``clip.finish_clip``) from the same facts and the same
 output bytes a process of its own would give: the process exited 0 and logged no error
 line at all (an error line names no clip, so it could be any clip's), the clip's input
 description parses and has both streams, the file holds the whole planned window, the
-quarter second before the frame time held the kept frame, and the finished row is ``ok``.
+quarter second before the frame time held the kept frame, every showinfo frame line is
+whole, and the finished row is ``ok``.
 Every other clip (a failed download, an unsafe id, a window too short to run, a batch that
 failed, timed out or logged an error, a clip that would need a second run) is extracted by
 the single-clip path (``clip.extract_clip_safely``), which records its row as before.
@@ -54,9 +56,13 @@ from wavbrivl.extract.frame_policy import frame_time
 from wavbrivl.extract.probe import ProbeError, parse_probe, split_log_line
 
 _ERROR_LEVELS = ("error", "fatal", "panic")
-# "[showinfo@c3 @ 0x55...] [info] n:   4 pts:  18432 pts_time:1.5 ..."
+# One frame's line of showinfo@ck, whole: "[showinfo@c3 @ 0x55...] [info] n:   4 pts:  18432
+# pts_time:1.5     duration:   1024 duration_time:0.04 fmt:yuv420p cl:left sar:1/1 s:160x120
+# i:P iskey:0 type:B " (one line; showinfo ends it with a newline of its own).
 _SHOWINFO = re.compile(
-    r"^\[showinfo@c(?P<k>\d+) @ 0x[0-9a-f]+\] .*\bpts_time:(?P<t>-?\d+(?:\.\d+)?)"
+    r"^\[showinfo@c(?P<k>\d+) @ 0x[0-9a-f]+\] \[info\] n: *\d+ pts: *-?\d+ "
+    r"pts_time:(?P<t>-?\d+(?:\.\d+)?) +duration: *-?\d+ duration_time:\S+ +fmt:\S+ cl:\S+ "
+    r"sar:\d+/\d+ s:\d+x\d+ i:\S iskey:\d type:\S $"
 )
 _INPUT = re.compile(r"^Input #(?P<k>\d+), ")
 _STREAM = re.compile(r"^(?P<indent>\s+Stream #)\d+:")
@@ -146,20 +152,19 @@ def batch_argv(
     clip's two outputs. Clip ``k`` is input ``k`` and carries :func:`tag` ``(k)``."""
     clips = [_clip_args(p) for p in planned]
     inputs = [item for clip in clips for item in clip_input_argv(clip)]
-    graphs = [
-        item
+    # One graph for all clips: ffmpeg runs a graph in one thread, so the clips' showinfo
+    # lines come one after the other (a graph each would log from threads of their own, and
+    # ffmpeg glues a line logged by one thread into another thread's unfinished one).
+    graph = ";".join(
+        clip_filtergraph(clip, cfg, resampler, input_index=k, tag=tag(k))
         for k, clip in enumerate(clips)
-        for item in (
-            "-filter_complex",
-            clip_filtergraph(clip, cfg, resampler, input_index=k, tag=tag(k)),
-        )
-    ]
+    )
     outputs = [
         item
         for k, clip in enumerate(clips)
         for item in clip_output_argv(clip, cfg, tag=tag(k), chapters_from=k)
     ]
-    return [*global_argv(ffmpeg), *inputs, *graphs, *outputs]
+    return [*global_argv(ffmpeg), *inputs, "-filter_complex", graph, *outputs]
 
 
 def run_batch(
@@ -190,6 +195,8 @@ def run_batch(
         planned = whole
     descriptions = input_descriptions(log.text)
     shown = showinfo_times(log.text)
+    if shown is None:  # a frame's time that cannot be told whose
+        return []
     settled = []
     for k, clip in enumerate(planned):
         row = _settle(clip, descriptions.get(k), shown.get(k), cfg)
@@ -248,8 +255,7 @@ def _settle(
         return None
     if info.video is None or info.audio is None:
         return None
-    available_s = available_seconds(clip.window, clip.window_s, info)
-    if available_s != clip.window_s or available_s < cfg.min_seconds:
+    if available_seconds(clip.window, clip.window_s, info) != clip.window_s:
         return None  # a process of its own would run again (or stop) here
     done = FfmpegRun(0, "", clip.frame_at_s, shown_at)
     if frame_needs_every_frame(done, clip.frame_out, clip.window):
@@ -308,10 +314,22 @@ def input_descriptions(stderr: str) -> dict[int, str]:
     return {k: "\n".join(block) for k, block in found.items() if k not in twice}
 
 
-def showinfo_times(stderr: str) -> dict[int, float]:
-    """``{k: pts_time}`` of the last frame each clip's ``showinfo@ck`` logged."""
+def showinfo_times(stderr: str) -> dict[int, float] | None:
+    """``{k: pts_time}`` of the last frame each clip's ``showinfo@ck`` logged; None when a
+    frame's line is not whole.
+
+    ffmpeg writes a showinfo frame line in parts (the line, then its newline), and only a
+    message that starts a line gets the ``[name @ 0x...] [level]`` prefix: a message another
+    thread logs between the parts is glued to the line, and a frame line logged while
+    another thread's line is open loses its prefix. Either way some ``pts_time:`` is then
+    outside a whole frame line, and which clip it belongs to cannot be told.
+    """
     times: dict[int, float] = {}
     for line in stderr.splitlines():
-        if m := _SHOWINFO.match(line):
-            times[int(m["k"])] = float(m["t"])
+        if "pts_time:" not in line:
+            continue
+        m = _SHOWINFO.match(line)
+        if not m or line.count("pts_time:") != 1:
+            return None
+        times[int(m["k"])] = float(m["t"])
     return times
