@@ -9,7 +9,10 @@ Two kinds of clip, each a 10 s window of H.264/AAC:
 
 The baseline runs, per clip, one plain ffmpeg call that seeks to the clip, writes one
 square frame and 16 kHz mono FLAC (the same decode work), and nothing else: no JPEG
-re-encode, no Parquet, no thread pool, no time limit. The stage at ``threads=N`` is a job
+re-encode, no Parquet, no thread pool, no time limit. The stage runs ``extract.batch_size``
+clips per ffmpeg process (the config's default, or ``--batch-size``; 1 is a process per
+clip, as the baseline), so it pays a process start-up once per batch where the baseline
+pays it per clip. The stage at ``threads=N`` is a job
 given N cores, so each row runs the bare loop and the stage on the same N cores (CPU
 affinity, inherited by every ffmpeg): ``ratio`` = stage clips/s / bare clips/s on those
 cores shows what the stage's bookkeeping costs (N=1) and what its thread pool buys (N=2).
@@ -19,6 +22,7 @@ every row; the table gives every round and the median ratio per row, and the loa
 because the figures mean little on a busy machine. Prints figures; asserts nothing.
 
     .venv/bin/python tests/benchmarks/bench_extract.py [--clips N] [--rounds R] [--kinds demo,360p]
+        [--batch-size B]
 """
 
 from __future__ import annotations
