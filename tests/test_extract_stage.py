@@ -272,6 +272,21 @@ def test_a_batch_that_finishes_first_still_fills_its_own_rows(fake, tmp_path, mo
     assert frame.notes.tolist() == ["0.0-9.0", "1.0-9.0", "2.0-9.0", "3.0-9.0"]
 
 
+def test_a_batch_that_returns_a_row_too_few_stops_the_shard(fake, tmp_path, monkeypatch):
+    """A batch runner must give one row per job: a missing row is a bug, not a clip's row."""
+
+    def one_short(jobs, **kwargs):
+        return fake(jobs, **kwargs)[:-1]
+
+    monkeypatch.setattr(stage, "extract_batch", one_short)
+    rows = manifest(*[(f"c_{i}", 0.0, 1.0) for i in range(3)])
+    cfg = ExtractConfig(frame_size=32, batch_size=3)
+    out = tmp_path / "s.parquet"
+    with pytest.raises(ValueError, match=r"^zip\(\) argument 2 is shorter than argument 1$"):
+        stage.extract_shard(rows, downloads_frame([]), tmp_path, out, cfg, log=io.StringIO())
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("size", [0, 65, 2.5])
 def test_a_batch_size_outside_1_to_64_is_refused(size):
     with pytest.raises(ValueError, match=r"^invalid config at 'extract.batch_size': "):
