@@ -340,6 +340,11 @@ def test_a_clip_that_fails_to_finish_in_the_batch_is_run_on_its_own(media, monke
         ),
         # one clip left: its own process
         (["garbage_0", "normal_0"], [("batch", 2, 183), ("clip", 183), ("clip", 0)]),
+        # every input described, one without audio (its graph cannot be built): left out
+        (
+            ["normal_0", "no_audio_0", "long_2000"],
+            [("batch", 3, 234), ("batch", 2, 0), ("clip", 234)],
+        ),
         # nothing to leave out (both described, with both streams): each on its own
         (["normal_0", "damaged_2000"], [("batch", 2, 0), ("clip", 0), ("clip", 0)]),
     ],
