@@ -317,6 +317,17 @@ def test_parquet_round_trip_and_metadata(shard):
     assert not list(out.parent.glob(".*.tmp"))  # the atomic write left no temp file
 
 
+def test_one_process_per_clip_gives_the_same_rows(shard, media_dir, tmp_path):
+    """The shard above ran in batches of 8 clips (the default); one process per clip gives
+    the same Parquet rows, frame and audio bytes included (tests/test_extract_batch.py)."""
+    assert CFG.batch_size == 8
+    manifest, downloads = shard_inputs(SHARD)
+    out = tmp_path / "single.parquet"
+    cfg = dataclasses.replace(CFG, batch_size=1)
+    extract_shard(manifest, downloads, media_dir, out, cfg, threads=2, log=io.StringIO())
+    assert pq.read_table(out).to_pylist() == pq.read_table(shard[1]).to_pylist()
+
+
 def test_random_policy_is_inside_the_window_and_repeatable(media_dir, tmp_path):
     rows = [SHARD[0], SHARD[1]]
     manifest, downloads = shard_inputs(rows)
