@@ -247,14 +247,9 @@ def _settle(
     clip: Planned, description: str | None, shown_at: float | None, cfg: ExtractConfig
 ) -> dict[str, Any] | None:
     """The clip's row when the batch's run is the one its own process would end with."""
-    if description is None:
+    if description is None or not _has_both(description):
         return None
-    try:
-        info = parse_probe(description)
-    except ProbeError:
-        return None
-    if info.video is None or info.audio is None:
-        return None
+    info = parse_probe(description)
     if available_seconds(clip.window, clip.window_s, info) != clip.window_s:
         return None  # a process of its own would run again (or stop) here
     done = FfmpegRun(0, "", clip.frame_at_s, shown_at)
