@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import re
@@ -316,6 +317,17 @@ def test_parquet_round_trip_and_metadata(shard):
     assert not list(out.parent.glob(".*.tmp"))  # the atomic write left no temp file
 
 
+def test_one_process_per_clip_gives_the_same_rows(shard, media_dir, tmp_path):
+    """The shard above ran in batches of 8 clips (the default); one process per clip gives
+    the same Parquet rows, frame and audio bytes included (tests/test_extract_batch.py)."""
+    assert CFG.batch_size == 8
+    manifest, downloads = shard_inputs(SHARD)
+    out = tmp_path / "single.parquet"
+    cfg = dataclasses.replace(CFG, batch_size=1)
+    extract_shard(manifest, downloads, media_dir, out, cfg, threads=2, log=io.StringIO())
+    assert pq.read_table(out).to_pylist() == pq.read_table(shard[1]).to_pylist()
+
+
 def test_random_policy_is_inside_the_window_and_repeatable(media_dir, tmp_path):
     rows = [SHARD[0], SHARD[1]]
     manifest, downloads = shard_inputs(rows)
@@ -361,8 +373,11 @@ def test_an_unexpected_exception_costs_one_clip_not_the_shard(media_dir, tmp_pat
 
     monkeypatch.setattr(clip, "_ppm_to_jpeg", fails_once)
     manifest, downloads = shard_inputs([SHARD[2], SHARD[4]])
+    # one process per clip (a batch would hand the clip to that path, which would pass:
+    # tests/test_extract_batch.py)
+    cfg = dataclasses.replace(CFG, batch_size=1)
     frame = extract_shard(
-        manifest, downloads, media_dir, tmp_path / "x.parquet", CFG, threads=1, log=io.StringIO()
+        manifest, downloads, media_dir, tmp_path / "x.parquet", cfg, threads=1, log=io.StringIO()
     )
     assert frame.status.tolist() == [st.ERROR, st.OK]
     assert frame.reason[0] == "RuntimeError: boom"

@@ -1,9 +1,9 @@
-"""The extraction stage's shard logic (wavbrivl.extract.stage) with the per-clip runner faked.
+"""The extraction stage's shard logic (wavbrivl.extract.stage) with the batch runner faked.
 
-tests/test_extract_runner.py runs real shards through ffmpeg; here each clip's extraction is
-replaced by a recorder that returns a hand-made row, so the stage's own work is tested fast
-and exactly: the jobs it hands out, duplicates, threads, the progress and summary lines, the
-Parquet layout and metadata, and the inputs it refuses.
+tests/test_extract_runner.py runs real shards through ffmpeg; here each batch's extraction is
+replaced by a recorder that returns a hand-made row per clip, so the stage's own work is
+tested fast and exactly: the jobs it hands out and how it batches them, duplicates, threads,
+the progress and summary lines, the Parquet layout and metadata, and the inputs it refuses.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from wavbrivl.extract.clip import ClipJob, media_row, shown_id
 from wavbrivl.extract.config import ExtractConfig
 from wavbrivl.extract.media import MEDIA_SCHEMA
 
-CFG = ExtractConfig(frame_size=32, seed=5)
+CFG = ExtractConfig(frame_size=32, seed=5, batch_size=1)  # one clip per call, as before
 
 
 def downloads_frame(rows):
@@ -48,10 +48,11 @@ def manifest(*rows):
 
 
 class FakeClips:
-    """Stands in for extract_clip_safely: records each call, returns a row saying which job."""
+    """Stands in for extract_batch: records each call (a batch of jobs), returns a row per
+    job saying which job."""
 
     def __init__(self, status=st.OK):
-        self.calls = []
+        self.batches = []  # (jobs, kwargs) per call
         self.status = status
         self.lock = threading.Lock()
         self.running = 0
@@ -59,26 +60,34 @@ class FakeClips:
         self.barrier = None  # a threading.Barrier that every call must pass
         self.pause = 0.0  # seconds each call takes: room for another thread to overlap
 
-    def __call__(self, job, **kwargs):
+    @property
+    def calls(self):
+        """(job, kwargs) per job handed out, in the order of the calls."""
+        return [(job, kwargs) for jobs, kwargs in self.batches for job in jobs]
+
+    def __call__(self, jobs, **kwargs):
         with self.lock:
-            self.calls.append((job, kwargs))
+            self.batches.append((list(jobs), kwargs))
             self.running += 1
             self.most_running = max(self.most_running, self.running)
         try:
             if self.barrier is not None:
                 self.barrier.wait()
             time.sleep(self.pause)
-            status = self.status(job) if callable(self.status) else self.status
-            return media_row(shown_id(job.clip_id), status, "", notes=f"{job.start_s}-{job.end_s}")
+            return [self.row(job) for job in jobs]
         finally:
             with self.lock:
                 self.running -= 1
+
+    def row(self, job):
+        status = self.status(job) if callable(self.status) else self.status
+        return media_row(shown_id(job.clip_id), status, "", notes=f"{job.start_s}-{job.end_s}")
 
 
 @pytest.fixture
 def fake(monkeypatch):
     clips = FakeClips()
-    monkeypatch.setattr(stage, "extract_clip_safely", clips)
+    monkeypatch.setattr(stage, "extract_batch", clips)
     monkeypatch.setattr(stage, "ffmpeg_exe", lambda: "/opt/ffmpeg")
     monkeypatch.setattr(stage, "ffmpeg_has_soxr", lambda ffmpeg: ffmpeg == "/opt/ffmpeg")
     return clips
@@ -161,7 +170,7 @@ def test_without_soxr_the_swr_resampler_is_used_and_recorded(fake, tmp_path, mon
     }
 
 
-def test_one_thread_runs_one_clip_at_a_time(fake, tmp_path):
+def test_one_thread_runs_one_batch_at_a_time(fake, tmp_path):
     fake.pause = 0.02  # a second worker, if there were one, would overlap
     rows = manifest(*[(f"c_{i}", 0.0, 1.0) for i in range(4)])
     stage.extract_shard(rows, downloads_frame([]), tmp_path, tmp_path / "s.parquet", CFG,
@@ -189,13 +198,99 @@ def test_two_threads_by_default(fake, tmp_path):
     assert frame.status.tolist() == [st.OK] * 4 and fake.most_running == 2
 
 
-def test_three_threads_run_three_clips_at_once(fake, tmp_path):
+def test_three_threads_run_three_batches_at_once(fake, tmp_path):
     # Every call waits until three are running: only three workers get past the barrier.
     fake.barrier = threading.Barrier(3, timeout=10)
     rows = manifest(*[(f"c_{i}", 0.0, 1.0) for i in range(3)])
     frame = stage.extract_shard(rows, downloads_frame([]), tmp_path, tmp_path / "s.parquet",
                                 CFG, threads=3, log=io.StringIO())  # fmt: skip
     assert frame.status.tolist() == [st.OK] * 3 and fake.most_running == 3
+
+
+def test_consecutive_clips_share_a_batch_and_duplicates_join_none(fake, tmp_path):
+    """Nine manifest rows, two of them repeats, batches of three: the seven clips to extract
+    go out as [c0 c1 c2] [c3 c4 c5] [c6] (manifest order, repeats skipped); every row lands
+    at its own manifest position."""
+    ids = ["c0", "c1", "c0", "c2", "c3", "c4", "c1", "c5", "c6"]
+    rows = manifest(*[(c, float(i), i + 2.5) for i, c in enumerate(ids)])
+    cfg = ExtractConfig(frame_size=32, batch_size=3)
+    log = io.StringIO()
+    frame = stage.extract_shard(rows, downloads_frame([]), tmp_path, tmp_path / "s.parquet",
+                                cfg, threads=1, log=log)  # fmt: skip
+    assert [[job.clip_id for job in jobs] for jobs, _ in fake.batches] == [
+        ["c0", "c1", "c2"],
+        ["c3", "c4", "c5"],
+        ["c6"],
+    ]
+    assert [job.start_s for jobs, _ in fake.batches for job in jobs] == [0, 1, 3, 4, 5, 7, 8]
+    duplicate = "duplicate clip id in the manifest shard"
+    assert frame[["clip_id", "reason", "notes"]].values.tolist() == [
+        ["c0", "", "0.0-2.5"],
+        ["c1", "", "1.0-3.5"],
+        ["c0", duplicate, ""],
+        ["c2", "", "3.0-5.5"],
+        ["c3", "", "4.0-6.5"],
+        ["c4", "", "5.0-7.5"],
+        ["c1", duplicate, ""],
+        ["c5", "", "7.0-9.5"],
+        ["c6", "", "8.0-10.5"],
+    ]
+    lines = log.getvalue().replace("\r", "\n").splitlines()
+    assert any(re.fullmatch(r"extract: 100%\|.*\| 9/9 \[.*clip/s\]", line) for line in lines)
+    assert not any(re.search(r"\b(1[0-9]|[0-9]{3})/9\b", line) for line in lines)
+
+
+def test_the_default_batch_is_eight_clips(fake, tmp_path):
+    rows = manifest(*[(f"c_{i}", 0.0, 1.0) for i in range(17)])
+    stage.extract_shard(rows, downloads_frame([]), tmp_path, tmp_path / "s.parquet",
+                        ExtractConfig(), threads=1, log=io.StringIO())  # fmt: skip
+    assert [len(jobs) for jobs, _ in fake.batches] == [8, 8, 1]
+
+
+def test_a_batch_that_finishes_first_still_fills_its_own_rows(fake, tmp_path, monkeypatch):
+    """Two workers, batches of two: the first batch finishes last, its rows still go first."""
+    real = fake.__call__
+    first_done = threading.Event()
+
+    def slow_first(jobs, **kwargs):
+        if jobs[0].clip_id == "c_0":
+            assert first_done.wait(10)  # the second batch is back before this one
+        rows = real(jobs, **kwargs)
+        first_done.set()
+        return rows
+
+    monkeypatch.setattr(stage, "extract_batch", slow_first)
+    rows = manifest(*[(f"c_{i}", float(i), 9.0) for i in range(4)])
+    cfg = ExtractConfig(frame_size=32, batch_size=2)
+    frame = stage.extract_shard(rows, downloads_frame([]), tmp_path, tmp_path / "s.parquet",
+                                cfg, threads=2, log=io.StringIO())  # fmt: skip
+    assert [[job.clip_id for job in jobs] for jobs, _ in fake.batches] == [
+        ["c_2", "c_3"],
+        ["c_0", "c_1"],
+    ]
+    assert frame.clip_id.tolist() == ["c_0", "c_1", "c_2", "c_3"]
+    assert frame.notes.tolist() == ["0.0-9.0", "1.0-9.0", "2.0-9.0", "3.0-9.0"]
+
+
+def test_a_batch_that_returns_a_row_too_few_stops_the_shard(fake, tmp_path, monkeypatch):
+    """A batch runner must give one row per job: a missing row is a bug, not a clip's row."""
+
+    def one_short(jobs, **kwargs):
+        return fake(jobs, **kwargs)[:-1]
+
+    monkeypatch.setattr(stage, "extract_batch", one_short)
+    rows = manifest(*[(f"c_{i}", 0.0, 1.0) for i in range(3)])
+    cfg = ExtractConfig(frame_size=32, batch_size=3)
+    out = tmp_path / "s.parquet"
+    with pytest.raises(ValueError, match=r"^zip\(\) argument 2 is shorter than argument 1$"):
+        stage.extract_shard(rows, downloads_frame([]), tmp_path, out, cfg, log=io.StringIO())
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("size", [0, 65, 2.5])
+def test_a_batch_size_outside_1_to_64_is_refused(size):
+    with pytest.raises(ValueError, match=r"^invalid config at 'extract.batch_size': "):
+        ExtractConfig(batch_size=size)
 
 
 def test_parquet_layout_row_groups_compression_and_dictionaries(fake, tmp_path):

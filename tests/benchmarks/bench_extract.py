@@ -9,7 +9,10 @@ Two kinds of clip, each a 10 s window of H.264/AAC:
 
 The baseline runs, per clip, one plain ffmpeg call that seeks to the clip, writes one
 square frame and 16 kHz mono FLAC (the same decode work), and nothing else: no JPEG
-re-encode, no Parquet, no thread pool, no time limit. The stage at ``threads=N`` is a job
+re-encode, no Parquet, no thread pool, no time limit. The stage runs ``extract.batch_size``
+clips per ffmpeg process (the config's default, or ``--batch-size``; 1 is a process per
+clip, as the baseline), so it pays a process start-up once per batch where the baseline
+pays it per clip. The stage at ``threads=N`` is a job
 given N cores, so each row runs the bare loop and the stage on the same N cores (CPU
 affinity, inherited by every ffmpeg): ``ratio`` = stage clips/s / bare clips/s on those
 cores shows what the stage's bookkeeping costs (N=1) and what its thread pool buys (N=2).
@@ -19,6 +22,7 @@ every row; the table gives every round and the median ratio per row, and the loa
 because the figures mean little on a busy machine. Prints figures; asserts nothing.
 
     .venv/bin/python tests/benchmarks/bench_extract.py [--clips N] [--rounds R] [--kinds demo,360p]
+        [--batch-size B]
 """
 
 from __future__ import annotations
@@ -211,14 +215,23 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=32, help="clips per kind")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per kind")
     parser.add_argument("--kinds", default="demo,360p", help="comma-separated: demo, 360p")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=ExtractConfig().batch_size,
+        help="extract.batch_size of the stage (default: the config's; 1: a process per clip)",
+    )
     args = parser.parse_args()
     makers = {"demo": demo_clips, "360p": realistic_clips}
     labels = {"demo": "demo 160x120", "360p": "360p 640x360"}
-    cfg = ExtractConfig(frame_size=224)
+    cfg = ExtractConfig(frame_size=224, batch_size=args.batch_size)
     n_cores = len(os.sched_getaffinity(0))
     thread_counts = [n for n in (1, 2) if n <= n_cores]
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"clips per kind: {args.clips}, rounds: {args.rounds}, cores: {n_cores}")
+    print(
+        f"clips per kind: {args.clips}, rounds: {args.rounds}, cores: {n_cores}, "
+        f"stage batch size: {cfg.batch_size}"
+    )
     print(f"ffmpeg: {ffmpeg_exe()}")
     print("each row: the bare loop and the stage on the same cores (threads = cores);")
     print("vs all = stage c/s / bare c/s on all cores; cpu = CPU ms per clip (user + system)")

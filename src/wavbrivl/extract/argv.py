@@ -1,8 +1,11 @@
 """Pure ffmpeg argv builders for the extraction stage (testable without ffmpeg).
 
-One ffmpeg process per clip decodes the clip window once and writes two outputs. The
-input seek lands up to ``PREROLL_S`` before the clip and ``trim``/``atrim`` cut the clip out
-by timestamp (all filter times are relative to the seek point, see ``seek_point``):
+An ffmpeg process decodes a clip's window once and writes two outputs; a process of several
+clips (wavbrivl.extract.batch) puts together one input, graph and pair of outputs per clip
+from the same parts (``global_argv``, ``clip_input_argv``, ``clip_filtergraph``,
+``clip_output_argv``). The input seek lands up to ``PREROLL_S`` before the clip and
+``trim``/``atrim`` cut the clip out by timestamp (all filter times are relative to the seek
+point, see ``seek_point``):
 
 1. the frame on screen at ``frame_offset_s``: the frames of the last ``FRAME_WINDOW_S``
    up to that time pass a ``select`` and the image2 muxer (``-update 1``) keeps
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from wavbrivl.extract.config import ExtractConfig
@@ -76,26 +79,43 @@ def frame_window_start(offset_s: float, frame_offset_s: float) -> float:
 
 
 def frame_filtergraph(
-    clip_at_s: float, frame_at_s: float, frame_size: int, *, every_frame: bool
+    clip_at_s: float,
+    frame_at_s: float,
+    frame_size: int,
+    *,
+    every_frame: bool,
+    input_index: int = 0,
+    tag: str = "",
 ) -> str:
-    """``[0:V:0]`` -> ``[frame]``; times are relative to the seek point."""
+    """``[0:V:0]`` -> ``[frame]``; times are relative to the seek point.
+
+    ``input_index`` and ``tag`` serve a batch of clips in one process (wavbrivl.extract.batch):
+    the graph reads input ``input_index``, ends in ``[frame_<tag>]`` and names its showinfo
+    ``showinfo@<tag>``, so each clip's log lines say which clip they are about.
+    """
     window = "" if every_frame else f"*gte(t\\,{seconds(frame_at_s - FRAME_WINDOW_S)})"
     end_s = frame_at_s + (FRAME_LOOKAHEAD_S if every_frame else FRAME_PAST_S)
     steps = [
         f"trim=start={seconds(clip_at_s)}:end={seconds(end_s)}",
         f"select=lte(t\\,{seconds(frame_at_s)}){window}+eq(n\\,0)",
-        "showinfo=checksum=0",
+        f"showinfo@{tag}=checksum=0" if tag else "showinfo=checksum=0",
         "scale=round(iw*sar):ih",  # square pixels before cropping (anamorphic sources)
         "setsar=1",
         "crop=min(iw\\,ih):min(iw\\,ih)",  # centred by default
         f"scale={frame_size}:{frame_size}:flags=bicubic",
         "format=rgb24",
     ]
-    return "[0:V:0]" + ",".join(steps) + "[frame]"
+    return f"[{input_index}:V:0]" + ",".join(steps) + f"[{_label('frame', tag)}]"
 
 
 def audio_filtergraph(
-    clip_at_s: float, duration_s: float, sample_rate: int, resampler: str = "soxr"
+    clip_at_s: float,
+    duration_s: float,
+    sample_rate: int,
+    resampler: str = "soxr",
+    *,
+    input_index: int = 0,
+    tag: str = "",
 ) -> str:
     """``[0:a:0]`` -> ``[audio]``: cut the clip, then downmix + resample in one swr step."""
     steps = [
@@ -103,7 +123,11 @@ def audio_filtergraph(
         "asetpts=PTS-STARTPTS",
         f"aresample=osr={sample_rate}:ochl=mono:osf=s16:resampler={resampler}",
     ]
-    return "[0:a:0]" + ",".join(steps) + "[audio]"
+    return f"[{input_index}:a:0]" + ",".join(steps) + f"[{_label('audio', tag)}]"
+
+
+def _label(name: str, tag: str) -> str:
+    return f"{name}_{tag}" if tag else name
 
 
 def extract_clip_argv(
@@ -126,21 +150,29 @@ def extract_clip_argv(
     ``every_frame`` selects every frame up to it, not only the last ``FRAME_WINDOW_S``, and
     decodes ``FRAME_LOOKAHEAD_S`` past it.
     """
-    if offset_s < 0 or duration_s <= 0:
-        raise ValueError(f"bad clip window: offset {offset_s} s, duration {duration_s} s")
-    if not 0 <= frame_offset_s <= duration_s:
-        raise ValueError(f"frame offset {frame_offset_s} s outside the clip [0, {duration_s}]")
-    seek_s = seek_point(offset_s)
-    clip_at_s = offset_s - seek_s  # where the clip starts on the decoded timeline
-    graph = ";".join(
-        [
-            frame_filtergraph(
-                clip_at_s, clip_at_s + frame_offset_s, cfg.frame_size, every_frame=every_frame
-            ),
-            audio_filtergraph(clip_at_s, duration_s, cfg.sample_rate, resampler),
-        ]
-    )
-    seek = ["-ss", seconds(seek_s)] if seek_s > 0 else []  # even "-ss 0" drops a packet
+    clip = ClipArgs(src, offset_s, duration_s, frame_offset_s, frame_out, audio_out)
+    return [
+        *global_argv(ffmpeg),
+        *clip_input_argv(clip),
+        "-filter_complex",
+        clip_filtergraph(clip, cfg, resampler, every_frame=every_frame),
+        *clip_output_argv(clip, cfg),
+    ]
+
+
+class ClipArgs(NamedTuple):
+    """Where one clip is and where its outputs go (times in seconds, see extract_clip_argv)."""
+
+    src: str | os.PathLike
+    offset_s: float
+    duration_s: float
+    frame_offset_s: float
+    frame_out: str | os.PathLike
+    audio_out: str | os.PathLike
+
+
+def global_argv(ffmpeg: str) -> list[str]:
+    """The options of the whole process, before its first input."""
     return [
         ffmpeg,
         "-hide_banner",
@@ -152,18 +184,72 @@ def extract_clip_argv(
         # One thread per clip: the runner's pool provides the parallelism.
         "-filter_complex_threads",
         "1",
+    ]
+
+
+def clip_input_argv(clip: ClipArgs) -> list[str]:
+    """The clip's input: its file read from ``PREROLL_S`` before the clip to past its end."""
+    if clip.offset_s < 0 or clip.duration_s <= 0:
+        raise ValueError(f"bad clip window: offset {clip.offset_s} s, duration {clip.duration_s} s")
+    if not 0 <= clip.frame_offset_s <= clip.duration_s:
+        raise ValueError(
+            f"frame offset {clip.frame_offset_s} s outside the clip [0, {clip.duration_s}]"
+        )
+    seek_s = seek_point(clip.offset_s)
+    clip_at_s = clip.offset_s - seek_s  # where the clip starts on the decoded timeline
+    seek = ["-ss", seconds(seek_s)] if seek_s > 0 else []  # even "-ss 0" drops a packet
+    return [
         "-threads",
         "1",
         *seek,
         "-t",
-        seconds(clip_at_s + duration_s + READ_MARGIN_S),
+        seconds(clip_at_s + clip.duration_s + READ_MARGIN_S),
         "-i",
-        file_url(src),
-        "-filter_complex",
-        graph,
+        file_url(clip.src),
+    ]
+
+
+def clip_filtergraph(
+    clip: ClipArgs,
+    cfg: ExtractConfig,
+    resampler: str,
+    *,
+    every_frame: bool = False,
+    input_index: int = 0,
+    tag: str = "",
+) -> str:
+    """The clip's frame and audio graphs (input ``input_index``, labels tagged ``tag``)."""
+    clip_at_s = clip.offset_s - seek_point(clip.offset_s)
+    where = {"input_index": input_index, "tag": tag}
+    return ";".join(
+        [
+            frame_filtergraph(
+                clip_at_s,
+                clip_at_s + clip.frame_offset_s,
+                cfg.frame_size,
+                every_frame=every_frame,
+                **where,
+            ),
+            audio_filtergraph(clip_at_s, clip.duration_s, cfg.sample_rate, resampler, **where),
+        ]
+    )
+
+
+def clip_output_argv(
+    clip: ClipArgs, cfg: ExtractConfig, *, tag: str = "", chapters_from: int | None = None
+) -> list[str]:
+    """The clip's two outputs: the frame (PPM) and the audio (FLAC).
+
+    ``chapters_from``: the input whose chapters the outputs may copy. ffmpeg's default is
+    the first input that has chapters, which in a batch is another clip's file; a batch
+    names each clip's own input, so its outputs are what a process of its own would write.
+    """
+    chapters = [] if chapters_from is None else ["-map_chapters", str(chapters_from)]
+    return [
         # output 1: the frame; image2 keeps overwriting one file, so the last frame stays
         "-map",
-        "[frame]",
+        f"[{_label('frame', tag)}]",
+        *chapters,
         "-fps_mode",
         "passthrough",
         "-f",
@@ -172,10 +258,11 @@ def extract_clip_argv(
         "1",
         "-c:v",
         "ppm",
-        file_url(frame_out),
+        file_url(clip.frame_out),
         # output 2: the audio
         "-map",
-        "[audio]",
+        f"[{_label('audio', tag)}]",
+        *chapters,
         "-ac",
         "1",
         "-ar",
@@ -190,5 +277,5 @@ def extract_clip_argv(
         "+bitexact",
         "-f",
         "flac",
-        file_url(audio_out),
+        file_url(clip.audio_out),
     ]

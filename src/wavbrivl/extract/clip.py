@@ -1,6 +1,8 @@
 """One clip's extraction: locate its download, run one ffmpeg process that extracts the
 frame and the audio and describes the file, check them, and build its media row (a failure
-becomes the row's status and reason).
+becomes the row's status and reason). A batch of clips in one process
+(wavbrivl.extract.batch) uses the same steps: ``locate_clip``, ``planned_seconds``,
+``available_seconds``, ``frame_needs_every_frame`` and ``finish_clip``.
 """
 
 from __future__ import annotations
@@ -88,12 +90,8 @@ def extract_clip(
     the quarter second before the frame time (every frame up to it is then selected, and up
     to a second past it).
     """
-    if not is_safe_clip_id(job.clip_id):
-        raise ClipFailure(st.ERROR, f"unsafe clip id {job.clip_id!r}")
-    window = _locate(job, download_dir)
-    src, start_s, offset_s, asked_s, section_end_s = window
-    # The window the section allows; the file's own duration is known once ffmpeg opened it.
-    planned_s = asked_s if section_end_s is None else min(asked_s, section_end_s - start_s)
+    window = locate_clip(job, download_dir)
+    planned_s = planned_seconds(window)
 
     with tempfile.TemporaryDirectory(prefix="wavbrivl-extract-") as tmp:
         frame_out, audio_out = Path(tmp) / "frame.ppm", Path(tmp) / "audio.flac"
@@ -113,57 +111,88 @@ def extract_clip(
             info = (
                 describe_run(done.stderr)
                 if done
-                else probe_media(src, ffmpeg=ffmpeg, timeout_s=cfg.clip_timeout_s)
+                else probe_media(window.src, ffmpeg=ffmpeg, timeout_s=cfg.clip_timeout_s)
             )
         except ProbeError as exc:
             raise ClipFailure(st.BAD_MEDIA, str(exc)) from None
-        source = _source_facts(info)
-        fail = functools.partial(_failure_row, job.clip_id, source=source)
+        fail = functools.partial(_failure_row, job.clip_id, source=_source_facts(info))
         missing = [
             kind for kind, stream in (("video", info.video), ("audio", info.audio)) if not stream
         ]
         if missing:
             return fail(st.BAD_MEDIA, " and ".join(f"no {kind} stream" for kind in missing))
 
-        # How much of the asked window the file really holds.
-        available_s = planned_s
-        if info.duration_s is not None:
-            available_s = min(available_s, info.duration_s - offset_s)
+        available_s = available_seconds(window, planned_s, info)
         if done is None or available_s < cfg.min_seconds:
-            return fail(st.BAD_MEDIA, _too_short(max(available_s, 0.0), offset_s, cfg))
+            return fail(st.BAD_MEDIA, _too_short(max(available_s, 0.0), window.offset_s, cfg))
         if available_s != planned_s:  # the file ends inside the window: cut the clip there
             done = run(available_s)
-        if _frame_needs_every_frame(done, frame_out, window):
+        if frame_needs_every_frame(done, frame_out, window):
             done = run(available_s, every_frame=True)
+        return finish_clip(job.clip_id, window, info, done, frame_out, audio_out, cfg)
 
-        stderr = done.stderr
-        if done.returncode != 0:
-            reason = ffmpeg_failure_reason(split_description(stderr)[1])
-            return fail(st.BAD_MEDIA, reason or f"ffmpeg exited with {done.returncode}")
-        damage = ffmpeg_errors(stderr)  # errors in a run that succeeded: data was skipped
-        if not frame_out.is_file() or frame_out.stat().st_size == 0:
-            return fail(st.BAD_MEDIA, _with_cause("no video frame decoded in the window", damage))
-        if not audio_out.is_file():
-            return fail(st.BAD_MEDIA, _with_cause("no audio decoded in the window", damage))
-        jpeg = _ppm_to_jpeg(frame_out, cfg)
-        flac = audio_out.read_bytes()
+
+def locate_clip(job: ClipJob, download_dir: Path) -> ClipWindow:
+    """The clip's window in its downloaded file; :class:`ClipFailure` for a clip that has
+    none (an unsafe id, a failed download, a missing file, a bad window)."""
+    if not is_safe_clip_id(job.clip_id):
+        raise ClipFailure(st.ERROR, f"unsafe clip id {job.clip_id!r}")
+    return _locate(job, download_dir)
+
+
+def planned_seconds(window: ClipWindow) -> float:
+    """The window the section allows; the file's own duration is known once ffmpeg opened it."""
+    if window.section_end_s is None:
+        return window.asked_s
+    return min(window.asked_s, window.section_end_s - window.start_s)
+
+
+def available_seconds(window: ClipWindow, planned_s: float, info: MediaInfo) -> float:
+    """How much of the planned window the file really holds (may be negative)."""
+    if info.duration_s is None:
+        return planned_s
+    return min(planned_s, info.duration_s - window.offset_s)
+
+
+def finish_clip(
+    clip_id: str,
+    window: ClipWindow,
+    info: MediaInfo,
+    done: FfmpegRun,
+    frame_out: Path,
+    audio_out: Path,
+    cfg: ExtractConfig,
+) -> dict[str, Any]:
+    """The media row of a clip from its final extraction run ``done`` and its outputs."""
+    source = _source_facts(info)
+    fail = functools.partial(_failure_row, clip_id, source=source)
+    stderr = done.stderr
+    if done.returncode != 0:
+        reason = ffmpeg_failure_reason(split_description(stderr)[1])
+        return fail(st.BAD_MEDIA, reason or f"ffmpeg exited with {done.returncode}")
+    damage = ffmpeg_errors(stderr)  # errors in a run that succeeded: data was skipped
+    if not frame_out.is_file() or frame_out.stat().st_size == 0:
+        return fail(st.BAD_MEDIA, _with_cause("no video frame decoded in the window", damage))
+    if not audio_out.is_file():
+        return fail(st.BAD_MEDIA, _with_cause("no audio decoded in the window", damage))
+    jpeg = _ppm_to_jpeg(frame_out, cfg)
+    flac = audio_out.read_bytes()
 
     n_samples = _check_audio(flac, cfg)
     got_s = n_samples / cfg.sample_rate
     if got_s < cfg.min_seconds:
-        return fail(st.BAD_MEDIA, _too_short(got_s, offset_s, cfg))
+        return fail(st.BAD_MEDIA, _too_short(got_s, window.offset_s, cfg))
     frame_at_s = done.frame_at_s
-    shown_at = last_showinfo_time(stderr)
-    if shown_at is not None:  # the frame really kept, on the source timeline
-        frame_at_s = start_s - offset_s + seek_point(offset_s) + shown_at
+    if done.shown_at is not None:  # the frame really kept, on the source timeline
+        frame_at_s = window.start_s - window.offset_s + seek_point(window.offset_s) + done.shown_at
 
     notes = _notes(info, cfg)
-    if got_s < asked_s - SHORT_TOLERANCE_S:
-        notes.append(f"shorter than asked: {got_s:.1f} of {asked_s:.1f} s")
+    if got_s < window.asked_s - SHORT_TOLERANCE_S:
+        notes.append(f"shorter than asked: {got_s:.1f} of {window.asked_s:.1f} s")
     if damage:
         notes.append(f"ffmpeg errors: {damage}")
     return media_row(
-        job.clip_id,
+        clip_id,
         st.OK,
         "",
         notes="; ".join(notes),
@@ -176,20 +205,21 @@ def extract_clip(
     )
 
 
-def _frame_needs_every_frame(done: FfmpegRun, frame_out: Path, window: ClipWindow) -> bool:
+def frame_needs_every_frame(done: FfmpegRun, frame_out: Path, window: ClipWindow) -> bool:
     """Whether the window's frames did not settle the frame: none was written, or only the
     first one (``eq(n,0)``), earlier than the window, so a later one may have been skipped."""
     if not frame_out.is_file() or frame_out.stat().st_size == 0:
         return True
-    kept_at = last_showinfo_time(done.stderr)
+    kept_at = done.shown_at
     start_s = frame_window_start(window.offset_s, done.frame_at_s - window.start_s)
     return kept_at is not None and kept_at < start_s
 
 
 class FfmpegRun(NamedTuple):
     returncode: int
-    stderr: str
+    stderr: str  # the run's own stderr ("" for a clip of a batch that logged no error)
     frame_at_s: float  # the frame time asked for (source time), from the frame policy
+    shown_at: float | None  # the kept frame's time (from the seek point) that showinfo logged
 
 
 def _run_ffmpeg(
@@ -233,7 +263,7 @@ def _run_ffmpeg(
             timeout=cfg.clip_timeout_s,
         )
     text = stderr_out.read_bytes().decode("utf-8", errors="replace")
-    return FfmpegRun(result.returncode, text, frame_at_s)
+    return FfmpegRun(result.returncode, text, frame_at_s, last_showinfo_time(text))
 
 
 class ClipWindow(NamedTuple):

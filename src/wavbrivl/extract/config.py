@@ -1,4 +1,5 @@
-"""The ``extract:`` config block: frame size and policy, JPEG quality, audio rate, limits."""
+"""The ``extract:`` config block: frame size and policy, JPEG quality, audio rate, limits,
+clips per ffmpeg process."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ class ExtractConfig:
     jpeg_quality: int = default_field("extract", "jpeg_quality")  # Pillow quality
     sample_rate: int = default_field("extract", "sample_rate")  # Hz of the mono FLAC audio
     min_seconds: float = default_field("extract", "min_seconds")  # less audio is bad_media
-    clip_timeout_s: float = default_field("extract", "clip_timeout_s")  # per ffmpeg process
+    clip_timeout_s: float = default_field("extract", "clip_timeout_s")  # per clip of a process
+    batch_size: int = default_field("extract", "batch_size")  # clips per ffmpeg process
 
     def __post_init__(self) -> None:
         check_block(self, "extract")

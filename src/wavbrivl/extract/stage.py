@@ -1,11 +1,13 @@
 """The extraction stage's entry, one shard: a square frame + 16 kHz mono audio per clip.
 
 For each manifest clip (wavbrivl.extract.clip): carry a failed download through, else run
-one ffmpeg process (wavbrivl.extract.argv) into a per-clip temp dir, which also describes
-the file; classify what is wrong with it (no stream, too short), encode the frame as JPEG,
-and record one row of the media Parquet (docs/architecture.md, "Artefacts"); what a clip
-costs is in docs/ffmpeg.md. A clip's failure becomes its
-row's status; it never stops the shard. The shard's rows are extracted in a thread pool and written at once.
+ffmpeg (wavbrivl.extract.argv) into a temp dir, which also describes the file; classify
+what is wrong with it (no stream, too short), encode the frame as JPEG, and record one row
+of the media Parquet (docs/architecture.md, "Artefacts"). Up to ``extract.batch_size``
+consecutive clips share one ffmpeg process (wavbrivl.extract.batch), with the single-clip
+path for every clip the batch does not settle; what a clip costs is in docs/ffmpeg.md. A
+clip's failure becomes its row's status; it never stops the shard. The shard's batches are
+extracted in a thread pool and its rows written at once.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from tqdm import tqdm
 
 from wavbrivl import status as st
 from wavbrivl.atomic import write_table_atomic
-from wavbrivl.extract.clip import ClipJob, extract_clip_safely, media_row, shown_id
+from wavbrivl.extract.batch import extract_batch
+from wavbrivl.extract.clip import ClipJob, media_row, shown_id
 from wavbrivl.extract.config import ExtractConfig
 from wavbrivl.extract.media import MEDIA_SCHEMA, table_to_frame
 from wavbrivl.ffmpeg_bin import ffmpeg_exe
@@ -79,7 +82,7 @@ def extract_shard(
     ffmpeg = ffmpeg_exe()
     resampler = "soxr" if ffmpeg_has_soxr(ffmpeg) else "swr"
     extract = functools.partial(
-        extract_clip_safely,
+        extract_batch,
         download_dir=Path(download_dir),
         cfg=cfg,
         ffmpeg=ffmpeg,
@@ -90,20 +93,27 @@ def extract_shard(
     # ~100 MB for a 1000-clip shard, which keeps the Parquet write simple and atomic.
     rows: list[dict[str, Any] | None] = [None] * len(jobs)
     seen: set[str] = set()
+    todo: list[int] = []  # the jobs to extract, in manifest order
+    for i, job in enumerate(jobs):
+        if shown_id(job.clip_id) in seen:
+            reason = "duplicate clip id in the manifest shard"
+            rows[i] = media_row(shown_id(job.clip_id), st.ERROR, reason)
+            continue
+        seen.add(shown_id(job.clip_id))
+        todo.append(i)
+    # Consecutive clips share a process (wavbrivl.extract.batch): one decode each, one
+    # process start-up per batch; the pool runs `threads` batches at once.
+    size = cfg.batch_size  # at least 1 (the config's schema)
+    batches = [todo[at : at + size] for at in range(0, len(todo), size)]
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        futures = {}
-        for i, job in enumerate(jobs):
-            if shown_id(job.clip_id) in seen:
-                reason = "duplicate clip id in the manifest shard"
-                rows[i] = media_row(shown_id(job.clip_id), st.ERROR, reason)
-                continue
-            seen.add(shown_id(job.clip_id))
-            futures[pool.submit(extract, job)] = i
+        futures = {pool.submit(extract, [jobs[i] for i in batch]): batch for batch in batches}
         progress = tqdm(total=len(jobs), file=log, desc="extract", unit="clip", mininterval=2.0)
-        progress.update(len(jobs) - len(futures))
+        progress.update(len(jobs) - len(todo))
         for future in as_completed(futures):
-            rows[futures[future]] = future.result()
-            progress.update(1)
+            batch = futures[future]
+            for i, row in zip(batch, future.result(), strict=True):
+                rows[i] = row
+            progress.update(len(batch))
         progress.close()
 
     metadata = cfg.parquet_metadata(resampler)
