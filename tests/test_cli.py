@@ -214,6 +214,54 @@ def test_search_writes_hits_and_refuses_another_space(model_dir, inputs, tmp_pat
     )
 
 
+def test_search_of_good_files_shows_its_progress_and_exits_zero(model_dir, inputs, tmp_path):
+    q = load(model_dir).embed_audio(inputs["wav"])[0]
+    cache = write_embeddings(tmp_path / "c.parquet", ["a", "b", "c"], [q, -q, q + 0.1])
+    files = [inputs["wav"], inputs["mp3"]]
+    result = wavbrivl_in_process("search", model_dir, *files, "--embeddings", cache, "-k", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "search: 100%" in result.stderr  # the progress bar, named after the command
+    hits = json.loads(result.stdout)
+    assert list(hits) == [str(p) for p in files]
+    assert all(len(found) == 2 for found in hits.values())  # -k is passed on
+
+
+def test_classify_hands_the_models_device_to_the_encoder(model_dir, inputs, tmp_path, monkeypatch):
+    import wavbrivl.encoders.from_config as from_config
+
+    seen = []
+
+    def spy(block):
+        seen.append(block)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(from_config, "encoder_from_config", spy)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("embed:\n  encoder: tiny\n  device: cuda:3\n")
+    result = wavbrivl_in_process(
+        "classify", model_dir, inputs["wav"], "--labels", "dog", "--config", cfg
+    )
+    assert result.returncode != 0 and "stop here" in result.stderr
+    assert seen[0]["encoder"] == "tiny" and seen[0]["device"] == str(load(model_dir).device)
+
+
+def test_export_says_where_it_wrote_replaces_when_told_and_takes_wavlm(tmp_path):
+    run = save_model(tmp_path / "run")
+    moved = tmp_path / "moved-wavlm"
+    (tmp_path / "run" / "wavlm").rename(moved)
+    out = tmp_path / "exported"
+    lost = wavbrivl_in_process("export", run, out)
+    assert lost.returncode == 2 and not out.exists()
+    result = wavbrivl_in_process("export", run, out, "--wavlm", moved)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1] == f"exported {run} to {out}"
+    (out / "stale.txt").write_text("from before")
+    again = wavbrivl_in_process("export", run, out, "--wavlm", moved, "--overwrite")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (out / "model.safetensors").is_file()
+
+
 def test_classify_on_the_tiny_space_says_it_has_no_text_side(model_dir, inputs, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("embed:\n  encoder: tiny\n  seed: 0\n  box_mode: whole\n")
@@ -227,7 +275,10 @@ def test_classify_on_the_tiny_space_says_it_has_no_text_side(model_dir, inputs, 
     empty = wavbrivl_in_process(
         "classify", model_dir, inputs["wav"], "--labels", " , ", "--config", cfg
     )
-    assert empty.returncode == 2 and "give at least one label" in empty.stderr
+    assert empty.returncode == 2
+    assert empty.stderr.strip().splitlines()[-1] == (
+        "wavbrivl: error: --labels: give at least one label, comma-separated"
+    )
 
 
 def test_classify_through_a_text_side_gives_the_apis_probabilities(model_dir, inputs, tmp_path):
