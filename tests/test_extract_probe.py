@@ -305,6 +305,175 @@ def test_a_generic_line_does_not_end_the_search_for_reasons():
     assert ffmpeg_failure_reason(text) == "the real reason"
 
 
+# -- descriptions that ffmpeg prints rarely, each aimed at one branch of the parser -----------
+
+HEADER = "Input #0, matroska,webm, from 'file:x.mkv':\n  Duration: 00:00:05.00, start: 0.000000\n"
+
+
+def test_an_output_block_after_the_description_is_not_read():
+    # An audio-only input whose run writes a picture: the output's video stream must not be
+    # taken for the input's, nor its numbers for the input's.
+    text = (
+        "Input #0, wav, from 'file:x.wav':\n"
+        "  Duration: 00:00:04.00, bitrate: 256 kb/s\n"
+        "  Stream #0:0: Audio: pcm_s16le ([1][0][0][0] / 0x0001), 16000 Hz, mono, s16, 256 kb/s\n"
+        "Output #0, image2, to 'file:frame.png':\n"
+        "  Duration: 00:00:09.00, start: 2.000000\n"
+        "  Stream #0:0: Video: png, rgb24, 224x224, q=2-31, 200 kb/s, 25 fps, 25 tbn\n"
+        "  Stream #0:1: Audio: pcm_s16le, 48000 Hz, stereo, s16\n"
+    )
+    info = parse_probe(text)
+    assert info.video is None
+    assert (info.duration_s, info.start_s) == (4.0, 0.0)
+    assert (info.audio.sample_rate, info.audio.channels) == (16000, 1)
+
+
+def test_a_second_input_does_not_override_the_first():
+    text = (
+        "Input #0, wav, from 'file:a.wav':\n"
+        "  Duration: 00:00:04.00, start: 0.500000\n"
+        "  Stream #0:0: Audio: pcm_s16le, 16000 Hz, mono, s16\n"
+        "Input #1, wav, from 'file:b.wav':\n"
+        "  Duration: 00:00:09.00, start: 3.000000\n"
+    )
+    info = parse_probe(text)
+    assert (info.duration_s, info.start_s) == (4.0, 0.5)
+
+
+def test_start_defaults_to_zero_and_may_be_negative_without_decimals():
+    assert parse_probe(HEADER.replace(", start: 0.000000", "")).start_s == 0.0
+    assert parse_probe(HEADER.replace("start: 0.000000", "start: -2")).start_s == -2.0
+    assert parse_probe(HEADER.replace("00:00:05.00", "00:10:07")).duration_s == 607.0
+
+
+def test_k_suffixed_rates_are_thousands():
+    line = "  Stream #0:0: Video: vp8, yuv420p, 64x48, 1k fps, 1.5k tbr, 1k tbn\n"
+    info = parse_probe(HEADER + line)
+    assert (info.video.fps, info.video.tbr) == (1000.0, 1500.0)
+
+
+def test_a_sar_with_a_zero_term_is_ignored():
+    for sar in ("SAR 0:1 DAR 0:1", "SAR 1:0 DAR 1:0", "SAR 0:0 DAR 0:0"):
+        line = f"  Stream #0:0: Video: h264, yuv420p, 320x240 [{sar}], 25 fps, 25 tbr\n"
+        video = parse_probe(HEADER + line).video
+        assert (video.width, video.height) == (320, 240), sar
+
+
+def test_a_size_right_after_the_codec_and_no_rates():
+    # Raw video prints the size as the second field; a stream may print no fps or tbr.
+    info = parse_probe(HEADER + "  Stream #0:3: Video: rawvideo, 96x64\n")
+    video = info.video
+    assert (video.index, video.codec, video.width, video.height) == (3, "rawvideo", 96, 64)
+    assert (video.fps, video.tbr, video.rotation) == (None, None, 0)
+    assert not video.is_variable_rate
+
+
+def test_a_video_stream_without_a_size_is_skipped_for_the_next():
+    text = HEADER + (
+        "  Stream #0:0: Video: h264, none, 25 fps\n"
+        "  Stream #0:1: Video: mjpeg, yuvj420p, 80x60 [SAR 1:1 DAR 4:3], 25 fps\n"
+    )
+    video = parse_probe(text).video
+    assert (video.index, video.codec, video.width) == (1, "mjpeg", 80)
+
+
+def test_cover_art_first_then_the_real_video():
+    text = HEADER + (
+        "  Stream #0:0: Video: png, rgb24(pc), 600x600, 90k tbr, 90k tbn (attached pic)\n"
+        "  Stream #0:1: Video: vp9, yuv420p, 64x36, 30 fps, 30 tbr\n"
+    )
+    video = parse_probe(text).video
+    assert (video.index, video.width, video.height, video.fps) == (1, 64, 36, 30.0)
+
+
+def test_nested_and_stray_brackets_keep_the_fields_apart():
+    # Commas inside nested brackets stay in one field; a stray closing bracket (a codec
+    # tag ffmpeg prints raw) does not swallow the commas after it.
+    nested = "  Stream #0:0: Video: h264 (a (b, c), d), yuv420p(tv, bt709[x, y]), 64x48, 25 fps\n"
+    assert parse_probe(HEADER + nested).video.width == 64
+    stray = "  Stream #0:0: Video: h264 (avc1 / X]1)), yuv420p, 64x48, 25 fps, 50 tbr\n"
+    video = parse_probe(HEADER + stray).video
+    assert (video.codec, video.width, video.height, video.fps, video.tbr) == (
+        "h264",
+        64,
+        48,
+        25.0,
+        50.0,
+    )
+
+
+def test_empty_fields_and_a_blank_stream_description():
+    audio = parse_probe(HEADER + "  Stream #0:0: Audio: pcm_s16le,, 8000 Hz, , mono\n").audio
+    assert (audio.codec, audio.sample_rate, audio.layout, audio.channels) == (
+        "pcm_s16le",
+        8000,
+        "mono",
+        1,
+    )
+    blank = parse_probe(HEADER + "  Stream #0:1: Audio: \n").audio
+    assert (blank.index, blank.codec, blank.sample_rate, blank.layout) == (1, "", None, None)
+    assert parse_probe(HEADER + "  Stream #0:1: Video: \n").video is None
+
+
+def test_an_audio_stream_without_a_layout_or_with_its_rate_last():
+    audio = parse_probe(HEADER + "  Stream #0:0: Audio: adpcm_ima_wav, 22050 Hz\n").audio
+    assert (audio.sample_rate, audio.layout, audio.channels) == (22050, None, None)
+    last = parse_probe(HEADER + "  Stream #0:0: Audio: opus, 48000 Hz, stereo\n").audio
+    assert (last.layout, last.channels) == ("stereo", 2)
+    # The first rate wins: a later field that looks like one is not the sample rate.
+    twice = parse_probe(HEADER + "  Stream #0:0: Audio: x, 8000 Hz, mono, 44100 Hz, stereo\n")
+    assert (twice.audio.sample_rate, twice.audio.layout) == (8000, "mono")
+    # No rate at all: nothing guessed from the fields.
+    none = parse_probe(HEADER + "  Stream #0:0: Audio: dts, stereo, fltp\n").audio
+    assert (none.codec, none.sample_rate, none.layout, none.channels) == ("dts", None, None, None)
+
+
+@pytest.mark.parametrize(
+    "layout, channels",
+    [
+        ("FL+FR+LFE+TFL", 4),
+        ("FL+FR", 2),
+        ("USR63+FR", 2),  # a channel named by number
+        ("fl+fr+lfe", 3),  # lower case: still one name per channel
+        ("7 channels (FL+FR+FC+LFE+BL+BR+BC)", 7),
+        ("12 channels", 12),
+        ("FL", None),  # a single unknown name: not a custom order
+        ("FL+", None),
+        ("FL+FR (weird)", None),
+        ("unknown", None),
+        ("22.2", 24),
+        ("downmix", 2),
+    ],
+)
+def test_channel_counts_of_layout_names(layout, channels):
+    text = HEADER + f"  Stream #0:0: Audio: pcm_f32le, 48000 Hz, {layout}, flt\n"
+    assert parse_probe(text).audio.channels == channels
+
+
+def test_side_data_belongs_to_the_stream_above_it():
+    # The rotation sits under the audio stream here; the video above is not rotated.
+    text = HEADER + (
+        "  Stream #0:0: Video: h264, yuv420p, 64x36, 25 fps\n"
+        "  Stream #0:1: Audio: aac, 48000 Hz, stereo\n"
+        "    Side data:\n"
+        "      displaymatrix: rotation of 90.00 degrees\n"
+    )
+    video = parse_probe(text).video
+    assert (video.rotation, video.width, video.height) == (0, 64, 36)
+    rotated = text.replace("Stream #0:1: Audio: aac, 48000 Hz, stereo\n", "")
+    video = parse_probe(rotated).video
+    assert (video.rotation, video.width, video.height) == (90, 36, 64)
+
+
+def test_a_half_degree_rotation_rounds_to_the_nearest_degree():
+    text = HEADER + (
+        "  Stream #0:0: Video: h264, yuv420p, 64x36, 25 fps\n"
+        "    Side data:\n"
+        "      Display Matrix: rotation of -179.60 degrees\n"
+    )
+    assert parse_probe(text).video.rotation == 180
+
+
 def test_close_is_inclusive_and_relative():
     assert _close(101.0, 100.0)  # exactly 1 % apart (both sides exact in binary)
     assert not _close(101.5, 100.0)

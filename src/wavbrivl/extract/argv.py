@@ -84,8 +84,8 @@ def frame_filtergraph(
     frame_size: int,
     *,
     every_frame: bool,
-    input_index: int = 0,
-    tag: str = "",
+    input_index: int,
+    tag: str,
 ) -> str:
     """``[0:V:0]`` -> ``[frame]``; times are relative to the seek point.
 
