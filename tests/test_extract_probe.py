@@ -23,6 +23,7 @@ from wavbrivl.extract import probe
 from wavbrivl.extract.probe import (
     ProbeError,
     _close,
+    _split_fields,
     describe_run,
     ffmpeg_errors,
     ffmpeg_failure_reason,
@@ -400,6 +401,39 @@ def test_nested_and_stray_brackets_keep_the_fields_apart():
         25.0,
         50.0,
     )
+
+
+@pytest.mark.parametrize(
+    "desc, fields",
+    [
+        # Nested brackets: the comma after the inner pair is still inside the outer one.
+        (
+            "h264 (a (b, c), d), yuv420p(tv, bt709[x, y]), 64x48",
+            ["h264 (a (b, c), d)", "yuv420p(tv, bt709[x, y])", "64x48"],
+        ),
+        # Capital letters (XVID's tag) are not brackets.
+        (
+            "mpeg4 (Simple Profile) (XVID / 0x44495658), yuv420p, 640x480 [SAR 1:1 DAR 4:3]",
+            ["mpeg4 (Simple Profile) (XVID / 0x44495658)", "yuv420p", "640x480 [SAR 1:1 DAR 4:3]"],
+        ),
+        ("h264 (X, y), 64x48", ["h264 (X, y)", "64x48"]),
+        # A stray closing bracket does not make the depth negative.
+        ("a), b, c", ["a)", "b", "c"]),
+        ("a, , b,", ["a", "b"]),
+        ("", []),
+    ],
+)
+def test_split_fields_by_hand(desc, fields):
+    assert _split_fields(desc) == fields
+
+
+def test_an_xvid_stream_is_read():
+    line = (
+        "  Stream #0:0: Video: mpeg4 (Simple Profile) (XVID / 0x44495658), yuv420p, "
+        "640x480 [SAR 1:1 DAR 4:3], 1000 kb/s, 25 fps, 25 tbr, 25 tbn\n"
+    )
+    video = parse_probe(HEADER + line).video
+    assert (video.codec, video.width, video.height, video.fps) == ("mpeg4", 640, 480, 25.0)
 
 
 def test_empty_fields_and_a_blank_stream_description():

@@ -293,13 +293,12 @@ def _parse_video(index: int, kind: str, desc: str, side: list[str]) -> VideoStre
     if "(attached pic)" in desc:
         return None  # cover art inside an audio file, not a video
     fields = _split_fields(desc)
-    codec = fields[0].split()[0] if fields else ""
-    width = height = None
+    size = None
     sar = 1.0
     fps = tbr = None
     for field in fields[1:]:
         if m := _SIZE.match(field):
-            width, height = int(m["w"]), int(m["h"])
+            size = int(m["w"]), int(m["h"])
         # The container's SAR, printed last, overrides the codec's (what ffmpeg decodes with).
         for m in _SAR.finditer(field):
             if int(m["num"]) and int(m["den"]):
@@ -310,8 +309,10 @@ def _parse_video(index: int, kind: str, desc: str, side: list[str]) -> VideoStre
                 fps = value
             else:
                 tbr = value
-    if width is None or height is None:
+    if size is None:
         return None
+    codec = fields[0].split()[0]  # a size was found, so there are fields
+    width, height = size
     rotation = 0
     for line in side:
         if m := _ROTATION.search(line):
