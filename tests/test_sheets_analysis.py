@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from wavbrivl.sheets import analysis
 from wavbrivl.sheets.analysis import (
     AnswerFileError,
     analyse,
@@ -29,6 +30,7 @@ from wavbrivl.sheets.analysis import (
     read_answers,
     render_markdown,
     render_tsv,
+    row_name,
     score_answers,
     table1,
     write_table1,
@@ -302,6 +304,19 @@ def test_bootstrap_defaults_are_10000_resamples_seed_0_and_95_percent():
     np.testing.assert_allclose(
         bootstrap_percent_ci(counts, n_boot=300, seed=4, level=0.5),
         reference_interval(counts, 300, 4, level=0.5),
+        rtol=0,
+        atol=1e-9,
+    )
+
+
+def test_bootstrap_drawn_in_chunks_is_the_one_draw(monkeypatch):
+    # 40 trials and at most 1000 weights at once: chunks of 25 resamples, the last one of 10.
+    monkeypatch.setattr(analysis, "MAX_BOOT_WEIGHTS", 1000)
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 4, size=(40, 3)) + np.eye(3, dtype=int)[np.arange(40) % 3]
+    np.testing.assert_allclose(
+        bootstrap_percent_ci(counts, n_boot=310, seed=2),
+        reference_interval(counts, 310, 2),
         rtol=0,
         atol=1e-9,
     )
@@ -824,6 +839,22 @@ def test_raters_failing_catch_trials_are_left_out_of_every_row(tmp_path):
     lenient = table1(scored, key, n_boot=50, max_catch_fail=1.0)
     assert not any(r["excluded"] for r in lenient["raters"])
     assert lenient["runs"]["zeta"]["n_sessions"] == 3
+
+
+def test_a_key_of_comparisons_and_catch_trials_has_no_power_section(tmp_path):
+    # Power is sized on a match run's trials per rater; without a match run there is none.
+    key = catch_key()
+    key = key | {"trials": [t for t in key["trials"] if t.get("kind") in ("catch", "compare")]}
+    files = [write_csv(tmp_path / "s1.csv", rows_for("s1", [("c1", "left"), ("p1", "right")]))]
+    table = table1(score_answers(read_answers(files, key), key), key, n_boot=50)
+    assert list(table["runs"]) == ["catch trials (real frames)", "zeta vs alpha"]
+    assert "power" not in table
+
+
+def test_a_trial_without_a_kind_is_a_match_trial():
+    assert row_name({"trial_id": "z1", "run": "zeta"}) == "zeta"
+    assert row_name({"run": "zeta", "kind": "catch"}) == "catch trials (real frames)"
+    assert row_name({"run": "zeta", "other_run": "alpha", "kind": "compare"}) == "zeta vs alpha"
 
 
 def test_analyse_and_command_line_take_the_catch_threshold(tmp_path, capsys):

@@ -46,6 +46,7 @@ from wavbrivl.sheets.trials import CHOICES
 CSV_COLUMNS: tuple[str, ...] = ("study_id", "trial_id", "choice", "session_id", "timestamp")
 N_BOOT = 10_000
 CI_LEVEL = 0.95  # Table 1's interval: the level computed is the level reported
+MAX_BOOT_WEIGHTS = 20_000_000  # bootstrap weights drawn at once (160 MB of int64)
 _MAX_ROWS_NAMED = 20
 MAX_CATCH_FAIL = 0.25  # share of failed catch trials a rater may have and still count
 CATCH_ROW = "catch trials (real frames)"
@@ -121,7 +122,7 @@ def _name_rows(rows: pd.DataFrame, reason: str) -> str:
 
 def row_name(trial: Mapping[str, Any]) -> str:
     """The Table-1 row of a key's trial: its run, ``A vs B`` (comparison) or the catch row."""
-    kind = trial.get("kind", "match")
+    kind = trial.get("kind")  # a key without kinds (the first study kit) has only match trials
     if kind == "catch":
         return CATCH_ROW
     if kind == "compare":
@@ -168,7 +169,7 @@ def bootstrap_percent_ci(
     if n_trials == 0:
         raise ValueError("no trials to bootstrap")
     rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, 20_000_000 // max(n_trials, 1)))  # bound the (chunk, T) weights
+    chunk = max(1, min(n_boot, MAX_BOOT_WEIGHTS // n_trials))  # bound the (chunk, T) weights
     stats = []
     for start in range(0, n_boot, chunk):
         size = min(chunk, n_boot - start)
@@ -278,11 +279,9 @@ def table1(
             "agreement": agreement(counts),
             "sessions": sessions,
         }
-    trials_per_rater = max(
-        (r["n_trials_in_key"] for r in result["runs"].values() if r["kind"] == "match"),
-        default=0,
-    )
-    if trials_per_rater:
+    per_match_run = [r["n_trials_in_key"] for r in result["runs"].values() if r["kind"] == "match"]
+    if per_match_run:  # comparisons and catch trials alone have no power section
+        trials_per_rater = max(per_match_run)
         result["power"] = {
             "trials_per_rater": trials_per_rater,
             "rows": power_rows(trials_per_rater),
