@@ -77,3 +77,41 @@ def test_the_pidfd_is_closed_after_each_wait():
         child_process.run(["true"], timeout=30)
     after = len(os.listdir("/proc/self/fd")) if sys.platform == "linux" else 0
     assert after == before
+
+
+# --- run_logged: no stdin, no stdout, the stderr as text --------------------------------------
+
+
+def test_a_logged_run_returns_the_exit_status_and_the_whole_stderr_as_text():
+    # \377 is no UTF-8: replaced, not an error; the first character is kept.
+    run = child_process.run_logged(
+        ["sh", "-c", r"printf 'first\377 line\nsecond\n' >&2; exit 4"], timeout=30
+    )
+    assert run == (4, "first\ufffd line\nsecond\n")
+    assert (run.returncode, run.stderr) == (4, "first\ufffd line\nsecond\n")
+
+
+def test_a_logged_child_reads_no_stdin_and_writes_no_stdout(capfd):
+    # The parent's stdin is a pipe with data in it: the child must not see it. Its stdout
+    # must not reach the parent's (captured here at the file descriptor).
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"the parent's input\n")
+    os.close(write_end)
+    saved = os.dup(0)
+    os.dup2(read_end, 0)
+    try:
+        run = child_process.run_logged(["sh", "-c", "cat >&2; echo to-out"], timeout=30)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(read_end)
+    assert run == (0, "")
+    assert capfd.readouterr().out == ""
+
+
+def test_a_logged_child_past_its_time_limit_raises():
+    start = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as caught:
+        child_process.run_logged(["sleep", "30"], timeout=0.3)
+    assert caught.value.timeout == 0.3
+    assert time.monotonic() - start < 20

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import math
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from media_factory import (
 )
 
 from wavbrivl import status as st
+from wavbrivl.child_process import LoggedRun
 from wavbrivl.extract import batch, clip
 from wavbrivl.extract.argv import ClipArgs
 from wavbrivl.extract.batch import (
@@ -139,7 +141,7 @@ class Processes:
         self.runs = []
         self.timeouts = []  # the time limit of each process
         for module, kind in ((batch, "batch"), (clip, "clip")):
-            monkeypatch.setattr(module, "run_child", self._spy(module.run_child, kind))
+            monkeypatch.setattr(module, "run_logged", self._spy(module.run_logged, kind))
 
     def _spy(self, real, kind):
         def spy(argv, **kwargs):
@@ -212,6 +214,39 @@ def test_good_clips_share_one_process_and_give_the_single_clip_rows(media, tmp_p
         audio = decode_audio(rows[clip_id]["audio"])
         assert dominant_hz(audio[800:15200], 16000) == pytest.approx(tone_hz_at(start), abs=3)
     assert rows["anamorphic_0"]["source_width"] == 160  # 80 stored columns of 2:1 pixels
+
+
+def test_a_random_frame_policy_and_its_seed_give_the_single_clip_rows(media, tmp_path):
+    cfg = dataclasses.replace(CFG, frame_policy="random", seed=7)
+    ids = ["long_2000", "long_7000"]
+    reference = shard(ids, media, tmp_path / "s.parquet", dataclasses.replace(cfg, batch_size=1))
+    table = shard(ids, media, tmp_path / "b.parquet", dataclasses.replace(cfg, batch_size=8))
+    assert_same_rows(table, reference)
+    # The draws of seed 7 (frame_policy.random_time): 3.593 s and 9.037 s into the file; the
+    # frame shown is the last one at or before, at most a 25 fps frame earlier (the windows'
+    # middles, 3.5 and 8.5 s, are further off).
+    drawn = {"long_2000": 3.593, "long_7000": 9.037}
+    for row in table.to_pylist():
+        assert 0 <= drawn[row["clip_id"]] - row["frame_time_s"] <= 0.041, row["clip_id"]
+
+
+def test_a_batch_works_in_a_scratch_folder_named_for_the_tool(media, monkeypatch):
+    # Named so that what a killed job leaves in the temporary folder says whose it is.
+    folders = []
+    real = batch.plan_batch
+
+    def spy(jobs, **kwargs):
+        folders.append(kwargs["folder"])
+        return real(jobs, **kwargs)
+
+    monkeypatch.setattr(batch, "plan_batch", spy)
+    jobs = [JOBS["normal_0"], JOBS["long_2000"]]
+    rows = extract_batch(jobs, download_dir=media, cfg=CFG, ffmpeg=ffmpeg_exe(), resampler="swr")
+    assert [row["status"] for row in rows] == [st.OK, st.OK]
+    assert len(folders) == 1
+    assert folders[0].name.startswith("wavbrivl-batch-")
+    assert folders[0].parent == Path(tempfile.gettempdir())
+    assert not folders[0].exists()  # removed with what was in it
 
 
 MIXED = [
@@ -407,7 +442,7 @@ def test_a_process_that_cannot_start_leaves_every_clip_to_its_own(media, monkeyp
     def no_process(argv, **kwargs):
         raise OSError("no such program")
 
-    monkeypatch.setattr(batch, "run_child", no_process)
+    monkeypatch.setattr(batch, "run_logged", no_process)
     jobs = [JOBS["normal_0"], JOBS["long_2000"]]
     rows = extract_batch(jobs, download_dir=media, cfg=CFG, ffmpeg=ffmpeg_exe(), resampler="swr")
     assert [(row["status"], row["reason"]) for row in rows] == [(st.OK, "")] * 2
@@ -424,9 +459,9 @@ def test_each_run_starts_without_outputs(tmp_path, monkeypatch):
 
     def look(argv, **kwargs):
         seen.append([p.exists() for c in planned for p in (c.frame_out, c.audio_out)])
-        return subprocess.CompletedProcess(argv, 0)
+        return LoggedRun(0, "")
 
-    monkeypatch.setattr(batch, "run_child", look)
+    monkeypatch.setattr(batch, "run_logged", look)
     assert batch.run_batch(planned, cfg=CFG, ffmpeg="/opt/ffmpeg", resampler="swr") == []
     assert seen == [[False] * 4]
 

@@ -28,6 +28,7 @@ from media_factory import (
 from PIL import Image
 
 from wavbrivl import status as st
+from wavbrivl.child_process import LoggedRun
 from wavbrivl.extract import clip
 from wavbrivl.extract.clip import ClipJob, extract_clip_safely
 from wavbrivl.extract.config import ExtractConfig
@@ -78,26 +79,21 @@ def patch_ffmpeg(monkeypatch, change):
     Only the extraction call (the one with a filter graph) is changed, not a probe. Returns
     the list of its ``(argv, kwargs)``.
     """
-    real = subprocess.run
+    real = clip.run_logged
     seen = []
 
     def fake(argv, **kwargs):
-        result = real(argv, **kwargs)
+        logged = real(argv, **kwargs)
         if "-filter_complex" not in argv:
-            return result
+            return logged
         seen.append((argv, kwargs))
         frame = Path(argv[argv.index("ppm") + 1].removeprefix("file:"))
         audio = Path(argv[-1].removeprefix("file:"))
-        log = kwargs["stderr"]  # the runner reads ffmpeg's stderr from this file
-        log.flush()
-        result.stderr = Path(log.name).read_bytes()
+        result = subprocess.CompletedProcess(argv, logged.returncode, b"", logged.stderr.encode())
         final = change(frame, audio, result) or result
-        log.seek(0)
-        log.truncate()
-        log.write(final.stderr)
-        return final
+        return LoggedRun(final.returncode, final.stderr.decode("utf-8", errors="replace"))
 
-    monkeypatch.setattr(clip, "run_child", fake)
+    monkeypatch.setattr(clip, "run_logged", fake)
     return seen
 
 
@@ -127,19 +123,14 @@ def test_a_clip_inside_a_downloaded_section_gives_the_exact_row(downloads, monke
     assert len(audio) == 40000
     assert dominant_hz(audio[800:15200], 16000) == pytest.approx(tone_hz_at(3.5), abs=3)
     assert dominant_hz(audio[16800:31200], 16000) == pytest.approx(tone_hz_at(4.5), abs=3)
-    # ffmpeg ran once, with the stage's guards: no stdin, stderr kept, the time limit.
+    # ffmpeg ran once, under the clip's time limit (no stdin or stdout: child_process.run_logged).
     ((argv, kwargs),) = seen
-    stderr_out = Path(kwargs.pop("stderr").name)
-    assert kwargs == {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "timeout": 37.0}
-    # Its outputs and its stderr went to fixed names in a per-clip temp dir, removed afterwards.
+    assert kwargs == {"timeout": 37.0}
+    # Its outputs went to fixed names in a per-clip temp dir, removed afterwards.
     frame_out = Path(argv[argv.index("ppm") + 1].removeprefix("file:"))
     audio_out = Path(argv[-1].removeprefix("file:"))
-    assert (frame_out.name, audio_out.name, stderr_out.name) == (
-        "frame.ppm",
-        "audio.flac",
-        "stderr.txt",
-    )
-    assert frame_out.parent == audio_out.parent == stderr_out.parent
+    assert (frame_out.name, audio_out.name) == ("frame.ppm", "audio.flac")
+    assert frame_out.parent == audio_out.parent
     assert frame_out.parent.name.startswith("wavbrivl-extract-")
     assert not frame_out.parent.exists()
 
@@ -358,7 +349,7 @@ def test_a_frame_time_before_the_first_frame_keeps_the_first_frame_after_it(gapp
 def test_a_rerun_never_takes_the_outputs_of_the_run_before(gappy, monkeypatch, written, reason):
     """The second run (every frame) writes only ``written``: the first run's frame and audio
     must not stand in for its own."""
-    real = subprocess.run
+    real = clip.run_logged
     runs = []
     good_frame = []  # the first run's frame, for the second run to write
 
@@ -368,14 +359,14 @@ def test_a_rerun_never_takes_the_outputs_of_the_run_before(gappy, monkeypatch, w
         runs.append(argv)
         frame = Path(argv[argv.index("ppm") + 1].removeprefix("file:"))
         if len(runs) == 1:
-            result = real(argv, **kwargs)
+            logged = real(argv, **kwargs)
             good_frame.append(frame.read_bytes())
-            return result
+            return logged
         if "frame" in written:
             frame.write_bytes(good_frame[0])
-        return subprocess.CompletedProcess(argv, 0, b"", b"")
+        return LoggedRun(0, "")
 
-    monkeypatch.setattr(clip, "run_child", fake)
+    monkeypatch.setattr(clip, "run_logged", fake)
     job = ClipJob("gap_0", 0.0, 3.0, download(file="gap.mp4", section=(0.0, math.nan)))
     row = run(job, gappy)
     assert len(runs) == 2

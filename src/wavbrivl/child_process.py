@@ -13,8 +13,9 @@ import math
 import os
 import select
 import subprocess
+import tempfile
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 Stream = int | IO[Any] | None
 
@@ -42,6 +43,27 @@ def run(
             proc.wait()
             raise
     return subprocess.CompletedProcess(proc.args, returncode)
+
+
+class LoggedRun(NamedTuple):
+    returncode: int
+    stderr: str  # UTF-8, undecodable bytes replaced
+
+
+def run_logged(argv: Sequence[str], *, timeout: float | None) -> LoggedRun:
+    """Run a child without stdin or stdout and return its exit status and its stderr.
+
+    The stderr goes to an unnamed temporary file, not a pipe, so this process is not woken
+    for each line the child logs (ffmpeg's ``showinfo`` logs a line per frame). On time-out
+    the child is killed and :class:`subprocess.TimeoutExpired` is raised, as by :func:`run`.
+    """
+    with tempfile.TemporaryFile() as log:
+        result = run(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, timeout=timeout
+        )
+        log.seek(0)
+        text = log.read().decode(errors="replace")  # bytes.decode is UTF-8, whatever the locale
+    return LoggedRun(result.returncode, text)
 
 
 def wait(proc: subprocess.Popen, timeout: float | None) -> int:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from wavbrivl import status as st
-from wavbrivl.child_process import run as run_child
+from wavbrivl.child_process import run_logged
 from wavbrivl.extract.argv import (
     ClipArgs,
     clip_filtergraph,
@@ -105,12 +105,11 @@ def extract_batch(
             for position, row in settled:
                 rows[position] = row
     return [
-        row
-        if row is not None
-        else extract_clip_safely(
+        rows[position]
+        or extract_clip_safely(
             job, download_dir=download_dir, cfg=cfg, ffmpeg=ffmpeg, resampler=resampler
         )
-        for job, row in zip(jobs, rows, strict=True)
+        for position, job in enumerate(jobs)
     ]
 
 
@@ -218,20 +217,11 @@ def _run_process(
         clip.frame_out.unlink(missing_ok=True)
         clip.audio_out.unlink(missing_ok=True)
     argv = batch_argv(planned, cfg=cfg, ffmpeg=ffmpeg, resampler=resampler)
-    stderr_out = planned[0].frame_out.with_name("stderr.txt")
     try:
-        with stderr_out.open("wb") as stderr:
-            result = run_child(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                timeout=cfg.clip_timeout_s * len(planned),
-            )
+        returncode, text = run_logged(argv, timeout=cfg.clip_timeout_s * len(planned))
     except subprocess.TimeoutExpired:
         return None
-    text = stderr_out.read_bytes().decode("utf-8", errors="replace")
-    return ProcessLog(text, result.returncode == 0 and not has_error_line(text))
+    return ProcessLog(text, returncode == 0 and not has_error_line(text))
 
 
 def _has_both(description: str) -> bool:

@@ -22,7 +22,7 @@ import soundfile as sf
 from PIL import Image
 
 from wavbrivl import status as st
-from wavbrivl.child_process import run as run_child
+from wavbrivl.child_process import run_logged
 from wavbrivl.clip_ids import is_safe_clip_id
 from wavbrivl.extract.argv import extract_clip_argv, frame_window_start, seek_point
 from wavbrivl.extract.config import ExtractConfig
@@ -251,19 +251,8 @@ def _run_ffmpeg(
         resampler=resampler,
         every_frame=every_frame,
     )
-    # stderr goes to a file, not a pipe: no wake-up of this process per line ffmpeg logs
-    stderr_out = frame_out.with_name("stderr.txt")
-    with stderr_out.open("wb") as stderr:
-        # exact wait for the exit: subprocess.run's time-out polling wakes up to 50 ms late
-        result = run_child(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            timeout=cfg.clip_timeout_s,
-        )
-    text = stderr_out.read_bytes().decode("utf-8", errors="replace")
-    return FfmpegRun(result.returncode, text, frame_at_s, last_showinfo_time(text))
+    returncode, text = run_logged(argv, timeout=cfg.clip_timeout_s)
+    return FfmpegRun(returncode, text, frame_at_s, last_showinfo_time(text))
 
 
 class ClipWindow(NamedTuple):
