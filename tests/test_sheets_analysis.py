@@ -376,6 +376,26 @@ def test_table1_by_hand(tmp_path, n_boot, seed):
     assert table["runs"]["alpha"]["ci95"]["neither"] == [0.0, 0.0]
 
 
+def test_table1_draws_its_interval_with_the_seed_it_is_given(tmp_path):
+    # 30 trials of one run, one answer each (positive, negative, neither in turn but every
+    # seventh negative): enough trials that the interval moves with the seed.
+    choices = ["left", "right", "neither"]
+    picks = [(f"t{i:02d}", "right" if i % 7 == 0 else choices[i % 3]) for i in range(30)]
+    key = KEY | {
+        "runs": {"zeta": "gen/zeta"},
+        "trials": [{"trial_id": t, "run": "zeta", "match_side": "left"} for t, _ in picks],
+    }
+    outcome = {"left": [1, 0, 0], "right": [0, 1, 0], "neither": [0, 0, 1]}
+    trial_counts = [outcome[choice] for _, choice in picks]
+    scored = score_answers(
+        read_answers([write_csv(tmp_path / "s.csv", rows_for("s", picks))], key), key
+    )
+    ci = table1(scored, key, n_boot=400, seed=9)["runs"]["zeta"]["ci95"]
+    expected = reference_interval(trial_counts, 400, 9)
+    assert not np.allclose(expected, reference_interval(trial_counts, 400, 10))  # seed-bound
+    np.testing.assert_allclose([ci[o] for o in OUTCOME_NAMES], expected, rtol=0, atol=1e-9)
+
+
 def wilson_by_quadratic(k: int, n: int) -> list[float]:
     """The Wilson interval as the two roots of (k/n - p)^2 = z^2 p (1 - p) / n, in percent."""
     z2 = 1.959963984540054**2
