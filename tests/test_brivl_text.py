@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import locale
 import shutil
 import warnings
 from pathlib import Path
@@ -318,6 +319,22 @@ def test_the_bert_architecture_is_read_from_config_json(tmp_path):
         70,
     )
     assert (cfg.n_layers, cfg.ff_dim, cfg.out_dim) == (4, 2048, 2048)  # the head stays
+
+
+def test_config_json_is_read_as_utf8_whatever_the_locale(tmp_path):
+    # A config with a non-ASCII value (hfl's own name for the model), read while the C
+    # locale makes ASCII the default text encoding.
+    folder = copy_folder(tmp_path)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["_name_or_path"] = "哈工大/chinese-roberta-wwm-ext"
+    config["vocab_size"] = 61
+    (folder / "config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    old = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        assert BRIVL_TEXT_1_0.with_bert_folder(folder).vocab_size == 61
+    finally:
+        locale.setlocale(locale.LC_CTYPE, old)
 
 
 def test_a_vocab_bigger_than_the_embedding_table_is_refused(tmp_path):

@@ -84,7 +84,8 @@ def write_result(result: dict, data_report: dict, out_dir: str | os.PathLike) ->
 
 def read_result(path: str | os.PathLike) -> dict:
     """A result JSON written by :func:`write_result`."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    # json decodes bytes as UTF-8 itself: the locale's encoding plays no part
+    return json.loads(Path(path).read_bytes())
 
 
 def tick_labels(classes: list[str]) -> list[str]:

@@ -152,7 +152,8 @@ def read_bert_config(folder: str | os.PathLike) -> dict[str, Any]:
             "hfl/chinese-roberta-wwm-ext with config.json and vocab.txt (weights/README.md)"
         )
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
+        # json decodes bytes as UTF-8 itself: the locale's encoding plays no part
+        values = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as err:
         raise TextFolderError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(values, dict) or values.get("model_type") != "bert":
