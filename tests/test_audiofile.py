@@ -7,6 +7,7 @@ reader: a 2.5 s file at any rate is 40000 samples at 16 kHz, a 440 Hz tone stays
 from __future__ import annotations
 
 import io
+import signal
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import soundfile as sf
 from media_factory import audio_only_clip, dominant_hz, no_audio_clip, normal_clip
 
+from wavbrivl import audiofile
 from wavbrivl.audiofile import (
     AudioFileError,
     check_readable,
@@ -139,6 +141,35 @@ def test_stopping_early_ends_ffmpeg_without_reading_the_rest(tmp_path):
     first = next(windows)
     windows.close()  # the finally block kills ffmpeg; no error for the unread rest
     assert len(first) == 1600
+
+
+def test_stopping_early_kills_ffmpeg_and_a_whole_read_lets_it_exit(tmp_path, monkeypatch):
+    procs = []
+    real = subprocess.Popen
+
+    def spy(*args, **kwargs):
+        procs.append(real(*args, **kwargs))
+        return procs[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    windows = iter_windows(tone(tmp_path / "long.flac", seconds=60, rate=SR), 1600)
+    next(windows)
+    windows.close()
+    assert procs[-1].returncode == -signal.SIGKILL  # killed, not left to die of the pipe
+    assert sum(map(len, iter_windows(tone(tmp_path / "t.wav", seconds=1, rate=SR), 1600))) == SR
+    assert procs[-1].returncode == 0
+
+
+def test_the_whole_of_ffmpeg_s_error_text_is_the_reason(tmp_path, monkeypatch):
+    # A stand-in ffmpeg that fails with one line: the reason keeps it whole, first letter too.
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\necho 'boom: no decoder for this' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(audiofile, "ffmpeg_exe", lambda: str(fake))
+    path = tone(tmp_path / "t.wav", seconds=1, rate=SR)
+    with pytest.raises(AudioFileError) as info:
+        list(iter_windows(path, 1600))
+    assert str(info.value) == f"{path}: ffmpeg cannot decode it (boom: no decoder for this)"
 
 
 def test_a_window_below_one_sample_is_refused(tmp_path):

@@ -119,7 +119,7 @@ def confusion_figure(result: dict):
     n = len(result["classes"])
     side = min(4 + 0.22 * n, 16)  # inches: grows with the classes, 50 classes -> 15
     fig = Figure(figsize=(side, side), dpi=120)
-    ax = fig.add_subplot(1, 1, 1)
+    ax = fig.add_subplot()  # one axes filling the figure
     image = ax.imshow(confusion_fractions(result["confusion"]), vmin=0, vmax=1, cmap="Blues")
     labels = tick_labels(result["classes"])
     ax.set_xticks(range(n), labels, rotation=90, fontsize=6)
