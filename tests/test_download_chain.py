@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import math
 import os
+import shutil
 import tarfile
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -535,6 +539,49 @@ def test_chain_mirror_first_then_http(tmp_path, media):
         {"clip_id": "mmm_0", "source": "hf", "sha256": sha(media["b"])},
         {"clip_id": "www_0", "source": "url", "sha256": rows_by["www_0"]["sha256"]},
     ]
+
+
+def test_every_unusable_mirror_copy_is_named_after_the_url_answer(tmp_path, media, request):
+    # Short mirror paths, so that both complaints fit in the reason's 300 characters.
+    short = Path(tempfile.mkdtemp(prefix="m", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(short))
+    one, two = short / "a", short / "b"
+    for folder in (one, two):
+        folder.mkdir()
+        (folder / "qqq_000000.mp4").write_bytes(media["text"])
+    with LoopbackMediaServer({}) as server:
+        template = server.url("media/{id}.mp4")
+        source = {
+            "chain": [
+                {"folder": str(one), "name": "a"},
+                {"folder": str(two), "name": "b"},
+                {"url_template": template},
+            ]
+        }
+        table, _ = run(
+            tmp_path, rows_of(("qqq", 0.0, 1.0, template.replace("{id}", "qqq"))), source
+        )
+    row = by_id(table)["qqq_0"]
+    assert row["status"] == st.UNAVAILABLE
+    answer, _, mirrors = row["reason"].partition("; mirror copy unusable: ")
+    assert answer and "mirror" not in answer
+    assert mirrors.startswith(f"a: {one.resolve()}/qqq_000000.mp4: ")
+    assert f"; b: {two.resolve()}/qqq" in mirrors  # its end is cut at the reason's limit
+
+
+def test_the_journal_keeps_a_copy_s_seconds_to_the_millisecond(tmp_path, media, monkeypatch):
+    # A clock of the chain's own that moves 0.1234567 s per reading: checking one copy
+    # takes one step.
+    clock = itertools.count()
+    monkeypatch.setattr(
+        chain_module, "time", SimpleNamespace(monotonic=lambda: next(clock) * 0.1234567)
+    )
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "aaa_000007.mp4").write_bytes(media["a"])
+    _, out = run(tmp_path, rows_of(("aaa", 7.0, 8.0, None)), {"folder": str(mirror)})
+    (entry,) = read_journal(out / JOURNAL_NAME).entries
+    assert (entry.status, entry.seconds) == (st.OK, 0.123)
 
 
 # -- used_clips.csv --------------------------------------------------------------------------

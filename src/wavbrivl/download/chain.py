@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from wavbrivl import status as st
 from wavbrivl.download.classify import clean_message
@@ -147,9 +147,9 @@ class ChainRunner:
         if last_row is not None:
             last_row["reason"] = clean_message("; ".join(complaints))
             return last_row
-        return status_row(clip, st.MISSING, self._missing_reason(clip), 0)
+        return status_row(clip, st.MISSING, self._missing_reason(), 0)
 
-    def _missing_reason(self, clip: Clip) -> str:
+    def _missing_reason(self) -> str:
         looked = [describe(step) for step in self.mirrors]
         if self.url_step is not None:
             looked.append(f"{describe(self.url_step)} (no URL for this clip)")
@@ -159,39 +159,25 @@ class ChainRunner:
         """Hash and check the mirror's copy, journal it, and put it under the clip's name."""
         started = time.monotonic()
         attempt = 1 + sum(e.url == hit.origin for e in self.history.get(clip.clip_id, []))
-        status, reason, digest, size, src = st.ERROR, "", None, 0, None
         try:
-            if hit.path is not None:
-                digest, size = sha256_and_size(hit.path)
-                src = hit.path
-            else:
-                src, got = self._read_member(clip, hit)
-                if isinstance(got, MemberError):
-                    status, reason = st.BAD_MEDIA, clean_message(str(got))
-                else:
-                    digest, size = got
-            if digest is not None:
-                verdict = check_media_file(self.ffmpeg, src, require_video=self.require_video)
-                status, reason = verdict.status, verdict.reason
-                if status != st.OK:
-                    reason = clean_message(f"{hit.origin}: {reason}")
+            copy = self._verify(clip, hit)
         except OSError as exc:  # unreadable (permissions, a vanished file): worth a retry
-            status, reason = st.ERROR, clean_message(f"{hit.origin}: {exc}")
-        ok = status == st.OK
+            copy = Verified(st.ERROR, clean_message(f"{hit.origin}: {exc}"))
+        ok = copy.status == st.OK
         entry = JournalEntry(
             clip_id=clip.clip_id,
             url=hit.origin,
-            status=status,
-            reason=reason,
+            status=copy.status,
+            reason=copy.reason,
             attempt=attempt,
-            bytes=size if ok else 0,
+            bytes=copy.size if ok else 0,
             seconds=round(time.monotonic() - started, 3),
             file=f"{clip.clip_id}{hit.suffix}" if ok else None,
             section_start_s=_section_start(clip, hit) if ok else None,
             section_end_s=None,
             finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
             source=hit.step if ok else None,
-            sha256=digest if ok else None,
+            sha256=copy.sha256 if ok else None,
         )
         self.journal.append(entry)
         if not ok:
@@ -201,8 +187,8 @@ class ChainRunner:
             if hit.path is not None:
                 link_into_place(hit.path, target)  # read in place: the media folder links to it
             else:
-                _fsync_path(src)
-                os.replace(src, target)
+                _fsync_path(copy.src)
+                os.replace(copy.src, target)
         except OSError as exc:
             failed = JournalEntry(
                 **{
@@ -220,6 +206,21 @@ class ChainRunner:
             return failed
         return entry
 
+    def _verify(self, clip: Clip, hit: Hit) -> Verified:
+        """Hash the mirror's copy (a tar member is first read out) and check it is media."""
+        if hit.path is not None:
+            src = hit.path
+            sha256, size = sha256_and_size(src)
+        else:
+            src, got = self._read_member(clip, hit)
+            if isinstance(got, MemberError):
+                return Verified(st.BAD_MEDIA, clean_message(str(got)))
+            sha256, size = got
+        verdict = check_media_file(self.ffmpeg, src, require_video=self.require_video)
+        if verdict.status != st.OK:
+            return Verified(verdict.status, clean_message(f"{hit.origin}: {verdict.reason}"))
+        return Verified(st.OK, verdict.reason, sha256, size, src)
+
     def _read_member(self, clip: Clip, hit: Hit) -> tuple[Path, tuple[str, int] | MemberError]:
         prepared = self.prepared.pop(clip.clip_id, None)
         if prepared is not None and prepared[0] is hit:
@@ -230,6 +231,16 @@ class ChainRunner:
 
     def _tmp_dir(self, clip: Clip) -> Path:
         return self.out_dir / f"{TMP_PREFIX}{clip.clip_id}"
+
+
+class Verified(NamedTuple):
+    """What checking a mirror's copy found; the hash, size and file only of a good one."""
+
+    status: str
+    reason: str
+    sha256: str | None = None
+    size: int = 0
+    src: Path | None = None  # the file to put in place
 
 
 def _section_start(clip: Clip, hit: Hit) -> float:
