@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -348,3 +349,17 @@ def test_the_model_goes_to_the_encoders_device(folder):
     assert enc.device == torch.device("meta")
     assert {p.device.type for p in enc.model.parameters()} == {"meta"}
     assert enc.fingerprint == build_clip(folder).fingerprint  # hashed before the move
+
+
+def test_the_tokens_go_to_the_encoders_device(folder):
+    """The text tower cannot run on "meta": a stand-in records where the tokens are."""
+    enc = build_clip(folder, device="meta")
+    seen = []
+
+    def text_features(input_ids, attention_mask):
+        seen.append((input_ids.device.type, attention_mask.device.type))
+        return SimpleNamespace(pooler_output=torch.ones(len(input_ids), 24))
+
+    enc.model.get_text_features = text_features
+    assert enc.encode_text(["a dog", "a cat"]).shape == (2, 24)
+    assert seen == [("meta", "meta")]

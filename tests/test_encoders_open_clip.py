@@ -169,6 +169,22 @@ def test_fingerprint_follows_the_weights_not_the_path(name, checkpoint, tmp_path
     assert build_open_clip(tmp_path / "nudged.pt", name).fingerprint != base.fingerprint
 
 
+def test_the_model_and_the_tokens_go_to_the_encoders_device(name, checkpoint):
+    """On PyTorch's "meta" device, where the text tower cannot run: a stand-in records
+    where the tokens are."""
+    enc = build_open_clip(checkpoint, name, device="meta")
+    assert {p.device.type for p in enc.model.parameters()} == {"meta"}
+    seen = []
+
+    def encode_text(tokens):
+        seen.append(tokens.device.type)
+        return torch.ones(len(tokens), 16)
+
+    enc.model.encode_text = encode_text
+    assert enc.encode_text(["a dog", "a cat"]).shape == (2, 16)
+    assert seen == ["meta"]
+
+
 def test_metadata_describes_the_space(name, checkpoint):
     enc = build_open_clip(checkpoint, name)
     meta = enc.metadata()
@@ -284,6 +300,20 @@ def test_a_checkpoint_of_another_architecture_is_refused(checkpoint, name, tmp_p
     assert message.startswith(f"embed.weights: {checkpoint}: does not load into the OpenCLIP")
     assert message.endswith("WavbrivlTiny-Wide (text pos_embed width changed!)")  # OpenCLIP's
     assert "\n" not in message
+
+
+def test_a_load_error_without_a_message_is_named_by_its_type(checkpoint, name, monkeypatch):
+    # A bare ``assert`` failing inside OpenCLIP's loading has no message of its own.
+    def fail(*args, **kwargs):
+        raise AssertionError
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fail)
+    with pytest.raises(CheckpointMismatchError) as err:
+        build_open_clip(checkpoint, name)
+    assert str(err.value) == (
+        f"embed.weights: {checkpoint}: does not load into the OpenCLIP architecture {name} "
+        "(AssertionError)"
+    )
 
 
 def test_folder_errors(folder, name, tmp_path):
