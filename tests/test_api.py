@@ -338,8 +338,9 @@ def test_rank_scores_cosines_of_unnormalised_and_zero_rows():
 
 
 def test_check_same_space_warns_when_the_model_records_none():
-    with pytest.warns(UserWarning, match="records no image space fingerprint; cannot check E"):
+    with pytest.warns(UserWarning, match="records no image space fingerprint; cannot check E") as w:
         check_same_space(None, "abc", "embeddings", "E")
+    assert w[0].filename == __file__  # the caller's line, not wavbrivl's (wavbrivl.warn)
     check_same_space("abc", "abc", "embeddings", "E")
     with pytest.raises(ImageSpaceMismatch, match="E: embeddings of image space \\(none\\)"):
         check_same_space("abc", None, "embeddings", "E")

@@ -81,6 +81,25 @@ def test_loading_disables_masking_and_layerdrop_and_reads_preprocessing(encoders
         assert enc.normalize_waveform is (variant == "large")
 
 
+@pytest.mark.parametrize("variant, normalise", [("base", False), ("large", True)])
+def test_without_preprocessor_config_the_conv_norm_decides_and_a_warning_says_so(
+    wavlm_dirs, tmp_path, variant, normalise
+):
+    # fairseq's convention: LayerNorm conv stacks (Large) were trained on normalised audio.
+    folder = tmp_path / variant
+    shutil.copytree(wavlm_dirs[variant], folder)
+    (folder / "preprocessor_config.json").unlink()
+    norm = "layer" if normalise else "group"
+    with pytest.warns(UserWarning) as caught:
+        enc = _encoder(folder)
+    assert enc.normalize_waveform is normalise
+    assert [str(w.message) for w in caught] == [
+        f"WavLM {str(folder)!r} has no preprocessor_config.json; assuming "
+        f"do_normalize={normalise} from feat_extract_norm={norm!r}"
+    ]
+    assert caught[0].filename == __file__  # the caller's line, not wavbrivl's (wavbrivl.warn)
+
+
 def test_missing_directory_is_a_clear_error(tmp_path):
     missing = tmp_path / "no_such_wavlm"
     with pytest.raises(WavLMLoadError, match="no_such_wavlm.*not found"):

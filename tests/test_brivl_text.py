@@ -224,6 +224,7 @@ def test_texts_are_cut_at_80_tokens_with_a_warning(n_chars, truncated):
             "1 of 2 texts are longer than 80 tokens and were truncated to their first 78 "
             "word pieces"
         ]
+        assert caught[0].filename == __file__  # the caller's line, not wavbrivl's
     else:
         assert messages == []
 

@@ -24,7 +24,6 @@ so nothing of it is ignored. A final piece shorter than WavLM's receptive field 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 
 from wavbrivl.audiofile import AudioFileError, iter_windows, to_mono_16k
 from wavbrivl.extract.media import SAMPLE_RATE
+from wavbrivl.warn import warn_caller
 
 PathLike = str | os.PathLike
 AudioInput = PathLike | np.ndarray | torch.Tensor
@@ -58,9 +58,7 @@ def split_windows(samples: np.ndarray, window: int) -> Iterator[np.ndarray]:
 def check_same_space(ours: str | None, theirs: str | None, what: str, where: Any) -> None:
     """Refuse ``where`` (``what``: embeddings, a text encoder...) from another image space."""
     if ours is None:
-        warnings.warn(
-            f"the model records no image space fingerprint; cannot check {where}", stacklevel=3
-        )
+        warn_caller(f"the model records no image space fingerprint; cannot check {where}")
         return
     if theirs != ours:
         raise ImageSpaceMismatch(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from transformers import Wav2Vec2FeatureExtractor, WavLMModel
 from wavbrivl.configs import check_block, default_field, from_mapping
 from wavbrivl.extract.media import SAMPLE_RATE
 from wavbrivl.nn_blocks import MLP
+from wavbrivl.warn import warn_caller
 
 #: Config overrides applied when loading any WavLM: no SpecAugment-style masking and no
 #: layerdrop. The weighted layer sum expects every layer every step, and the frozen
@@ -372,10 +372,9 @@ def waveform_normalization(
         )
     except (OSError, ValueError):
         guess = wavlm.config.feat_extract_norm == "layer"
-        warnings.warn(
+        warn_caller(
             f"WavLM {source!r} has no preprocessor_config.json; assuming do_normalize={guess} "
-            f"from feat_extract_norm={wavlm.config.feat_extract_norm!r}",
-            stacklevel=2,
+            f"from feat_extract_norm={wavlm.config.feat_extract_norm!r}"
         )
         return guess
     if extractor.sampling_rate != SAMPLE_RATE:

@@ -52,7 +52,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -62,6 +61,7 @@ import torch
 
 from wavbrivl.api import ImageSpaceMismatch, split_windows
 from wavbrivl.checkpoints import CheckpointError, check_state_fits, read_checkpoint
+from wavbrivl.warn import warn_caller
 
 PathLike = str | os.PathLike
 SAMPLE_RATE = 16_000
@@ -400,10 +400,9 @@ def check_text_side(model: AudioModel, encoder: Any) -> None:
             f"{model.name} embeds into {model.dim} dimensions ({model.space.name})"
         )
     if model.space.fingerprint is None:
-        warnings.warn(
+        warn_caller(
             f"{model.name} records no fingerprint of its space; cannot check that {name} is "
-            f"{model.space.name}",
-            stacklevel=2,
+            f"{model.space.name}"
         )
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from wavbrivl.checkpoints import (
 from wavbrivl.configs import from_mapping
 from wavbrivl.hashing import sha256_of
 from wavbrivl.nn_blocks import MLP
+from wavbrivl.warn import warn_caller
 
 TEXT_PREFIX = "textencoder."
 #: Buffers that transformers < 4.31 saved with BERT's weights (the released checkpoint was
@@ -262,10 +262,9 @@ class BriVLTokenizer:
         full = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
         cut = sum(len(ids) > self.max_tokens for ids in full)
         if cut:
-            warnings.warn(
+            warn_caller(
                 f"{cut} of {len(texts)} texts are longer than {self.max_tokens} tokens and were "
-                f"truncated to their first {self.max_tokens - 2} word pieces",
-                stacklevel=2,
+                f"truncated to their first {self.max_tokens - 2} word pieces"
             )
         encoded = self.tokenizer(
             texts,
