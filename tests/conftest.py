@@ -20,6 +20,19 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 
 
+def _skip_mutmut_frames_in_warnings() -> None:
+    """Under workflow/bin/mutate, mutmut's trampolines stand between a test and wavbrivl's
+    functions: a warning's caller is the test's line all the same (wavbrivl.warn)."""
+    from wavbrivl import warn
+
+    spec = importlib.util.find_spec("mutmut")
+    if spec is not None and spec.submodule_search_locations:
+        warn.SKIPPED_DIRS.append(os.path.abspath(spec.submodule_search_locations[0]) + os.sep)
+
+
+_skip_mutmut_frames_in_warnings()
+
+
 def load_script(path: Path, name: str):
     """Import an executable script of workflow/bin (no .py suffix needed) as module ``name``."""
     loader = importlib.machinery.SourceFileLoader(name, str(path))

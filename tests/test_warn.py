@@ -12,7 +12,7 @@ import warnings
 import pytest
 
 from wavbrivl import warn
-from wavbrivl.warn import PACKAGE_DIR, in_package, warn_caller
+from wavbrivl.warn import PACKAGE_DIR, is_skipped, warn_caller
 
 # Three nested functions as if they were wavbrivl's: outer -> middle -> inner -> warn_caller.
 INSIDE = """
@@ -66,7 +66,7 @@ def test_the_category_is_passed_on():
 
 def test_a_stack_all_inside_the_package_stops_at_its_outermost_frame(monkeypatch):
     # Everything counts as the package: the warning goes to the outermost frame there is.
-    monkeypatch.setattr(warn, "in_package", lambda filename: True)
+    monkeypatch.setattr(warn, "is_skipped", lambda filename: True)
     record, _ = caught(package_functions()["outer"], "everywhere")
     outermost = sys._getframe()
     while outermost.f_back is not None:
@@ -77,11 +77,23 @@ def test_a_stack_all_inside_the_package_stops_at_its_outermost_frame(monkeypatch
     )
 
 
-def test_in_package_by_path():
-    assert in_package(warn.__file__)
-    assert in_package(os.path.join(PACKAGE_DIR, "sub", "x.py"))
-    assert not in_package(__file__)
+def test_skipped_by_folder():
+    assert is_skipped(warn.__file__)
+    assert is_skipped(os.path.join(PACKAGE_DIR, "sub", "x.py"))
+    assert not is_skipped(__file__)
     # A sibling folder whose name starts like the package's is not the package.
-    assert not in_package(PACKAGE_DIR.rstrip(os.sep) + "_extra" + os.sep + "x.py")
+    assert not is_skipped(PACKAGE_DIR.rstrip(os.sep) + "_extra" + os.sep + "x.py")
     # Relative names are taken from the working directory.
-    assert in_package(os.path.relpath(warn.__file__))
+    assert is_skipped(os.path.relpath(warn.__file__))
+
+
+def test_a_wrapper_s_folder_can_be_skipped_too(tmp_path, monkeypatch):
+    # A wrapper outside the package (here: compiled under tmp_path) calling into it.
+    wrapper = {"outer": package_functions()["outer"]}
+    code = "def wrapped(message):\n    outer(message)\n"
+    exec(compile(code, str(tmp_path / "wrapper.py"), "exec"), wrapper)  # noqa: S102
+    record, _ = caught(wrapper["wrapped"], "w")
+    assert record.filename == str(tmp_path / "wrapper.py")  # not skipped: the wrapper's line
+    monkeypatch.setattr(warn, "SKIPPED_DIRS", [PACKAGE_DIR, str(tmp_path) + os.sep])
+    record, line = caught(wrapper["wrapped"], "w")
+    assert (record.filename, record.lineno) == (__file__, line)

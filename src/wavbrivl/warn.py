@@ -13,18 +13,22 @@ import sys
 import warnings
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: Folders whose frames a warning passes over on its way to the user's line: this package,
+#: and any code that wraps calls into it (the tests add mutation testing's trampolines).
+SKIPPED_DIRS: list[str] = [PACKAGE_DIR]
 
 
 def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn`` pointing at the nearest caller outside the wavbrivl package."""
+    """``warnings.warn`` pointing at the nearest caller outside :data:`SKIPPED_DIRS`."""
     frame = sys._getframe(1)  # the wavbrivl function that warns
     level = 2  # its stack level as warnings.warn counts from here
-    while frame.f_back is not None and in_package(frame.f_code.co_filename):
+    while frame.f_back is not None and is_skipped(frame.f_code.co_filename):
         frame = frame.f_back
         level += 1
     warnings.warn(message, category, stacklevel=level)
 
 
-def in_package(filename: str) -> bool:
-    """Whether code from ``filename`` is part of the wavbrivl package."""
-    return os.path.abspath(filename).startswith(PACKAGE_DIR)
+def is_skipped(filename: str) -> bool:
+    """Whether code from ``filename`` lies in one of :data:`SKIPPED_DIRS`."""
+    path = os.path.abspath(filename)
+    return any(path.startswith(folder) for folder in SKIPPED_DIRS)
