@@ -278,6 +278,7 @@ def test_journal_lines_of_mirror_copies(tmp_path, media):
         "m",
     )
     assert ok.section_start_s == 7.0 and ok.section_end_s is None and ok.sha256 == sha(media["a"])
+    assert ok.reason == "" and by_id(table)["aaa_7000"]["reason"] == ""
     assert (bad.file, bad.bytes, bad.source, bad.sha256, bad.section_start_s) == (
         None,
         0,

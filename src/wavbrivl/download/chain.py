@@ -170,14 +170,14 @@ class ChainRunner:
             status=copy.status,
             reason=copy.reason,
             attempt=attempt,
-            bytes=copy.size if ok else 0,
+            bytes=copy.size,
             seconds=round(time.monotonic() - started, 3),
             file=f"{clip.clip_id}{hit.suffix}" if ok else None,
             section_start_s=_section_start(clip, hit) if ok else None,
             section_end_s=None,
             finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
             source=hit.step if ok else None,
-            sha256=copy.sha256 if ok else None,
+            sha256=copy.sha256,
         )
         self.journal.append(entry)
         if not ok:
@@ -219,7 +219,7 @@ class ChainRunner:
         verdict = check_media_file(self.ffmpeg, src, require_video=self.require_video)
         if verdict.status != st.OK:
             return Verified(verdict.status, clean_message(f"{hit.origin}: {verdict.reason}"))
-        return Verified(st.OK, verdict.reason, sha256, size, src)
+        return Verified(st.OK, "", sha256, size, src)
 
     def _read_member(self, clip: Clip, hit: Hit) -> tuple[Path, tuple[str, int] | MemberError]:
         prepared = self.prepared.pop(clip.clip_id, None)
@@ -234,7 +234,8 @@ class ChainRunner:
 
 
 class Verified(NamedTuple):
-    """What checking a mirror's copy found; the hash, size and file only of a good one."""
+    """What checking a mirror's copy found. Only a good copy has a hash, a size (its journal
+    line's bytes) and a file to put in place: a bad one's are None, 0 and None."""
 
     status: str
     reason: str
