@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
@@ -56,6 +57,29 @@ def test_each_toy_key_is_refused_by_name(block, key, named):
         "`allow_toy_models: true` to the config to run them anyway."
     )
     assert isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("block", "key", "named"),
+    [
+        (
+            "embed",
+            "encoder",
+            "embed.encoder=demo (tiny image encoder trained on the synthetic demo frames)",
+        ),
+        (
+            "generate",
+            "vqgan",
+            "generate.vqgan=demo (tiny VQGAN trained on the synthetic demo frames)",
+        ),
+    ],
+)
+def test_the_demos_trained_toys_are_refused_by_name(block, key, named):
+    cfg = _with((block, key, "demo"))
+    assert toy_keys(cfg) == [named]
+    with pytest.raises(ToyModelError, match=re.escape(named)):
+        check_no_toy_models(cfg)
+    check_no_toy_models(_with((block, key, "demo"), allow=True))
 
 
 def test_every_toy_key_is_named_in_one_message():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -219,3 +220,22 @@ def test_real_models_plan_without_the_flag(tmp_path):
     jobs = planned_jobs(_dry_run(tmp_path, _real(VALID)))
     assert jobs["check_weights"] == 1  # the BriVL checkpoint, checked before it is read
     assert "prepare_tiny_wavlm" not in jobs
+
+
+def test_the_demo_encoder_is_trained_before_any_job_reads_it(tmp_path):
+    from wavbrivl.demo.encoder_train import DEMO_ENCODER_PATH
+
+    config = ["--configfile", str(REPO / "config" / "config.yaml")]
+    result = run_snakemake(tmp_path, "-n", *config, "--config", "embed={encoder: demo}")
+    jobs = planned_jobs(result)
+    assert jobs["train_demo_image_encoder"] == 1
+    assert "check_weights" not in jobs  # made by the run, not a file to provide
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout)
+    training = [b for b in blocks if re.match(r"(local)?rule train_demo_image_encoder:", b)]
+    assert f"output: {DEMO_ENCODER_PATH}," in training[0]
+    readers = {
+        re.match(r"(?:local)?rule (\w+):", b)[1]
+        for b in blocks
+        if re.match(r"(?:local)?rule \w+:", b) and DEMO_ENCODER_PATH in b.split("output:")[0]
+    }
+    assert readers == {"embed_images", "generate_images", "assemble_sheets", "benchmark_zeroshot"}

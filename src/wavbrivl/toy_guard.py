@@ -16,6 +16,7 @@ from typing import Any
 #: (block, key, toy value, what it is). A key counts only where the run uses it (see toy_keys).
 TOY_VALUES: tuple[tuple[str, str, str, str], ...] = (
     ("embed", "encoder", "tiny", "random tiny image encoder"),
+    ("embed", "encoder", "demo", "tiny image encoder trained on the synthetic demo frames"),
     ("embed", "architecture", "tiny", "toy-size BriVL checkpoint"),
     ("audio", "wavlm", "tiny", "random tiny WavLM"),
     ("generate", "vqgan", "tiny", "random tiny VQGAN"),

@@ -242,7 +242,13 @@ def get_embedding_shards():
 ENCODERS_WITH_WEIGHTS = ("brivl", "clip", "open_clip")
 
 
+#: The demo's trained image encoder (embed.encoder: demo), made by train_demo_image_encoder.
+DEMO_ENCODER = "results/demo/image_encoder/demo_brivl.pth"
+
+
 def get_encoder_weights(wildcards):
+    if config["embed"]["encoder"] == "demo":
+        return [DEMO_ENCODER]
     weights = config["embed"]["weights"]
     return existing(weights) if config["embed"]["encoder"] in ENCODERS_WITH_WEIGHTS else []
 
@@ -592,6 +598,8 @@ def get_text_side_inputs(wildcards):
     """The text side's local folders and files, so a rule that makes one runs first."""
     text = get_text_side_config(wildcards)
     paths = [text.get("text_tokenizer")]
-    if text["encoder"] != "tiny":
+    if text["encoder"] == "demo":
+        paths.append(DEMO_ENCODER)
+    elif text["encoder"] != "tiny":
         paths.append(text.get("weights"))
     return [p for p in paths if p]

@@ -15,11 +15,11 @@ rule synthesise_demo:
         "../../envs/media.yaml"
     threads: 2
     params:
-        # The benchmark set and the demo's VQGAN have their own rules: they must not rerun the videos.
+        # The benchmark set and the demo's own models have their own rules: they must not rerun the videos.
         demo={
             k: v
             for k, v in config["demo"].items()
-            if k not in ("benchmark_clips_per_class", "vqgan")
+            if k not in ("benchmark_clips_per_class", "vqgan", "image_encoder")
         },
     script:
         "../scripts/synthesise_demo.py"
@@ -65,6 +65,29 @@ rule train_demo_vqgan:
         split="train",
     script:
         "../scripts/train_demo_vqgan.py"
+
+
+# The demo's own image encoder (embed.encoder: demo): the tiny BriVL tower trained on the
+# training split's frames without labels, so that the frozen space the audio learns has seen
+# pictures like the demo's (wavbrivl.demo.encoder_train).
+rule train_demo_image_encoder:
+    input:
+        unpack(get_demo_vqgan_inputs),
+    output:
+        ckpt=DEMO_ENCODER,
+        train_log="results/demo/image_encoder/train_log.tsv",
+    log:
+        "logs/train_demo_image_encoder/demo.log",
+    benchmark:
+        "benchmarks/train_demo_image_encoder/demo.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    params:
+        image_encoder=config["demo"]["image_encoder"],
+        split="train",
+    script:
+        "../scripts/train_demo_image_encoder.py"
 
 
 # How well the demo's pictures show the sound: the class agreement of the generated images

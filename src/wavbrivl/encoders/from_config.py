@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from wavbrivl.demo.encoder_train import DEMO_ENCODER_PATH
 from wavbrivl.devices import pick_device
 from wavbrivl.encoders.brivl import BRIVL_1_0, TINY_BRIVL
 from wavbrivl.encoders.registry import ImageEncoder, build_encoder
@@ -23,6 +24,15 @@ def encoder_from_config(cfg: dict[str, Any]) -> ImageEncoder:
     if cfg["encoder"] == "tiny":
         return build_encoder(
             "tiny",
+            seed=cfg["seed"],
+            box_mode=cfg["box_mode"],
+            device=device,
+            text_folder=text_folder,
+        )
+    if cfg["encoder"] == "demo":  # made by the rule train_demo_image_encoder
+        return build_encoder(
+            "demo",
+            weights=DEMO_ENCODER_PATH,
             seed=cfg["seed"],
             box_mode=cfg["box_mode"],
             device=device,

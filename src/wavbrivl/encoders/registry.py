@@ -4,7 +4,8 @@ An encoder carries its own preprocessing (so the two never drift apart) and a fi
 the SHA-256 of everything that changes its embeddings (weights, architecture, preprocessing,
 box mode). Embedding caches store the fingerprint and are recomputed when it changes.
 
-Builders are registered in :data:`ENCODERS`: BriVL and its tiny twin here, HF-format CLIP
+Builders are registered in :data:`ENCODERS`: BriVL, its tiny twin and the demo's trained tiny
+tower here, HF-format CLIP
 (:mod:`wavbrivl.encoders.clip`) and OpenCLIP (:mod:`wavbrivl.encoders.open_clip`), which also
 offer ``encode_text``. Others can be added with a builder function returning an object that
 satisfies :class:`ImageEncoder`.
@@ -200,10 +201,37 @@ def build_tiny(
     )
 
 
+def build_demo(
+    weights: str | os.PathLike,
+    seed: int = 0,
+    box_mode: str = "whole",
+    device: str | torch.device = "cpu",
+    text_folder: str | os.PathLike | None = None,
+) -> BriVLEncoder:
+    """The tiny BriVL tower trained on the demo's frames (:mod:`wavbrivl.demo.encoder_train`),
+    from its BriVL-format checkpoint: a toy, NOT a model of real images.
+
+    With ``text_folder`` also :func:`build_tiny`'s seeded random text tower (the training
+    has no text: zero-shot answers stay at chance)."""
+    model = BriVLImageEncoder(TINY_BRIVL)
+    weights_sha256 = load_brivl_image_weights(model, weights)
+    return BriVLEncoder(
+        model,
+        name="demo-trained-tiny-brivl",
+        box_mode=box_mode,
+        weights_id={"weights_sha256": weights_sha256, "text_seed": seed},
+        device=device,
+        text=None
+        if text_folder is None
+        else build_random_text(text_folder, seed=seed, device=device),
+    )
+
+
 #: Encoder builders by name; ``ENCODERS[name](**kwargs) -> ImageEncoder``.
 ENCODERS: dict[str, Callable[..., ImageEncoder]] = {
     "brivl": build_brivl,
     "tiny": build_tiny,
+    "demo": build_demo,  # the tiny tower trained on the demo's frames
     "clip": build_clip,  # HF-format CLIP from a local folder (wavbrivl.encoders.clip)
     "open_clip": build_open_clip,  # OpenCLIP from a local file or folder
 }
