@@ -99,7 +99,7 @@ def test_box_mode_changes_embeddings_and_fingerprint():
 
 
 def test_unknown_names_list_the_known_ones():
-    known = r"\['brivl', 'clip', 'open_clip', 'tiny'\]"
+    known = r"\['brivl', 'clip', 'demo', 'open_clip', 'tiny'\]"
     with pytest.raises(ValueError, match=rf"unknown encoder 'siglip'; known: {known}"):
         build_encoder("siglip")
     with pytest.raises(ValueError, match="unknown box mode 'boxes'"):
