@@ -104,7 +104,7 @@ def test_unknown_names_list_the_known_ones():
         build_encoder("siglip")
     with pytest.raises(ValueError, match="unknown box mode 'boxes'"):
         build_tiny(box_mode="boxes")
-    assert set(ENCODERS) == {"brivl", "tiny", "clip", "open_clip"}
+    assert set(ENCODERS) == {"brivl", "tiny", "demo", "clip", "open_clip"}
 
 
 def test_build_brivl_loads_official_format_and_fingerprints_the_file(tmp_path):
